@@ -1,0 +1,59 @@
+//! What every front end shares: the broker, who the users are, and how the
+//! server presents itself in hints.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::AuthMode;
+use crate::identity::Users;
+
+#[derive(Debug)]
+pub struct App {
+    pub broker: Broker,
+    pub users: Users,
+    pub auth: AuthMode,
+    /// Host name printed in hints.
+    pub domain: String,
+    /// Port printed in hints; 22 prints no `-p`.
+    pub advertise_port: u16,
+    /// Cancelled on SIGINT/SIGTERM: every client is told and let go.
+    pub shutdown: CancellationToken,
+    /// The `#N` of client ids (`USER@IP:PORT#N`).
+    next_client: AtomicU64,
+}
+
+impl App {
+    pub fn new(
+        broker: Broker,
+        users: Users,
+        auth: AuthMode,
+        domain: String,
+        advertise_port: u16,
+        shutdown: CancellationToken,
+    ) -> Self {
+        App {
+            broker,
+            users,
+            auth,
+            domain,
+            advertise_port,
+            shutdown,
+            next_client: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_client_number(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `ssh -p 2222 DOMAIN` (or `ssh DOMAIN` on port 22), for hints.
+    pub fn ssh_prefix(&self) -> String {
+        if self.advertise_port == 22 {
+            format!("ssh {}", self.domain)
+        } else {
+            format!("ssh -p {} {}", self.advertise_port, self.domain)
+        }
+    }
+}

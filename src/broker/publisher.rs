@@ -1,0 +1,227 @@
+//! The sending side of a topic: blocking waits, line framing, fan-out and
+//! the final flush that makes `msg sent!` true.
+//!
+//! The pump reads from any `ByteSource` (an SSH channel, an HTTP body), so
+//! both front ends get exactly the same delivery rules. It reads a chunk
+//! only when it can deliver it: while a blocking pub waits for receivers it
+//! reads nothing, and the front end's own flow control holds the client back,
+//! so nothing is lost and server memory does not grow.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::Registration;
+use super::framer::Framer;
+use super::topic::{Item, Topic};
+
+/// A partial line is sent after this long without new data (SPEC §5.5).
+const LINE_HOLD: Duration = Duration::from_millis(100);
+
+/// Where a sender's bytes come from. `Ok(None)` is end of input.
+/// `next_chunk` must be cancel-safe: the pump races it against a timer.
+pub trait ByteSource: Send {
+    fn next_chunk(&mut self) -> impl Future<Output = std::io::Result<Option<Bytes>>> + Send;
+}
+
+/// Stages a pub reports on its way (SPEC §4.2), for the status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubStage {
+    /// No receiver: waiting up to this long.
+    Waiting(Duration),
+    /// A receiver is there (or the pub does not block): sending.
+    Sending,
+}
+
+/// Receives stage reports; the SSH side turns them into stderr lines.
+pub trait StageSink: Send {
+    fn stage(&mut self, stage: PubStage) -> impl Future<Output = ()> + Send;
+}
+
+/// A sink for senders that print nothing (pipes, `-c`).
+impl StageSink for () {
+    async fn stage(&mut self, _stage: PubStage) {}
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PumpOptions {
+    /// Wait for a receiver before sending, and whenever none is left.
+    pub block: bool,
+    /// Bound on each such wait.
+    pub timeout: Duration,
+    /// Send nothing; only wait as `block` says (a trigger).
+    pub empty: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error("timeout reached, exiting")]
+    Timeout,
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A sender's handle on its topic.
+pub struct Publisher {
+    registration: Arc<Registration>,
+    topic: Arc<Topic>,
+    /// A pipe with `-r` also receives its own data.
+    replay: bool,
+    framer: Framer,
+    /// Bytes handed to receivers so far.
+    pub sent: u64,
+}
+
+impl Publisher {
+    pub(crate) fn new(registration: Arc<Registration>, topic: Arc<Topic>, replay: bool) -> Self {
+        Publisher {
+            registration,
+            topic,
+            replay,
+            framer: Framer::default(),
+            sent: 0,
+        }
+    }
+
+    /// Receivers on the topic. Only pubs block, and a pub is not a receiver,
+    /// so this never counts the sender itself.
+    fn receivers(&self) -> usize {
+        self.topic.counts.borrow().receivers
+    }
+
+    /// Waits (up to `timeout`) until someone can receive, reporting the wait.
+    async fn await_receivers(
+        &mut self,
+        timeout: Duration,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
+        if self.receivers() > 0 {
+            return Ok(());
+        }
+        sink.stage(PubStage::Waiting(timeout)).await;
+        self.topic.lock().waiting_pubs += 1;
+        let _waiting = WaitingGuard(&self.topic);
+        let mut counts = self.topic.counts.subscribe();
+        let wait = async {
+            loop {
+                if self.receivers() > 0 {
+                    return;
+                }
+                if counts.changed().await.is_err() {
+                    // The topic's sender side is gone: cannot happen while we
+                    // hold it, but never spin if it does.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| PumpError::Timeout)
+    }
+
+    /// Sends one chunk to every receiver connected now, pacing on the slowest.
+    pub async fn deliver(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let me = self.registration.id;
+        for slot in self.topic.receivers().iter() {
+            if slot.member == me && !self.replay {
+                continue;
+            }
+            slot.deliver(&chunk).await;
+        }
+        self.sent += chunk.len() as u64;
+    }
+
+    /// Hands a chunk to the framer, delivering what it releases.
+    pub async fn send(&mut self, chunk: Bytes) {
+        let shared = self.topic.counts.borrow().senders >= 2;
+        if let Some(out) = self.framer.push(chunk, shared) {
+            self.deliver(out).await;
+        }
+    }
+
+    /// Delivers a held partial line and waits until every lossless receiver
+    /// has handed all it was given to its client.
+    pub async fn finish(&mut self) {
+        if let Some(rest) = self.framer.take_held() {
+            self.deliver(rest).await;
+        }
+        let me = self.registration.id;
+        let mut acks = Vec::new();
+        for slot in self.topic.receivers().iter() {
+            if slot.lossy || (slot.member == me && !self.replay) {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if slot.tx.send(Item::Flush(tx)).await.is_ok() {
+                acks.push(rx);
+            }
+        }
+        for ack in acks {
+            // An error means the receiver left, which also settles it.
+            let _ = ack.await;
+        }
+    }
+
+    /// Runs a whole sender: wait, read, frame, deliver, flush.
+    pub async fn pump(
+        &mut self,
+        source: &mut impl ByteSource,
+        opts: PumpOptions,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
+        if opts.block {
+            self.await_receivers(opts.timeout, sink).await?;
+        }
+        sink.stage(PubStage::Sending).await;
+        if !opts.empty {
+            self.pump_input(source, opts).await?;
+        }
+        self.finish().await;
+        Ok(())
+    }
+
+    async fn pump_input(
+        &mut self,
+        source: &mut impl ByteSource,
+        opts: PumpOptions,
+    ) -> Result<(), PumpError> {
+        loop {
+            if opts.block {
+                self.await_receivers(opts.timeout, &mut ()).await?;
+            }
+            let next = if self.framer.has_held() {
+                match tokio::time::timeout(LINE_HOLD, source.next_chunk()).await {
+                    Ok(next) => next?,
+                    Err(_) => {
+                        if let Some(held) = self.framer.take_held() {
+                            self.deliver(held).await;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                source.next_chunk().await?
+            };
+            match next {
+                Some(chunk) => self.send(chunk).await,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Keeps `ls`'s count of waiting pubs right however the wait ends.
+struct WaitingGuard<'a>(&'a Topic);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.waiting_pubs = inner.waiting_pubs.saturating_sub(1);
+    }
+}

@@ -1,0 +1,87 @@
+//! The `sshpipe` binary: options → logging → server → wait for a signal.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use sshpipe::config::{Cli, HttpListen, LogFormat, ServeArgs};
+use sshpipe::server::{self, Options};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = Cli::parse().into_serve();
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sshpipe: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the cause (SPEC §2).
+            eprintln!("sshpipe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let opts = Options {
+        ssh_listen: args.ssh_listen,
+        data_dir: args.data_dir.clone(),
+        users: args.users.clone(),
+        auth: args.auth,
+        domain: args.domain.clone(),
+        advertise_port: args.advertise_port,
+        ssh_limits: Default::default(),
+        broker: Default::default(),
+    };
+    let running = server::start(opts).await?;
+    let http = match args.http_listen {
+        HttpListen::Off => "off".to_string(),
+        HttpListen::On(addr) => format!("{addr} (not served yet)"),
+    };
+    tracing::info!(
+        ssh = %running.ssh_addr,
+        http = %http,
+        host_key = %running.host_key_fingerprint,
+        auth = ?args.auth,
+        data_dir = %args.data_dir.display(),
+        "sshpipe listening"
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), running.join)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than 10 s; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Start-up: turn options into a running server (used by `main` and by the
+//! tests, which bind port 0 and shut down on drop).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::broker::{Broker, BrokerConfig};
+use crate::config::{AuthMode, load_users};
+use crate::hostkey;
+use crate::ssh::{self, SshLimits};
+
+/// Everything needed to run the server, already checked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ssh_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub users: Option<PathBuf>,
+    pub auth: AuthMode,
+    pub domain: String,
+    /// `None`: the port actually bound.
+    pub advertise_port: Option<u16>,
+    pub ssh_limits: SshLimits,
+    pub broker: BrokerConfig,
+}
+
+/// A started server. `shutdown` stops it; `join` waits for it.
+pub struct Running {
+    pub ssh_addr: SocketAddr,
+    pub host_key_fingerprint: String,
+    pub shutdown: CancellationToken,
+    pub join: JoinHandle<()>,
+    /// The shared state, for in-process observers (tests, metrics).
+    pub app: Arc<App>,
+}
+
+/// Checks the configuration, binds, and starts serving in the background.
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let users = load_users(opts.users.as_deref(), opts.auth)?;
+    hostkey::ensure_data_dir(&opts.data_dir)?;
+    let key = hostkey::load_or_create(&opts.data_dir)?;
+    let host_key_fingerprint = hostkey::fingerprint(&key);
+    let listener = TcpListener::bind(opts.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (SSH)", opts.ssh_listen))?;
+    let ssh_addr = listener
+        .local_addr()
+        .context("reading the SSH listen address")?;
+    let shutdown = CancellationToken::new();
+    let app = Arc::new(App::new(
+        Broker::new(opts.broker.clone()),
+        users,
+        opts.auth,
+        opts.domain.clone(),
+        opts.advertise_port.unwrap_or(ssh_addr.port()),
+        shutdown.clone(),
+    ));
+    let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits));
+    let join = tokio::spawn(ssh::serve(
+        listener,
+        Arc::clone(&app),
+        config,
+        opts.ssh_limits.clone(),
+    ));
+    Ok(Running {
+        ssh_addr,
+        host_key_fingerprint,
+        shutdown,
+        join,
+        app,
+    })
+}

@@ -1,0 +1,209 @@
+//! One command on one channel, start to finish: parse the exec string, run
+//! it, and always end with an exit status (OpenSSH exits 255 without one).
+//!
+//! The whole command races the connection's end and the server's shutdown,
+//! so no task outlives its client and every client hears why it was cut.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf};
+use tokio_util::sync::CancellationToken;
+
+use super::out::{Gone, Out};
+use super::pubsub;
+use crate::app::App;
+use crate::broker::TopicListing;
+use crate::command::{self, Command, UsageError};
+use crate::identity::Identity;
+use crate::topic::{Namespace, Resolver, TopicError, TopicRef};
+
+pub struct Request {
+    pub app: Arc<App>,
+    pub identity: Identity,
+    pub peer: SocketAddr,
+    /// Cancelled when the connection ends.
+    pub conn: CancellationToken,
+    /// `None` for a shell request (no command).
+    pub exec: Option<Vec<u8>>,
+}
+
+/// How a command ended, for the exit status and the session log line.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub status: u32,
+    pub topic: Option<String>,
+    pub bytes_in: u64,
+}
+
+impl Report {
+    pub fn status(status: u32) -> Self {
+        Report {
+            status,
+            ..Report::default()
+        }
+    }
+}
+
+/// Runs one command on a channel; spawned by the handler.
+pub async fn run(req: Request, channel: Channel<Msg>) {
+    let started = Instant::now();
+    let (mut read, write) = channel.split();
+    let mut out = Out::new(write, req.conn.clone());
+    let shutdown = req.app.shutdown.clone();
+    let exec = req
+        .exec
+        .as_deref()
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    let result = tokio::select! {
+        r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
+        () = shutdown.cancelled() => {
+            let _ = out.line("server shutting down").await;
+            Ok(Report::status(1))
+        }
+        () = req.conn.cancelled() => Err(Gone),
+    };
+    let (status, topic, bytes_in) = match &result {
+        Ok(r) => (Some(r.status), r.topic.clone(), r.bytes_in),
+        Err(Gone) => (None, None, 0),
+    };
+    tracing::info!(
+        user = %req.identity.name,
+        peer = %req.peer,
+        cmd = exec.as_deref().unwrap_or("(shell)"),
+        topic = topic.as_deref().unwrap_or("-"),
+        bytes_in,
+        bytes_out = out.bytes_out,
+        duration_ms = started.elapsed().as_millis() as u64,
+        status = status.map_or_else(|| "client gone".to_string(), |s| s.to_string()),
+        "session end"
+    );
+    if let Some(status) = status {
+        out.finish(status).await;
+    }
+}
+
+async fn dispatch(
+    req: &Request,
+    exec: Option<&str>,
+    read: &mut ChannelReadHalf,
+    out: &mut Out,
+) -> Result<Report, Gone> {
+    if req
+        .exec
+        .as_deref()
+        .is_some_and(|b| std::str::from_utf8(b).is_err())
+    {
+        return usage_error(req, out, &UsageError::UnknownCommand("(not UTF-8)".into())).await;
+    }
+    let cmd = match command::parse(exec.unwrap_or("")) {
+        Ok(cmd) => cmd,
+        Err(e) => return usage_error(req, out, &e).await,
+    };
+    match cmd {
+        Command::Help => {
+            out.text(&help(&req.app)).await?;
+            Ok(Report::status(0))
+        }
+        Command::Usage(kind) => {
+            out.text(&command::usage_text(kind)).await?;
+            Ok(Report::status(0))
+        }
+        Command::Whoami => {
+            out.text(&req.identity.whoami_text()).await?;
+            Ok(Report::status(0))
+        }
+        Command::Ls => {
+            let listing = req.app.broker.list(&req.identity);
+            out.text(&format_listing(&listing, &req.identity.name))
+                .await?;
+            Ok(Report::status(0))
+        }
+        Command::Pub(args) => pubsub::publish(req, args, read, out).await,
+        Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
+        Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
+    }
+}
+
+fn help(app: &App) -> String {
+    format!(
+        "{}\nthis server: {} COMMAND\n",
+        command::help_text().trim_end(),
+        app.ssh_prefix()
+    )
+}
+
+/// One line naming the problem, then the usage (SPEC §4.3), exit 2.
+pub async fn usage_error(req: &Request, out: &mut Out, err: &UsageError) -> Result<Report, Gone> {
+    out.line(&err.to_string()).await?;
+    match err.kind() {
+        Some(kind) => out.line(command::usage_text(kind).trim_end()).await?,
+        None => {
+            let hint = format!("run `{} help` for the commands", req.app.ssh_prefix());
+            out.line(&hint).await?;
+        }
+    }
+    Ok(Report::status(2))
+}
+
+/// A bad topic name is a usage error too.
+pub async fn topic_error(out: &mut Out, err: &TopicError) -> Result<Report, Gone> {
+    out.line(&err.to_string()).await?;
+    Ok(Report::status(2))
+}
+
+/// Resolves a typed topic name for this client.
+pub fn resolve(req: &Request, typed: &str, public: bool) -> Result<TopicRef, TopicError> {
+    let users = &req.app.users;
+    let is_user = |name: &str| users.is_user(name);
+    Resolver {
+        user: &req.identity.name,
+        admin: req.identity.admin,
+        is_user: &is_user,
+    }
+    .resolve(typed, public, false)
+}
+
+/// The name a user would type for a topic (SPEC §4.4).
+pub fn typed_name(topic: &TopicRef, viewer: &str) -> String {
+    match &topic.namespace {
+        Namespace::Public => format!("public/{}", topic.local),
+        Namespace::User(owner) if owner == viewer => topic.local.clone(),
+        Namespace::User(_) => topic.full.clone(),
+    }
+}
+
+pub fn format_listing(listing: &[TopicListing], viewer: &str) -> String {
+    if listing.is_empty() {
+        return "no topics\n".to_string();
+    }
+    let mut s = String::new();
+    for t in listing {
+        s.push_str(&typed_name(&t.topic, viewer));
+        s.push('\n');
+        if let Some(acl) = &t.access {
+            s.push_str(&format!("  access: {}\n", acl.0.join(",")));
+        }
+        for (what, ids) in [("pubs", &t.pubs), ("subs", &t.subs), ("pipes", &t.pipes)] {
+            s.push_str(&format!("  {what}: {}", ids.len()));
+            if !ids.is_empty() {
+                s.push_str(&format!(" ({})", ids.join(", ")));
+            }
+            s.push('\n');
+        }
+        s.push_str(&format!("  waiting pubs: {}\n", t.waiting_pubs));
+    }
+    s
+}
+
+/// Reads and discards stdin until the client closes the channel; the
+/// connection's read loop stalls if a kept channel is not drained.
+pub async fn drain_until_closed(read: &mut ChannelReadHalf) {
+    while let Some(msg) = read.wait().await {
+        if matches!(msg, ChannelMsg::Close) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The russh `Handler`: authenticate, answer every request, and hand each
+//! command to its own task.
+//!
+//! Callbacks run inside the connection's read loop, so they never wait on
+//! anything slow: they decide, reply, and spawn. Every request that wants a
+//! reply gets one — an unanswered request hangs the OpenSSH client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::keys::HashAlg;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::exec::{self, Request};
+use crate::app::App;
+use crate::config::AuthMode;
+use crate::identity::{self, Identity};
+
+pub struct Conn {
+    app: Arc<App>,
+    peer: SocketAddr,
+    identity: Option<Identity>,
+    /// Session channels opened but not yet given a command.
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Cancelled when this connection ends.
+    conn: CancellationToken,
+    tracker: TaskTracker,
+    /// Told once authentication succeeds (the auth time limit stops then).
+    authed: Option<oneshot::Sender<()>>,
+}
+
+impl Conn {
+    pub fn new(
+        app: Arc<App>,
+        peer: SocketAddr,
+        conn: CancellationToken,
+        tracker: TaskTracker,
+        authed: oneshot::Sender<()>,
+    ) -> Self {
+        Conn {
+            app,
+            peer,
+            identity: None,
+            channels: HashMap::new(),
+            conn,
+            tracker,
+            authed: Some(authed),
+        }
+    }
+
+    /// The identity a key would get, or `None` when it may not log in.
+    fn identity_for(&self, key: &russh::keys::PublicKey) -> Option<Identity> {
+        let fp = key.fingerprint(HashAlg::Sha256).to_string();
+        match identity::identify(&self.app.users, &fp) {
+            Some(id) => Some(id),
+            None if self.app.auth == AuthMode::Open => Some(identity::anonymous(&fp)),
+            None => None,
+        }
+    }
+
+    fn start(&mut self, channel: ChannelId, exec: Option<Vec<u8>>, session: &mut Session) {
+        let (Some(ch), Some(identity)) = (self.channels.remove(&channel), self.identity.clone())
+        else {
+            let _ = session.channel_failure(channel);
+            return;
+        };
+        let _ = session.channel_success(channel);
+        let req = Request {
+            app: Arc::clone(&self.app),
+            identity,
+            peer: self.peer,
+            conn: self.conn.clone(),
+            exec,
+        };
+        self.tracker.spawn(exec::run(req, ch));
+    }
+}
+
+fn publickey_only() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey][..])
+}
+
+fn reject() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(publickey_only()),
+        partial_success: false,
+    }
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Say no before the client signs with a key that cannot log in, so
+        // OpenSSH moves on to its next key.
+        Ok(match self.identity_for(offer.public_key) {
+            Some(_) => Auth::Accept,
+            None => reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        _user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(identity) = self.identity_for(key.public_key) else {
+            return Ok(reject());
+        };
+        tracing::debug!(peer = %self.peer, user = %identity.name, "authenticated");
+        self.identity = Some(identity);
+        if let Some(tx) = self.authed.take() {
+            let _ = tx.send(());
+        }
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // A channel closed before any command: drop it so nothing queues on it.
+        self.channels.remove(&channel);
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, Some(data.to_vec()), session);
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, None, session);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Accepted so interactive `ssh host` works; we never translate bytes.
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, subsystem = name, "subsystem refused");
+        session.channel_failure(channel)?;
+        // Nothing will run on this channel: end it so the client does not wait.
+        if self.channels.remove(&channel).is_some() {
+            session.exit_status_request(channel, 1)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+}

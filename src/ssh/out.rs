@@ -1,0 +1,73 @@
+//! Writing to a client: stdout, stderr lines, and the exit sequence.
+//!
+//! A write blocked on a full SSH window is not woken when the client dies,
+//! so every write races the connection's cancellation token; a dead
+//! subscriber therefore never strands its task or its sender.
+
+use bytes::Bytes;
+use russh::ChannelWriteHalf;
+use russh::server::Msg;
+use tokio_util::sync::CancellationToken;
+
+/// The client went away; nothing more can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
+pub struct Out {
+    write: ChannelWriteHalf<Msg>,
+    /// Cancelled when the connection ends.
+    conn: CancellationToken,
+    /// Bytes written to stdout.
+    pub bytes_out: u64,
+}
+
+impl Out {
+    pub fn new(write: ChannelWriteHalf<Msg>, conn: CancellationToken) -> Self {
+        Out {
+            write,
+            conn,
+            bytes_out: 0,
+        }
+    }
+
+    /// Writes data to the client's stdout, waiting for its window.
+    pub async fn stdout(&mut self, data: Bytes) -> Result<(), Gone> {
+        let len = data.len() as u64;
+        tokio::select! {
+            r = self.write.data_bytes(data) => r.map_err(|_| Gone)?,
+            () = self.conn.cancelled() => return Err(Gone),
+        }
+        self.bytes_out += len;
+        Ok(())
+    }
+
+    /// Writes one line (a newline is added) to the client's stderr.
+    pub async fn line(&mut self, text: &str) -> Result<(), Gone> {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'\n');
+        tokio::select! {
+            r = self.write.extended_data_bytes(1, bytes) => r.map_err(|_| Gone),
+            () = self.conn.cancelled() => Err(Gone),
+        }
+    }
+
+    /// Text on stdout (help, whoami, ls).
+    pub async fn text(&mut self, text: &str) -> Result<(), Gone> {
+        self.stdout(Bytes::copy_from_slice(text.as_bytes())).await
+    }
+
+    /// Exit status, then EOF and close: OpenSSH exits 255 without a status.
+    /// Everything written before is already queued ahead of these.
+    pub async fn finish(self, status: u32) {
+        let seq = async {
+            self.write.exit_status(status).await?;
+            self.write.eof().await?;
+            self.write.close().await
+        };
+        tokio::select! {
+            _ = seq => {}
+            () = self.conn.cancelled() => {}
+        }
+    }
+}

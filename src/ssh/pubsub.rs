@@ -1,0 +1,321 @@
+//! `pub`, `sub` and `pipe` over an SSH channel: glue between the channel's
+//! halves and the broker's `Publisher` / `Subscription`.
+//!
+//! Reading stdin and writing stdout always run concurrently: a client that
+//! sends while we wait for its window would otherwise deadlock, because
+//! russh only reads window adjustments while our channel queue has room.
+
+use std::io;
+
+use bytes::Bytes;
+use russh::{ChannelMsg, ChannelReadHalf};
+use tokio_util::sync::CancellationToken;
+
+use super::exec::{Report, Request, drain_until_closed, resolve, topic_error, usage_error};
+use super::out::{Gone, Out};
+use crate::broker::{
+    BrokerError, ByteSource, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role,
+    StageSink, Subscription,
+};
+use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
+use crate::topic::{Namespace, TopicRef, parse_access};
+
+/// Stdin of an SSH channel as a stream of chunks (zero-copy `Bytes`).
+struct ChannelSource<'a>(&'a mut ChannelReadHalf);
+
+impl ByteSource for ChannelSource<'_> {
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.0.wait().await {
+                Some(ChannelMsg::Data { data }) => return Ok(Some(data)),
+                Some(ChannelMsg::Eof) => return Ok(None),
+                Some(ChannelMsg::Close) | None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "client gone",
+                    ));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+}
+
+/// Status lines of SPEC §4.2, unless `-c`.
+struct StatusLines<'a> {
+    out: &'a mut Out,
+    clean: bool,
+}
+
+impl StageSink for StatusLines<'_> {
+    async fn stage(&mut self, stage: PubStage) {
+        if self.clean {
+            return;
+        }
+        let line = match stage {
+            PubStage::Waiting(t) => {
+                format!(
+                    "no subs found ... waiting {}",
+                    crate::command::format_duration(t)
+                )
+            }
+            PubStage::Sending => "sending msg ...".to_string(),
+        };
+        let _ = self.out.line(&line).await;
+    }
+}
+
+/// Features whose issues have not landed yet get a clear usage error.
+fn unsupported(kind: CommandKind, what: &str) -> UsageError {
+    UsageError::Unsupported {
+        kind,
+        what: what.to_string(),
+    }
+}
+
+/// Resolves the topic and joins it; `Err` carries the finished report.
+async fn join(
+    req: &Request,
+    common: &Common,
+    role: Role,
+    out: &mut Out,
+) -> Result<Result<(TopicRef, Membership), Report>, Gone> {
+    let typed = match &common.topic {
+        Some(t) => t.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let topic = match resolve(req, &typed, common.public) {
+        Ok(t) => t,
+        Err(e) => return topic_error(out, &e).await.map(Err),
+    };
+    let access = match common.access.as_deref().map(parse_access).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            out.line(&e).await?;
+            return Ok(Err(Report::status(2)));
+        }
+    };
+    let label = format!(
+        "{}@{}#{}",
+        req.identity.name,
+        req.peer,
+        req.app.next_client_number()
+    );
+    let joined = req.app.broker.join(JoinRequest {
+        topic: &topic,
+        who: &req.identity,
+        label: &label,
+        role,
+        access: access.as_ref(),
+    });
+    match joined {
+        Ok(m) => Ok(Ok((topic, m))),
+        Err(e @ (BrokerError::AccessDenied | BrokerError::TooManyTopics(_))) => {
+            out.line(&e.to_string()).await?;
+            Ok(Err(Report {
+                status: 1,
+                topic: Some(topic.full),
+                bytes_in: 0,
+            }))
+        }
+    }
+}
+
+/// The hint line: what others type to reach this topic.
+fn hint(req: &Request, topic: &TopicRef, verb: &str, shared: bool) -> String {
+    let name = match &topic.namespace {
+        Namespace::Public => format!("-p {}", topic.local),
+        Namespace::User(owner) if owner == &req.identity.name && !shared => topic.local.clone(),
+        Namespace::User(_) => topic.full.clone(),
+    };
+    format!(
+        "subscribe to this channel:\n  {} {verb} {name}",
+        req.app.ssh_prefix()
+    )
+}
+
+pub async fn publish(
+    req: &Request,
+    args: PubArgs,
+    read: &mut ChannelReadHalf,
+    out: &mut Out,
+) -> Result<Report, Gone> {
+    if args.queue {
+        return usage_error(
+            req,
+            out,
+            &unsupported(CommandKind::Pub, "-q (queued messages)"),
+        )
+        .await;
+    }
+    if args.dispatch == Dispatch::RoundRobin {
+        return usage_error(req, out, &unsupported(CommandKind::Pub, "-d round-robin")).await;
+    }
+    let (topic, membership) = match join(req, &args.common, Role::Pub, out).await? {
+        Ok(j) => j,
+        Err(report) => return Ok(report),
+    };
+    let Some(mut publisher) = membership.publisher else {
+        return Ok(Report::status(1));
+    };
+    if !args.common.clean {
+        let shared = args.common.access.as_ref().is_some_and(|a| !a.is_empty());
+        out.line(&hint(req, &topic, "sub", shared)).await?;
+    }
+    let opts = PumpOptions {
+        block: args.block,
+        timeout: args.timeout,
+        empty: args.empty,
+    };
+    let clean = args.common.clean;
+    let result = {
+        let mut sink = StatusLines { out, clean };
+        if args.empty {
+            // A trigger reads nothing, but stdin is still drained.
+            let mut nothing = NoInput;
+            tokio::select! {
+                r = publisher.pump(&mut nothing, opts, &mut sink) => r,
+                () = drain_until_closed(read) => Err(PumpError::Io(io::ErrorKind::ConnectionAborted.into())),
+            }
+        } else {
+            publisher
+                .pump(&mut ChannelSource(read), opts, &mut sink)
+                .await
+        }
+    };
+    let mut report = Report {
+        status: 0,
+        topic: Some(topic.full),
+        bytes_in: publisher.sent,
+    };
+    match result {
+        Ok(()) => {
+            if !clean {
+                out.line("msg sent!").await?;
+            }
+        }
+        Err(PumpError::Timeout) => {
+            out.line("timeout reached, exiting").await?;
+            report.status = 1;
+        }
+        Err(PumpError::Io(_)) => return Err(Gone),
+    }
+    Ok(report)
+}
+
+/// The input of `pub -e`: nothing at all.
+struct NoInput;
+
+impl ByteSource for NoInput {
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        Ok(None)
+    }
+}
+
+pub async fn subscribe(
+    req: &Request,
+    args: SubArgs,
+    read: &mut ChannelReadHalf,
+    out: &mut Out,
+) -> Result<Report, Gone> {
+    if args
+        .common
+        .topic
+        .as_deref()
+        .is_some_and(crate::topic::is_pattern)
+    {
+        return usage_error(req, out, &unsupported(CommandKind::Sub, "topic patterns")).await;
+    }
+    let role = Role::Sub {
+        keep_alive: args.keep_alive,
+        lossy: args.lossy,
+    };
+    let (topic, membership) = match join(req, &args.common, role, out).await? {
+        Ok(j) => j,
+        Err(report) => return Ok(report),
+    };
+    let Some(mut sub) = membership.subscription else {
+        return Ok(Report::status(1));
+    };
+    tokio::select! {
+        r = copy_out(&mut sub, out, None) => r?,
+        () = drain_until_closed(read) => return Err(Gone),
+    }
+    if args.lossy && sub.skipped() > 0 {
+        out.line(&format!("skipped {} bytes", sub.skipped()))
+            .await?;
+    }
+    Ok(Report {
+        status: 0,
+        topic: Some(topic.full),
+        bytes_in: 0,
+    })
+}
+
+/// Copies a subscription to stdout until it ends (or `stop` is cancelled,
+/// after the chunk in hand is written whole).
+async fn copy_out(
+    sub: &mut Subscription,
+    out: &mut Out,
+    stop: Option<&CancellationToken>,
+) -> Result<(), Gone> {
+    loop {
+        let next = match stop {
+            Some(stop) => tokio::select! {
+                c = sub.next() => c,
+                () = stop.cancelled() => None,
+            },
+            None => sub.next().await,
+        };
+        match next {
+            Some(chunk) => out.stdout(chunk).await?,
+            None => return Ok(()),
+        }
+    }
+}
+
+pub async fn pipe(
+    req: &Request,
+    args: PipeArgs,
+    read: &mut ChannelReadHalf,
+    out: &mut Out,
+) -> Result<Report, Gone> {
+    if args.dispatch == Dispatch::RoundRobin {
+        return usage_error(req, out, &unsupported(CommandKind::Pipe, "-d round-robin")).await;
+    }
+    let role = Role::Pipe {
+        replay: args.replay,
+    };
+    let (topic, membership) = match join(req, &args.common, role, out).await? {
+        Ok(j) => j,
+        Err(report) => return Ok(report),
+    };
+    let (Some(mut publisher), Some(mut sub)) = (membership.publisher, membership.subscription)
+    else {
+        return Ok(Report::status(1));
+    };
+    if args.common.topic.is_none() && !args.common.clean {
+        out.line(&hint(req, &topic, "pipe", false)).await?;
+    }
+    let opts = PumpOptions {
+        block: false,
+        timeout: std::time::Duration::ZERO,
+        empty: false,
+    };
+    let stop = CancellationToken::new();
+    let send = async {
+        let r = publisher
+            .pump(&mut ChannelSource(read), opts, &mut ())
+            .await;
+        stop.cancel();
+        r
+    };
+    let (sent, received) = tokio::join!(send, copy_out(&mut sub, out, Some(&stop)));
+    received?;
+    sent.map_err(|_| Gone)?;
+    Ok(Report {
+        status: 0,
+        topic: Some(topic.full),
+        bytes_in: publisher.sent,
+    })
+}
