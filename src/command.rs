@@ -541,6 +541,12 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// The `-b false` mistake (SPEC §4.1) is caught only for the spelled-out
+/// words: `sub -p t` or `sub -p 1` is a public topic named `t` or `1`.
+fn looks_like_bool_word(s: &str) -> bool {
+    matches!(s, "true" | "TRUE" | "True" | "false" | "FALSE" | "False")
+}
+
 /// One word after the command name, classified by Go `flag` rules.
 enum Word<'a> {
     /// Not a flag: a topic (or a stray word).
@@ -677,7 +683,7 @@ fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, UsageError>
                 })?,
                 None => {
                     if let Some(next) = args.get(i)
-                        && parse_bool(next).is_some()
+                        && looks_like_bool_word(next)
                     {
                         return Err(UsageError::BoolNeedsEquals {
                             kind,

@@ -111,5 +111,6 @@ pub fn load_users(path: Option<&Path>, auth: AuthMode) -> anyhow::Result<Users> 
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read users file {}", path.display()))?;
-    Users::parse(&text).with_context(|| format!("users file {}", path.display()))
+    // The parser's message already says "users file … line N"; add the path.
+    Users::parse(&text).with_context(|| path.display().to_string())
 }

@@ -347,11 +347,19 @@ fn bool_flag_followed_by_ordinary_word_is_a_topic() {
             a.common.public = true;
         })
     );
-    // A topic that parses as a bool right after a bool flag is the `-b false`
-    // mistake (SPEC §4.1), even for short ones like `t` or `1`.
-    for exec in ["sub -p t", "pub -c 1", "pipe -r F"] {
+    // A spelled-out bool right after a bool flag is the `-b false` mistake
+    // (SPEC §4.1); short forms like `t` or `1` stay usable as topic names.
+    for exec in ["sub -p true", "pub -c FALSE", "pipe -r False"] {
         assert!(
             matches!(err(exec), UsageError::BoolNeedsEquals { .. }),
+            "{exec:?}"
+        );
+    }
+    for (exec, name) in [("sub -p t", "t"), ("pub -c 1", "1"), ("pipe -r F", "F")] {
+        let cmd = ok(exec);
+        assert_eq!(
+            cmd.common().and_then(|c| c.topic.clone()).as_deref(),
+            Some(name),
             "{exec:?}"
         );
     }
@@ -535,13 +543,13 @@ fn every_error_variant() {
             "pub: boolean flag -b takes a value only with '=': write -b=false",
         ),
         (
-            "sub t --keep-alive 1",
+            "sub t --keep-alive True",
             UsageError::BoolNeedsEquals {
                 kind: SUB,
                 flag: s("--keep-alive"),
-                value: s("1"),
+                value: s("True"),
             },
-            "sub: boolean flag --keep-alive takes a value only with '=': write --keep-alive=1",
+            "sub: boolean flag --keep-alive takes a value only with '=': write --keep-alive=True",
         ),
         (
             "pub -b=maybe",
@@ -659,7 +667,7 @@ fn error_kinds() {
     assert_eq!(err("pub ---z").kind(), Some(CommandKind::Pub));
     assert_eq!(err("sub").kind(), Some(CommandKind::Sub));
     assert_eq!(err("pipe -d").kind(), Some(CommandKind::Pipe));
-    assert_eq!(err("pipe -r 0").kind(), Some(CommandKind::Pipe));
+    assert_eq!(err("pipe -r false").kind(), Some(CommandKind::Pipe));
     assert_eq!(err("pipe -r=x").kind(), Some(CommandKind::Pipe));
     assert_eq!(err("pub -t x").kind(), Some(CommandKind::Pub));
     assert_eq!(err("pub -d x").kind(), Some(CommandKind::Pub));

@@ -28,6 +28,8 @@ pub struct Request {
     pub conn: CancellationToken,
     /// `None` for a shell request (no command).
     pub exec: Option<Vec<u8>>,
+    /// The client asked for a PTY.
+    pub pty: bool,
 }
 
 /// How a command ended, for the exit status and the session log line.
@@ -51,7 +53,7 @@ impl Report {
 pub async fn run(req: Request, channel: Channel<Msg>) {
     let started = Instant::now();
     let (mut read, write) = channel.split();
-    let mut out = Out::new(write, req.conn.clone());
+    let mut out = Out::new(write, req.conn.clone(), req.pty);
     let shutdown = req.app.shutdown.clone();
     let exec = req
         .exec

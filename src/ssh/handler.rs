@@ -5,7 +5,7 @@
 //! anything slow: they decide, reply, and spawn. Every request that wants a
 //! reply gets one — an unanswered request hangs the OpenSSH client.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ pub struct Conn {
     identity: Option<Identity>,
     /// Session channels opened but not yet given a command.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Channels that asked for a PTY.
+    ptys: HashSet<ChannelId>,
     /// Cancelled when this connection ends.
     conn: CancellationToken,
     tracker: TaskTracker,
@@ -47,6 +49,7 @@ impl Conn {
             peer,
             identity: None,
             channels: HashMap::new(),
+            ptys: HashSet::new(),
             conn,
             tracker,
             authed: Some(authed),
@@ -76,6 +79,7 @@ impl Conn {
             peer: self.peer,
             conn: self.conn.clone(),
             exec,
+            pty: self.ptys.remove(&channel),
         };
         self.tracker.spawn(exec::run(req, ch));
     }
@@ -146,6 +150,7 @@ impl russh::server::Handler for Conn {
     ) -> Result<(), Self::Error> {
         // A channel closed before any command: drop it so nothing queues on it.
         self.channels.remove(&channel);
+        self.ptys.remove(&channel);
         Ok(())
     }
 
@@ -180,7 +185,8 @@ impl russh::server::Handler for Conn {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Accepted so interactive `ssh host` works; we never translate bytes.
+        // Accepted so interactive `ssh host` works; we never translate data.
+        self.ptys.insert(channel);
         session.channel_success(channel)
     }
 

@@ -17,16 +17,29 @@ pub struct Out {
     write: ChannelWriteHalf<Msg>,
     /// Cancelled when the connection ends.
     conn: CancellationToken,
+    /// The client asked for a PTY: its terminal is raw, so our own text
+    /// (help, status lines) ends lines with CRLF. Data is never changed.
+    crlf: bool,
     /// Bytes written to stdout.
     pub bytes_out: u64,
 }
 
 impl Out {
-    pub fn new(write: ChannelWriteHalf<Msg>, conn: CancellationToken) -> Self {
+    pub fn new(write: ChannelWriteHalf<Msg>, conn: CancellationToken, crlf: bool) -> Self {
         Out {
             write,
             conn,
+            crlf,
             bytes_out: 0,
+        }
+    }
+
+    /// Our own text as bytes, with CRLF line ends under a PTY.
+    fn render(&self, text: &str) -> Bytes {
+        if self.crlf {
+            Bytes::from(text.replace('\n', "\r\n"))
+        } else {
+            Bytes::copy_from_slice(text.as_bytes())
         }
     }
 
@@ -43,9 +56,7 @@ impl Out {
 
     /// Writes one line (a newline is added) to the client's stderr.
     pub async fn line(&mut self, text: &str) -> Result<(), Gone> {
-        let mut bytes = Vec::with_capacity(text.len() + 1);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(b'\n');
+        let bytes = self.render(&format!("{text}\n"));
         tokio::select! {
             r = self.write.extended_data_bytes(1, bytes) => r.map_err(|_| Gone),
             () = self.conn.cancelled() => Err(Gone),
@@ -54,7 +65,8 @@ impl Out {
 
     /// Text on stdout (help, whoami, ls).
     pub async fn text(&mut self, text: &str) -> Result<(), Gone> {
-        self.stdout(Bytes::copy_from_slice(text.as_bytes())).await
+        let bytes = self.render(text);
+        self.stdout(bytes).await
     }
 
     /// Exit status, then EOF and close: OpenSSH exits 255 without a status.
