@@ -81,6 +81,8 @@ pub struct Broker {
 pub struct Membership {
     pub publisher: Option<Publisher>,
     pub subscription: Option<Subscription>,
+    /// The topic has an access list: others reach it by its full name.
+    pub shared: bool,
 }
 
 /// What a client asks for when it joins.
@@ -191,6 +193,7 @@ impl Broker {
         if !may_use(req.topic, acl, owner, &who) {
             return Err(BrokerError::AccessDenied);
         }
+        let shared = acl.is_some();
 
         let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
         let info = MemberInfo {
@@ -245,6 +248,7 @@ impl Broker {
         Ok(Membership {
             publisher,
             subscription,
+            shared,
         })
     }
 

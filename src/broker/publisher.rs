@@ -122,35 +122,61 @@ impl Publisher {
             .map_err(|_| PumpError::Timeout)
     }
 
-    /// Sends one chunk to every receiver connected now, pacing on the slowest.
-    pub async fn deliver(&mut self, chunk: Bytes) {
+    /// Sends one chunk to every receiver connected now, pacing on the
+    /// slowest. Returns how many receivers took it.
+    pub async fn deliver(&mut self, chunk: &Bytes) -> usize {
         if chunk.is_empty() {
-            return;
+            return 0;
         }
         let me = self.registration.id;
+        let mut reached = 0;
         for slot in self.topic.receivers().iter() {
             if slot.member == me && !self.replay {
                 continue;
             }
-            slot.deliver(&chunk).await;
+            if slot.deliver(chunk).await {
+                reached += 1;
+            }
         }
-        self.sent += chunk.len() as u64;
+        if reached > 0 {
+            self.sent += chunk.len() as u64;
+        }
+        reached
+    }
+
+    /// Delivers a chunk; a blocking sender keeps it until some receiver took
+    /// it, so a receiver leaving at the wrong moment never loses data.
+    async fn deliver_or_wait(&mut self, chunk: Bytes, opts: PumpOptions) -> Result<(), PumpError> {
+        loop {
+            if opts.block {
+                self.await_receivers(opts.timeout, &mut ()).await?;
+            }
+            if self.deliver(&chunk).await > 0 || !opts.block {
+                return Ok(());
+            }
+        }
     }
 
     /// Hands a chunk to the framer, delivering what it releases.
-    pub async fn send(&mut self, chunk: Bytes) {
+    async fn send(&mut self, chunk: Bytes, opts: PumpOptions) -> Result<(), PumpError> {
         let shared = self.topic.counts.borrow().senders >= 2;
-        if let Some(out) = self.framer.push(chunk, shared) {
-            self.deliver(out).await;
+        match self.framer.push(chunk, shared) {
+            Some(out) => self.deliver_or_wait(out, opts).await,
+            None => Ok(()),
         }
     }
 
-    /// Delivers a held partial line and waits until every lossless receiver
-    /// has handed all it was given to its client.
-    pub async fn finish(&mut self) {
-        if let Some(rest) = self.framer.take_held() {
-            self.deliver(rest).await;
+    /// Delivers a held partial line (after the idle pause or at the end).
+    async fn release_held(&mut self, opts: PumpOptions) -> Result<(), PumpError> {
+        match self.framer.take_held() {
+            Some(rest) => self.deliver_or_wait(rest, opts).await,
+            None => Ok(()),
         }
+    }
+
+    /// Waits until every lossless receiver has handed all it was given to
+    /// its client.
+    async fn flush(&mut self) {
         let me = self.registration.id;
         let mut acks = Vec::new();
         for slot in self.topic.receivers().iter() {
@@ -182,7 +208,8 @@ impl Publisher {
         if !opts.empty {
             self.pump_input(source, opts).await?;
         }
-        self.finish().await;
+        self.release_held(opts).await?;
+        self.flush().await;
         Ok(())
     }
 
@@ -193,15 +220,14 @@ impl Publisher {
     ) -> Result<(), PumpError> {
         loop {
             if opts.block {
+                // Read nothing while nobody listens (SPEC §5.2).
                 self.await_receivers(opts.timeout, &mut ()).await?;
             }
             let next = if self.framer.has_held() {
                 match tokio::time::timeout(LINE_HOLD, source.next_chunk()).await {
                     Ok(next) => next?,
                     Err(_) => {
-                        if let Some(held) = self.framer.take_held() {
-                            self.deliver(held).await;
-                        }
+                        self.release_held(opts).await?;
                         continue;
                     }
                 }
@@ -209,7 +235,7 @@ impl Publisher {
                 source.next_chunk().await?
             };
             match next {
-                Some(chunk) => self.send(chunk).await,
+                Some(chunk) => self.send(chunk, opts).await?,
                 None => return Ok(()),
             }
         }

@@ -66,15 +66,21 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Delivers one chunk, waiting for room unless the receiver is lossy.
-    pub async fn deliver(&self, chunk: &Bytes) {
+    /// Returns false when the receiver has already left.
+    pub async fn deliver(&self, chunk: &Bytes) -> bool {
         if self.lossy {
-            if self.tx.try_send(Item::Data(chunk.clone())).is_err() {
-                self.skipped
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            match self.tx.try_send(Item::Data(chunk.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Skipping is this receiver's choice; it still counts as reached.
+                    self.skipped
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         } else {
-            // An error means the receiver left; its data has nowhere to go.
-            let _ = self.tx.send(Item::Data(chunk.clone())).await;
+            self.tx.send(Item::Data(chunk.clone())).await.is_ok()
         }
     }
 }

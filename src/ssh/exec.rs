@@ -59,6 +59,12 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         .exec
         .as_deref()
         .map(|b| String::from_utf8_lossy(b).into_owned());
+    tracing::info!(
+        user = %req.identity.name,
+        peer = %req.peer,
+        cmd = exec.as_deref().unwrap_or("(shell)"),
+        "session start"
+    );
     let result = tokio::select! {
         r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
         () = shutdown.cancelled() => {

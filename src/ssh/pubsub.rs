@@ -159,8 +159,8 @@ pub async fn publish(
         return Ok(Report::status(1));
     };
     if !args.common.clean {
-        let shared = args.common.access.as_ref().is_some_and(|a| !a.is_empty());
-        out.line(&hint(req, &topic, "sub", shared)).await?;
+        out.line(&hint(req, &topic, "sub", membership.shared))
+            .await?;
     }
     let opts = PumpOptions {
         block: args.block,
@@ -295,7 +295,8 @@ pub async fn pipe(
         return Ok(Report::status(1));
     };
     if args.common.topic.is_none() && !args.common.clean {
-        out.line(&hint(req, &topic, "pipe", false)).await?;
+        out.line(&hint(req, &topic, "pipe", membership.shared))
+            .await?;
     }
     let opts = PumpOptions {
         block: false,

@@ -17,6 +17,7 @@ use sshpipe::app::App;
 use sshpipe::broker::Counts;
 use sshpipe::config::AuthMode;
 use sshpipe::server::{self, Options};
+use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
 
 /// How long any single wait in a test may take before it fails.
@@ -75,6 +76,7 @@ pub struct Config {
     pub users_toml: Option<String>,
     pub auth: AuthMode,
     pub domain: String,
+    pub ssh_limits: SshLimits,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             users_toml: None,
             auth: AuthMode::Open,
             domain: "testhost".to_string(),
+            ssh_limits: SshLimits::default(),
         }
     }
 }
@@ -116,7 +119,7 @@ impl TestServer {
             auth: cfg.auth,
             domain: cfg.domain,
             advertise_port: None,
-            ssh_limits: Default::default(),
+            ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
         };
         TestServer::from_options(opts, dir)
