@@ -49,7 +49,7 @@ fn frozen_client_is_dropped_and_its_pub_goes_back_to_waiting() {
     let server = fast_keepalive();
     let key = server.key("frozen");
     let topic = format!("{}/frozen", key.anonymous_name());
-    let sub = server.spawn(&key, &["sub", "frozen"]);
+    let mut sub = server.spawn(&key, &["sub", "frozen"]);
     server.wait_receivers(&topic, 1);
     let stop = std::process::Command::new("kill")
         .args(["-STOP", &sub.id().to_string()])
@@ -73,7 +73,6 @@ fn frozen_client_is_dropped_and_its_pub_goes_back_to_waiting() {
     publ.kill().unwrap();
     let _ = publ.wait();
     let _ = writer.join();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &sub.id().to_string()])
-        .status();
+    sub.kill().unwrap();
+    let _ = sub.wait();
 }
