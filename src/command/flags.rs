@@ -1,0 +1,420 @@
+//! The flag table of SPEC §4.1 and the Go-`flag`-style parser for the words
+//! after `pub`, `sub` and `pipe`.
+//!
+//! One table ([`FLAGS`]) says which flags exist, which commands take them and
+//! how they are documented; the parser and the help texts both read it, so
+//! they cannot disagree.
+
+use super::parse_duration;
+use super::{Command, CommandKind, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
+
+/// Every flag of every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    Access,
+    Block,
+    Timeout,
+    Empty,
+    Public,
+    Clean,
+    KeepAlive,
+    Replay,
+    Dispatch,
+    Queue,
+    Lossy,
+}
+
+/// One row of the SPEC §4.1 flag table.
+pub(super) struct FlagSpec {
+    flag: Flag,
+    pub(super) short: &'static str,
+    pub(super) long: &'static str,
+    /// Placeholder for a value flag (`-x VALUE`); `None` for boolean flags.
+    value: Option<&'static str>,
+    pub(super) kinds: &'static [CommandKind],
+    pub(super) help: &'static str,
+    pub(super) default: &'static str,
+}
+
+use CommandKind::{Pipe as PIPE, Pub as PUB, Sub as SUB};
+
+/// The flag table, in SPEC §4.1 order.
+pub(super) const FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        flag: Flag::Access,
+        short: "a",
+        long: "access",
+        value: Some("LIST"),
+        kinds: &[PUB, SUB, PIPE],
+        help: "comma-separated users or SHA256: keys allowed",
+        default: "none",
+    },
+    FlagSpec {
+        flag: Flag::Block,
+        short: "b",
+        long: "block",
+        value: None,
+        kinds: &[PUB],
+        help: "wait for a receiver before sending",
+        default: "true",
+    },
+    FlagSpec {
+        flag: Flag::Timeout,
+        short: "t",
+        long: "timeout",
+        value: Some("DUR"),
+        kinds: &[PUB],
+        help: "bound on each wait: 500ms, 10s, 1m30s, 720h",
+        default: "720h0m0s",
+    },
+    FlagSpec {
+        flag: Flag::Empty,
+        short: "e",
+        long: "empty",
+        value: None,
+        kinds: &[PUB],
+        help: "send nothing: connect, wait as -b says, leave",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Public,
+        short: "p",
+        long: "public",
+        value: None,
+        kinds: &[PUB, SUB, PIPE],
+        help: "use the shared public/ namespace",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Clean,
+        short: "c",
+        long: "clean",
+        value: None,
+        kinds: &[PUB, SUB, PIPE],
+        help: "print no status lines (errors still print)",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::KeepAlive,
+        short: "k",
+        long: "keep-alive",
+        value: None,
+        kinds: &[SUB],
+        help: "do not end when the senders leave",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Replay,
+        short: "r",
+        long: "replay",
+        value: None,
+        kinds: &[PIPE],
+        help: "also receive your own data (echo)",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Dispatch,
+        short: "d",
+        long: "dispatch",
+        value: Some("MODE"),
+        kinds: &[PUB, PIPE],
+        help: "multicast, or round-robin: one receiver each",
+        default: "multicast",
+    },
+    FlagSpec {
+        flag: Flag::Queue,
+        short: "q",
+        long: "queue",
+        value: None,
+        kinds: &[PUB],
+        help: "never wait: queue the input if nobody listens",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Lossy,
+        short: "l",
+        long: "lossy",
+        value: None,
+        kinds: &[SUB],
+        help: "skip data rather than slow the senders down",
+        default: "false",
+    },
+];
+
+impl FlagSpec {
+    /// `-a, --access LIST`, `-b, --block[=BOOL]`, `-p, --public`.
+    pub(super) fn synopsis(&self) -> String {
+        match (self.value, self.flag) {
+            (Some(v), _) => format!("-{}, --{} {v}", self.short, self.long),
+            (None, Flag::Block) => format!("-{}, --{}[=BOOL]", self.short, self.long),
+            (None, _) => format!("-{}, --{}", self.short, self.long),
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The `-b false` mistake (SPEC §4.1) is caught only for the spelled-out
+/// words: `sub -p t` or `sub -p 1` is a public topic named `t` or `1`.
+fn looks_like_bool_word(s: &str) -> bool {
+    matches!(s, "true" | "TRUE" | "True" | "false" | "FALSE" | "False")
+}
+
+/// One word after the command name, classified by Go `flag` rules.
+enum Word<'a> {
+    /// Not a flag: a topic (or a stray word).
+    Positional,
+    /// One or two dashes, then a name that does not start with `-` or `=`.
+    Flag {
+        /// Dashes and name as typed, without `=VALUE`: `-t`, `--timeout`.
+        typed: &'a str,
+        /// The name alone: `t`, `timeout`.
+        name: &'a str,
+        /// What follows the first `=`, if any.
+        value: Option<&'a str>,
+    },
+    /// `---x`, `-=x`: looks like a flag but is not one.
+    Malformed,
+}
+
+fn classify(arg: &str) -> Word<'_> {
+    if arg.len() < 2 || !arg.starts_with('-') {
+        return Word::Positional;
+    }
+    let body = arg
+        .strip_prefix("--")
+        .or_else(|| arg.strip_prefix('-'))
+        .unwrap_or(arg);
+    if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+        return Word::Malformed;
+    }
+    let dashes = arg.len() - body.len();
+    let (name, value) = match body.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (body, None),
+    };
+    let typed = arg.get(..dashes + name.len()).unwrap_or(arg);
+    Word::Flag { typed, name, value }
+}
+
+fn is_help_flag(arg: &str) -> bool {
+    matches!(
+        classify(arg),
+        Word::Flag {
+            name: "h" | "help",
+            ..
+        }
+    )
+}
+
+pub(super) fn no_args(
+    command: &'static str,
+    args: &[String],
+    cmd: Command,
+) -> Result<Command, UsageError> {
+    match args.first() {
+        None => Ok(cmd),
+        Some(a) if is_help_flag(a) => Ok(Command::Help),
+        Some(a) => Err(UsageError::UnexpectedArgument {
+            command,
+            arg: a.clone(),
+        }),
+    }
+}
+
+/// All fields any of `pub`/`sub`/`pipe` can set, at their defaults.
+struct Opts {
+    pubs: PubArgs,
+    keep_alive: bool,
+    lossy: bool,
+    replay: bool,
+}
+
+pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, UsageError> {
+    // `-h`/`--help` wins over everything else on the line, errors included.
+    if args
+        .iter()
+        .take_while(|a| a.as_str() != "--")
+        .any(|a| is_help_flag(a))
+    {
+        return Ok(Command::Usage(kind));
+    }
+
+    let mut o = Opts {
+        pubs: PubArgs::default(),
+        keep_alive: false,
+        lossy: false,
+        replay: false,
+    };
+    let mut i = 0;
+    let mut flags_done = false;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        let word = if flags_done {
+            Word::Positional
+        } else if arg == "--" {
+            flags_done = true;
+            continue;
+        } else {
+            classify(arg)
+        };
+        let (typed, name, value) = match word {
+            Word::Flag { typed, name, value } => (typed, name, value),
+            Word::Malformed => {
+                return Err(UsageError::BadFlagSyntax {
+                    kind,
+                    arg: arg.clone(),
+                });
+            }
+            Word::Positional => {
+                if o.pubs.common.topic.is_some() {
+                    return Err(UsageError::TooManyTopics {
+                        kind,
+                        extra: arg.clone(),
+                    });
+                }
+                o.pubs.common.topic = Some(arg.clone());
+                continue;
+            }
+        };
+        let Some(spec) = FLAGS
+            .iter()
+            .find(|f| (f.short == name || f.long == name) && f.kinds.contains(&kind))
+        else {
+            return Err(UsageError::UnknownFlag {
+                kind,
+                flag: typed.to_string(),
+            });
+        };
+        if spec.value.is_some() {
+            // Go `flag`: `-x VALUE` takes the next word, whatever it is.
+            let v = match value {
+                Some(v) => v.to_string(),
+                None => {
+                    let Some(next) = args.get(i) else {
+                        return Err(UsageError::MissingValue {
+                            kind,
+                            flag: typed.to_string(),
+                        });
+                    };
+                    i += 1;
+                    next.clone()
+                }
+            };
+            set_value(&mut o, kind, spec.flag, typed, v)?;
+        } else {
+            let b = match value {
+                Some(v) => parse_bool(v).ok_or_else(|| UsageError::BadBool {
+                    kind,
+                    flag: typed.to_string(),
+                    value: v.to_string(),
+                })?,
+                None => {
+                    if let Some(next) = args.get(i)
+                        && looks_like_bool_word(next)
+                    {
+                        return Err(UsageError::BoolNeedsEquals {
+                            kind,
+                            flag: typed.to_string(),
+                            value: next.clone(),
+                        });
+                    }
+                    true
+                }
+            };
+            set_bool(&mut o, spec.flag, b);
+        }
+    }
+
+    let Opts {
+        pubs,
+        keep_alive,
+        lossy,
+        replay,
+    } = o;
+    Ok(match kind {
+        CommandKind::Pub => Command::Pub(pubs),
+        CommandKind::Sub => {
+            if pubs.common.topic.is_none() {
+                return Err(UsageError::MissingTopic(kind));
+            }
+            Command::Sub(SubArgs {
+                common: pubs.common,
+                keep_alive,
+                lossy,
+            })
+        }
+        CommandKind::Pipe => Command::Pipe(PipeArgs {
+            common: pubs.common,
+            replay,
+            dispatch: pubs.dispatch,
+        }),
+    })
+}
+
+fn set_value(
+    o: &mut Opts,
+    kind: CommandKind,
+    flag: Flag,
+    typed: &str,
+    v: String,
+) -> Result<(), UsageError> {
+    match flag {
+        Flag::Access => {
+            o.pubs.common.access = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+        Flag::Timeout => {
+            o.pubs.timeout = parse_duration(&v).map_err(|reason| UsageError::BadDuration {
+                kind,
+                flag: typed.to_string(),
+                value: v.clone(),
+                reason,
+            })?;
+        }
+        Flag::Dispatch => {
+            o.pubs.dispatch = match v.as_str() {
+                "multicast" => Dispatch::Multicast,
+                "round-robin" => Dispatch::RoundRobin,
+                _ => return Err(UsageError::BadDispatch { kind, value: v }),
+            };
+        }
+        // Boolean flags never get here (FLAGS gives them no value).
+        Flag::Block
+        | Flag::Empty
+        | Flag::Public
+        | Flag::Clean
+        | Flag::KeepAlive
+        | Flag::Replay
+        | Flag::Queue
+        | Flag::Lossy => {}
+    }
+    Ok(())
+}
+
+fn set_bool(o: &mut Opts, flag: Flag, b: bool) {
+    match flag {
+        Flag::Block => o.pubs.block = b,
+        Flag::Empty => o.pubs.empty = b,
+        Flag::Public => o.pubs.common.public = b,
+        Flag::Clean => o.pubs.common.clean = b,
+        Flag::KeepAlive => o.keep_alive = b,
+        Flag::Replay => o.replay = b,
+        Flag::Queue => o.pubs.queue = b,
+        Flag::Lossy => o.lossy = b,
+        // Value flags never get here.
+        Flag::Access | Flag::Timeout | Flag::Dispatch => {}
+    }
+}

@@ -1,0 +1,99 @@
+//! The texts printed by `help` and by `pub -h` / `sub --help` / `help pipe`.
+//!
+//! Both are built from the flag table, so a flag added there shows up here
+//! with its synopsis, help line and default.
+
+use super::CommandKind;
+use super::flags::FLAGS;
+
+use CommandKind::{Pipe as PIPE, Pub as PUB, Sub as SUB};
+
+/// Width of the flag synopsis column in help and usage texts.
+const SYNOPSIS_WIDTH: usize = 20;
+
+/// The full help, printed by `help` and by a session without a command. It
+/// does not depend on configuration: the server's address is written `HOST`.
+pub fn help_text() -> String {
+    let mut s = String::new();
+    s.push_str(
+        "sshpipe: networked Unix pipes over SSH\n\
+         \n\
+         usage: ssh [-p PORT] HOST COMMAND [TOPIC] [flags]\n\
+         \n\
+         commands:\n  \
+           help                  print this help\n  \
+           whoami                print your user name, key fingerprint and admin status\n  \
+           ls                    list the topics you can see\n  \
+           pub [TOPIC] [flags]   send stdin to the topic's receivers (no TOPIC: a random one)\n  \
+           sub TOPIC [flags]     copy the topic's data to stdout\n  \
+           pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n\
+         \n\
+         flags:\n",
+    );
+    for f in FLAGS {
+        let mark = |k: CommandKind| {
+            if f.kinds.contains(&k) { k.as_str() } else { "" }
+        };
+        s.push_str(&format!(
+            "  {:<w$} {:<3} {:<3} {:<4}  {}\n",
+            f.synopsis(),
+            mark(PUB),
+            mark(SUB),
+            mark(PIPE),
+            f.help,
+            w = SYNOPSIS_WIDTH,
+        ));
+    }
+    s.push_str(&format!(
+        "  {:<w$} pub sub pipe  print that command's usage\n",
+        "-h, --help",
+        w = SYNOPSIS_WIDTH
+    ));
+    s.push_str(
+        "\n\
+         Flags go before or after TOPIC; -- ends flags. Boolean flags take a value\n\
+         only with '=' (-b=false). Defaults: -b true, -t 720h0m0s, -d multicast.\n\
+         \n\
+         examples:\n  \
+           echo hi | ssh -p 2222 HOST pub hello\n  \
+           ssh -p 2222 HOST sub hello\n  \
+           tail -f app.log | ssh -p 2222 HOST pub logs -b=false -a bob,carol\n",
+    );
+    s
+}
+
+/// One command's usage line and its flags with defaults, printed after a
+/// usage error and for `-h`/`--help`.
+pub fn usage_text(kind: CommandKind) -> String {
+    let (synopsis, what) = match kind {
+        CommandKind::Pub => (
+            "pub [TOPIC] [flags]",
+            "Send stdin to the topic's receivers. Without TOPIC, a random one is made.",
+        ),
+        CommandKind::Sub => ("sub TOPIC [flags]", "Copy the topic's data to stdout."),
+        CommandKind::Pipe => (
+            "pipe [TOPIC] [flags]",
+            "Send stdin to the topic and receive others' data on stdout.",
+        ),
+    };
+    let mut s = format!("usage: {synopsis}\n{what}\n\nflags:\n");
+    for f in FLAGS.iter().filter(|f| f.kinds.contains(&kind)) {
+        s.push_str(&format!(
+            "  {:<w$} {} (default {})\n",
+            f.synopsis(),
+            f.help,
+            f.default,
+            w = SYNOPSIS_WIDTH,
+        ));
+    }
+    s.push_str(&format!(
+        "  {:<w$} print this usage\n",
+        "-h, --help",
+        w = SYNOPSIS_WIDTH
+    ));
+    s.push_str(
+        "\nFlags go before or after TOPIC; -- ends flags. Boolean flags take a value\n\
+         only with '=' (-x=false).\n",
+    );
+    s
+}
