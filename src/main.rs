@@ -4,13 +4,16 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::Parser as _;
 use sshpipe::config::{Cli, HttpListen, LogFormat, ServeArgs};
 use sshpipe::server::{self, Options};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = Cli::parse().into_serve();
+    let args = match Cli::try_parse() {
+        Ok(cli) => cli.into_serve(),
+        Err(e) => return option_error(&e),
+    };
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -27,6 +30,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--help`/`--version` print as usual; a bad option is one line (SPEC §2).
+fn option_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("bad option")
+        .trim_start_matches("error: ");
+    let values = rendered
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("[possible values: ")
+                .and_then(|v| v.strip_suffix(']'))
+        })
+        .map(|v| format!(" (possible values: {v})"))
+        .unwrap_or_default();
+    eprintln!("sshpipe: {first}{values}; see sshpipe --help");
+    ExitCode::from(2)
 }
 
 fn init_logging(format: LogFormat) {

@@ -16,7 +16,7 @@ use super::out::{Gone, Out};
 use super::pubsub;
 use crate::app::App;
 use crate::broker::TopicListing;
-use crate::command::{self, Command, UsageError};
+use crate::command::{self, Command, CommandKind, UsageError};
 use crate::identity::Identity;
 use crate::topic::{Namespace, Resolver, TopicError, TopicRef};
 
@@ -156,9 +156,11 @@ pub async fn usage_error(req: &Request, out: &mut Out, err: &UsageError) -> Resu
     Ok(Report::status(2))
 }
 
-/// A bad topic name is a usage error too.
-pub async fn topic_error(out: &mut Out, err: &TopicError) -> Result<Report, Gone> {
-    out.line(&err.to_string()).await?;
+/// A bad topic name or access list is a usage error too: the line, then
+/// that command's usage (SPEC §4.3).
+pub async fn argument_error(out: &mut Out, kind: CommandKind, line: &str) -> Result<Report, Gone> {
+    out.line(line).await?;
+    out.line(command::usage_text(kind).trim_end()).await?;
     Ok(Report::status(2))
 }
 
@@ -187,9 +189,15 @@ pub fn format_listing(listing: &[TopicListing], viewer: &str) -> String {
     if listing.is_empty() {
         return "no topics\n".to_string();
     }
+    // Sorted by the name the viewer sees, which is not the full name's order.
+    let mut named: Vec<_> = listing
+        .iter()
+        .map(|t| (typed_name(&t.topic, viewer), t))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut s = String::new();
-    for t in listing {
-        s.push_str(&typed_name(&t.topic, viewer));
+    for (name, t) in named {
+        s.push_str(&name);
         s.push('\n');
         if let Some(acl) = &t.access {
             s.push_str(&format!("  access: {}\n", acl.0.join(",")));

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use russh::{ChannelMsg, ChannelReadHalf};
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{Report, Request, drain_until_closed, resolve, topic_error, usage_error};
+use super::exec::{Report, Request, argument_error, drain_until_closed, resolve, usage_error};
 use super::out::{Gone, Out};
 use crate::broker::{
     BrokerError, ByteSource, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role,
@@ -76,6 +76,7 @@ fn unsupported(kind: CommandKind, what: &str) -> UsageError {
 /// Resolves the topic and joins it; `Err` carries the finished report.
 async fn join(
     req: &Request,
+    kind: CommandKind,
     common: &Common,
     role: Role,
     out: &mut Out,
@@ -86,14 +87,11 @@ async fn join(
     };
     let topic = match resolve(req, &typed, common.public) {
         Ok(t) => t,
-        Err(e) => return topic_error(out, &e).await.map(Err),
+        Err(e) => return argument_error(out, kind, &e.to_string()).await.map(Err),
     };
     let access = match common.access.as_deref().map(parse_access).transpose() {
         Ok(a) => a,
-        Err(e) => {
-            out.line(&e).await?;
-            return Ok(Err(Report::status(2)));
-        }
+        Err(e) => return argument_error(out, kind, &e).await.map(Err),
     };
     let label = format!(
         "{}@{}#{}",
@@ -124,14 +122,23 @@ async fn join(
 /// The hint line: what others type to reach this topic.
 fn hint(req: &Request, topic: &TopicRef, verb: &str, shared: bool) -> String {
     let name = match &topic.namespace {
-        Namespace::Public => format!("-p {}", topic.local),
-        Namespace::User(owner) if owner == &req.identity.name && !shared => topic.local.clone(),
+        Namespace::Public => format!("-p {}", flag_safe(&topic.local)),
+        Namespace::User(owner) if owner == &req.identity.name && !shared => flag_safe(&topic.local),
         Namespace::User(_) => topic.full.clone(),
     };
     format!(
         "subscribe to this channel:\n  {} {verb} {name}",
         req.app.ssh_prefix()
     )
+}
+
+/// A name that would read as a flag needs `--` before it to be typed back.
+fn flag_safe(name: &str) -> String {
+    if name.starts_with('-') {
+        format!("-- {name}")
+    } else {
+        name.to_string()
+    }
 }
 
 pub async fn publish(
@@ -151,10 +158,11 @@ pub async fn publish(
     if args.dispatch == Dispatch::RoundRobin {
         return usage_error(req, out, &unsupported(CommandKind::Pub, "-d round-robin")).await;
     }
-    let (topic, membership) = match join(req, &args.common, Role::Pub, out).await? {
-        Ok(j) => j,
-        Err(report) => return Ok(report),
-    };
+    let (topic, membership) =
+        match join(req, CommandKind::Pub, &args.common, Role::Pub, out).await? {
+            Ok(j) => j,
+            Err(report) => return Ok(report),
+        };
     let Some(mut publisher) = membership.publisher else {
         return Ok(Report::status(1));
     };
@@ -230,7 +238,7 @@ pub async fn subscribe(
         keep_alive: args.keep_alive,
         lossy: args.lossy,
     };
-    let (topic, membership) = match join(req, &args.common, role, out).await? {
+    let (topic, membership) = match join(req, CommandKind::Sub, &args.common, role, out).await? {
         Ok(j) => j,
         Err(report) => return Ok(report),
     };
@@ -286,7 +294,7 @@ pub async fn pipe(
     let role = Role::Pipe {
         replay: args.replay,
     };
-    let (topic, membership) = match join(req, &args.common, role, out).await? {
+    let (topic, membership) = match join(req, CommandKind::Pipe, &args.common, role, out).await? {
         Ok(j) => j,
         Err(report) => return Ok(report),
     };
