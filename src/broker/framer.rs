@@ -54,6 +54,46 @@ impl Framer {
     }
 }
 
+/// A line longer than this is handed out anyway, so one runaway sender
+/// cannot make the server hold unbounded memory for a round-robin line.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Splits a sender's stream into whole lines for round-robin dispatch
+/// (SPEC §7): each line goes to one receiver, so a line must never be cut,
+/// however long (up to `MAX_LINE`).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: BytesMut,
+}
+
+impl LineSplitter {
+    /// Returns the complete lines in `data` (each with its newline); the
+    /// tail after the last newline is kept for the next call.
+    pub fn push(&mut self, data: Bytes) -> Vec<Bytes> {
+        let mut lines = Vec::new();
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let line = rest.split_to(nl + 1);
+            if self.partial.is_empty() {
+                lines.push(line);
+            } else {
+                self.partial.extend_from_slice(&line);
+                lines.push(self.partial.split().freeze());
+            }
+        }
+        self.partial.extend_from_slice(&rest);
+        if self.partial.len() >= MAX_LINE {
+            lines.push(self.partial.split().freeze());
+        }
+        lines
+    }
+
+    /// The last line, if the input did not end with a newline.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        (!self.partial.is_empty()).then(|| self.partial.split().freeze())
+    }
+}
+
 fn concat(head: Bytes, tail: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(head.len() + tail.len());
     buf.extend_from_slice(&head);
@@ -104,6 +144,60 @@ mod tests {
         let out = push(&mut f, "zz", true).unwrap();
         assert_eq!(out.len(), MAX_HELD + 1);
         assert!(!f.has_held());
+    }
+
+    #[test]
+    fn splitter_yields_whole_lines_across_chunks() {
+        let mut s = LineSplitter::default();
+        assert_eq!(
+            s.push(Bytes::from_static(b"a\nbb")),
+            vec![Bytes::from_static(b"a\n")]
+        );
+        assert!(s.push(Bytes::from_static(b"b")).is_empty());
+        assert_eq!(
+            s.push(Bytes::from_static(b"\nc\nd")),
+            vec![Bytes::from_static(b"bbb\n"), Bytes::from_static(b"c\n")]
+        );
+        assert_eq!(s.finish(), Some(Bytes::from_static(b"d")));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn splitter_keeps_a_line_longer_than_64k_whole() {
+        let mut s = LineSplitter::default();
+        let big = vec![b'z'; 100 * 1024];
+        for piece in big.chunks(32 * 1024) {
+            assert!(s.push(Bytes::copy_from_slice(piece)).is_empty());
+        }
+        let lines = s.push(Bytes::from_static(b"\n"));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), 100 * 1024 + 1);
+    }
+
+    proptest! {
+        /// Concatenated output equals the input and every line but the last
+        /// ends with exactly one newline, at its end.
+        #[test]
+        fn splitter_is_lossless_and_line_exact(
+            chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..100), 0..30)
+        ) {
+            let mut s = LineSplitter::default();
+            let mut input = Vec::new();
+            let mut output = Vec::new();
+            for chunk in chunks {
+                input.extend_from_slice(&chunk);
+                for line in s.push(Bytes::from(chunk)) {
+                    prop_assert!(line.ends_with(b"\n"));
+                    prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+                    output.extend_from_slice(&line);
+                }
+            }
+            if let Some(rest) = s.finish() {
+                prop_assert!(!rest.contains(&b'\n'));
+                output.extend_from_slice(&rest);
+            }
+            prop_assert_eq!(input, output);
+        }
     }
 
     proptest! {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::patterns::PatternEntry;
 use super::topic::{Role, Topic};
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_use};
 
@@ -35,6 +36,7 @@ impl TopicListing {
 pub(super) fn visible(
     topics: &HashMap<String, Arc<Topic>>,
     acls: &HashMap<String, AccessList>,
+    patterns: &HashMap<u64, PatternEntry>,
     who: &Who<'_>,
 ) -> Vec<TopicListing> {
     let mut out: BTreeMap<String, TopicListing> = BTreeMap::new();
@@ -54,7 +56,8 @@ pub(super) fn visible(
         }
         let mut listing = TopicListing::empty(topic.name.clone(), acl.cloned());
         listing.waiting_pubs = inner.waiting_pubs;
-        for member in inner.members.values() {
+        // Pattern subs are listed under their pattern, not here.
+        for member in inner.members.values().filter(|m| !m.via_pattern) {
             let list = match member.role {
                 Role::Pub => &mut listing.pubs,
                 Role::Sub { .. } => &mut listing.subs,
@@ -75,6 +78,19 @@ pub(super) fn visible(
         if may_use(&topic, Some(list), None, who) {
             out.insert(name.clone(), TopicListing::empty(topic, Some(list.clone())));
         }
+    }
+    // Pattern subs, under their pattern: seen by their user, the owner of
+    // the namespace they watch, and admins.
+    for entry in patterns.values() {
+        let owner_sees = entry.pattern.namespace == Namespace::User(who.name.to_string());
+        if !(who.admin || entry.who.name == who.name || owner_sees) {
+            continue;
+        }
+        let key = format!("{}\u{0}pattern", entry.pattern.full);
+        out.entry(key)
+            .or_insert_with(|| TopicListing::empty(entry.pattern.clone(), None))
+            .subs
+            .push(entry.label.clone());
     }
     out.into_values().collect()
 }

@@ -9,6 +9,7 @@
 
 mod framer;
 mod listing;
+mod patterns;
 mod publisher;
 mod subscription;
 mod topic;
@@ -17,18 +18,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::identity::Identity;
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_set_access, may_use};
 
-pub use framer::{Framer, MAX_HELD};
+pub use framer::{Framer, LineSplitter, MAX_HELD, MAX_LINE};
 pub use listing::TopicListing;
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
 pub use subscription::Subscription;
 pub use topic::{Counts, Role};
 
-use topic::{MemberInfo, Slot, Topic};
+use patterns::{PatternEntry, PatternRegistration};
+use topic::{MemberInfo, Slot, Topic, TopicInner};
 
 /// Chunks a receiver may have queued before lossless senders wait. With
 /// 32 KiB chunks this bounds a receiver to 256 KiB plus its SSH window.
@@ -53,6 +55,8 @@ pub enum BrokerError {
     AccessDenied,
     #[error("too many topics on this server ({0}); try again later")]
     TooManyTopics(usize),
+    #[error("only sub takes a pattern")]
+    PatternNeedsSub,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +65,8 @@ struct State {
     /// Private topics' access lists, by full name. They belong to the topic,
     /// not to a session (SPEC §6), so they live here, not in `Topic`.
     acls: HashMap<String, AccessList>,
+    /// Pattern subs by member id; attached to matching topics as they appear.
+    patterns: HashMap<u64, PatternEntry>,
 }
 
 #[derive(Debug)]
@@ -151,6 +157,7 @@ impl Broker {
         let who = who(req.who);
         let mut state = lock(&self.shared.state);
         let existing = state.topics.get(&req.topic.full).cloned();
+        let existing_is_new = existing.is_none();
         let topic = match existing {
             Some(t) => t,
             None => {
@@ -182,24 +189,28 @@ impl Broker {
                 }
             }
         }
-        let (acl, owner) = if is_public {
-            match &inner.public_acl {
-                Some((list, owner)) => (Some(list), Some(owner.as_str())),
-                None => (None, None),
-            }
-        } else {
-            (state.acls.get(&req.topic.full), None)
-        };
+        let (acl, owner) = acl_of(&state.acls, &topic, &inner);
         if !may_use(req.topic, acl, owner, &who) {
             return Err(BrokerError::AccessDenied);
         }
         let shared = acl.is_some();
+        if existing_is_new || req.access.is_some() {
+            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
+            patterns::sync_topic(
+                &state.patterns,
+                &topic,
+                &mut inner,
+                acl.as_ref(),
+                owner.as_deref(),
+            );
+        }
 
         let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
         let info = MemberInfo {
             role: req.role,
             label: req.label.to_string(),
             user: req.who.name.clone(),
+            via_pattern: false,
         };
         let (slot, rx) = match req.role {
             Role::Sub { lossy, .. } => new_slot(id, lossy),
@@ -237,7 +248,8 @@ impl Broker {
                 }
             );
             Subscription::new(
-                Arc::clone(&registration),
+                Arc::clone(&registration) as Arc<dyn Send + Sync>,
+                id,
                 rx,
                 counts_rx,
                 joined_counts,
@@ -252,10 +264,62 @@ impl Broker {
         })
     }
 
+    /// Joins a pattern sub (`sub 'logs-*'`): attached to every matching
+    /// topic it may use, now and later. It never ends because senders left.
+    pub fn join_pattern(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
+        let Role::Sub { lossy, .. } = req.role else {
+            return Err(BrokerError::PatternNeedsSub);
+        };
+        let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
+        let (Some(slot), Some(rx)) = new_slot(id, lossy) else {
+            return Err(BrokerError::PatternNeedsSub);
+        };
+        let entry = PatternEntry {
+            pattern: req.topic.clone(),
+            who: req.who.clone(),
+            label: req.label.to_string(),
+            slot,
+        };
+        let mut state = lock(&self.shared.state);
+        for topic in state.topics.values() {
+            let mut inner = topic.lock();
+            let (acl, owner) = acl_of(&state.acls, topic, &inner);
+            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
+            patterns::sync_one(
+                id,
+                &entry,
+                topic,
+                &mut inner,
+                acl.as_ref(),
+                owner.as_deref(),
+            );
+        }
+        state.patterns.insert(id, entry);
+        drop(state);
+        let guard = Arc::new(PatternRegistration {
+            shared: Arc::clone(&self.shared),
+            id,
+        });
+        let subscription = Subscription::new(
+            guard,
+            id,
+            rx,
+            watch::channel(Counts::default()).1,
+            Counts::default(),
+            false,
+            Arc::default(),
+        );
+        Ok(Membership {
+            publisher: None,
+            subscription: Some(subscription),
+            shared: false,
+        })
+    }
+
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
     pub fn list(&self, viewer: &Identity) -> Vec<TopicListing> {
         let state = lock(&self.shared.state);
-        listing::visible(&state.topics, &state.acls, &who(viewer))
+        listing::visible(&state.topics, &state.acls, &state.patterns, &who(viewer))
     }
 
     /// The live counts of a topic by full name (`None`: no such live topic).
@@ -274,6 +338,19 @@ impl Broker {
     /// How many live topics there are (for logs and limits).
     pub fn topic_count(&self) -> usize {
         lock(&self.shared.state).topics.len()
+    }
+}
+
+/// A topic's access list and, for a public one, the user who set it.
+fn acl_of<'a>(
+    acls: &'a HashMap<String, AccessList>,
+    topic: &Topic,
+    inner: &'a TopicInner,
+) -> (Option<&'a AccessList>, Option<&'a str>) {
+    match (&topic.name.namespace, &inner.public_acl) {
+        (Namespace::Public, Some((list, owner))) => (Some(list), Some(owner.as_str())),
+        (Namespace::Public, None) => (None, None),
+        (Namespace::User(_), _) => (acls.get(&topic.name.full), None),
     }
 }
 

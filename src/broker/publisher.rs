@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::Registration;
-use super::framer::Framer;
+use super::framer::{Framer, LineSplitter};
 use super::topic::{Item, Topic};
 
 /// A partial line is sent after this long without new data (SPEC §5.5).
@@ -54,6 +54,9 @@ pub struct PumpOptions {
     pub timeout: Duration,
     /// Send nothing; only wait as `block` says (a trigger).
     pub empty: bool,
+    /// Each line to exactly one receiver, rotating (SPEC §7), instead of
+    /// every chunk to every receiver.
+    pub round_robin: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,8 @@ pub struct Publisher {
     /// A pipe with `-r` also receives its own data.
     replay: bool,
     framer: Framer,
+    /// Whole lines for round-robin dispatch.
+    lines: LineSplitter,
     /// Bytes handed to receivers so far.
     pub sent: u64,
 }
@@ -82,6 +87,7 @@ impl Publisher {
             topic,
             replay,
             framer: Framer::default(),
+            lines: LineSplitter::default(),
             sent: 0,
         }
     }
@@ -151,14 +157,38 @@ impl Publisher {
             if opts.block {
                 self.await_receivers(opts.timeout, &mut ()).await?;
             }
-            if self.deliver(&chunk).await > 0 || !opts.block {
+            let taken = if opts.round_robin {
+                self.dispatch_line(&chunk).await
+            } else {
+                self.deliver(&chunk).await > 0
+            };
+            if taken || !opts.block {
                 return Ok(());
             }
         }
     }
 
-    /// Hands a chunk to the framer, delivering what it releases.
+    /// Gives one line to exactly one receiver (not this sender, unless it
+    /// replays its own data).
+    async fn dispatch_line(&mut self, line: &Bytes) -> bool {
+        let me = self.registration.id;
+        let exclude: &[u64] = if self.replay { &[] } else { &[me] };
+        let taken = Topic::dispatch_line(&self.topic, line, exclude).await;
+        if taken {
+            self.sent += line.len() as u64;
+        }
+        taken
+    }
+
+    /// Hands a chunk to the framer (or the line splitter), delivering what
+    /// it releases.
     async fn send(&mut self, chunk: Bytes, opts: PumpOptions) -> Result<(), PumpError> {
+        if opts.round_robin {
+            for line in self.lines.push(chunk) {
+                self.deliver_or_wait(line, opts).await?;
+            }
+            return Ok(());
+        }
         let shared = self.topic.counts.borrow().senders >= 2;
         match self.framer.push(chunk, shared) {
             Some(out) => self.deliver_or_wait(out, opts).await,
@@ -168,7 +198,11 @@ impl Publisher {
 
     /// Delivers a held partial line (after the idle pause or at the end).
     async fn release_held(&mut self, opts: PumpOptions) -> Result<(), PumpError> {
-        match self.framer.take_held() {
+        let held = match opts.round_robin {
+            true => self.lines.finish(),
+            false => self.framer.take_held(),
+        };
+        match held {
             Some(rest) => self.deliver_or_wait(rest, opts).await,
             None => Ok(()),
         }
@@ -223,23 +257,29 @@ impl Publisher {
                 // Read nothing while nobody listens (SPEC §5.2).
                 self.await_receivers(opts.timeout, &mut ()).await?;
             }
-            let next = if self.framer.has_held() {
-                match tokio::time::timeout(LINE_HOLD, source.next_chunk()).await {
-                    Ok(next) => next?,
-                    Err(_) => {
-                        self.release_held(opts).await?;
-                        continue;
-                    }
-                }
-            } else {
-                source.next_chunk().await?
-            };
-            match next {
-                Some(chunk) => self.send(chunk, opts).await?,
-                None => return Ok(()),
+            // A partial line waits at most LINE_HOLD (not for round-robin,
+            // where a line is only ever sent whole).
+            let hold = !opts.round_robin && self.framer.has_held();
+            let topic = Arc::clone(&self.topic);
+            tokio::select! {
+                next = source.next_chunk() => match next? {
+                    Some(chunk) => self.send(chunk, opts).await?,
+                    None => return Ok(()),
+                },
+                () = tokio::time::sleep(LINE_HOLD), if hold => self.release_held(opts).await?,
+                // Every receiver left while stdin was quiet: go back to the
+                // bounded wait at the top instead of reading on (SPEC §5.2).
+                () = receivers_gone(&topic), if opts.block => {}
             }
         }
     }
+}
+
+/// Resolves once the topic has no receiver (cancel-safe).
+async fn receivers_gone(topic: &Topic) {
+    let mut counts = topic.counts.subscribe();
+    // An error means the topic is gone, which also means no receiver.
+    let _ = counts.wait_for(|c| c.receivers == 0).await;
 }
 
 /// Keeps `ls`'s count of waiting pubs right however the wait ends.

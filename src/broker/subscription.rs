@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::Registration;
-use super::topic::{Counts, Item};
+use super::topic::{Counts, Item, Topic};
 
 pub struct Subscription {
-    _registration: Arc<Registration>,
+    /// Keeps this receiver on its topic (or pattern) until dropped.
+    _guard: Arc<dyn Send + Sync>,
+    /// Our member id, so re-dispatched lines skip us.
+    member: u64,
     rx: mpsc::Receiver<Item>,
     counts: watch::Receiver<Counts>,
     /// Sender joins seen at join time; a later value means a sender came.
@@ -34,8 +36,10 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        registration: Arc<Registration>,
+        guard: Arc<dyn Send + Sync>,
+        member: u64,
         rx: mpsc::Receiver<Item>,
         counts: watch::Receiver<Counts>,
         at_join: Counts,
@@ -43,7 +47,8 @@ impl Subscription {
         skipped: Arc<AtomicU64>,
     ) -> Self {
         Subscription {
-            _registration: registration,
+            _guard: guard,
+            member,
             rx,
             counts,
             joined_at: at_join.sender_joins,
@@ -102,7 +107,7 @@ impl Subscription {
 
     fn take(&mut self, item: Item) -> Option<Bytes> {
         match item {
-            Item::Data(data) => {
+            Item::Data(data) | Item::Line(data, _) => {
                 self.received += data.len() as u64;
                 Some(data)
             }
@@ -110,6 +115,32 @@ impl Subscription {
                 let _ = ack.send(());
                 None
             }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    /// Round-robin lines still queued here were never written: give them to
+    /// another receiver of their topic, so a worker leaving loses no job.
+    fn drop(&mut self) {
+        let mut orphans = Vec::new();
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::Line(line, topic) = item {
+                orphans.push((line, topic));
+            }
+        }
+        if orphans.is_empty() {
+            return;
+        }
+        let me = self.member;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for (line, topic) in orphans {
+                    if let Some(topic) = topic.upgrade() {
+                        Topic::dispatch_line(&topic, &line, &[me]).await;
+                    }
+                }
+            });
         }
     }
 }

@@ -8,7 +8,7 @@
 //! receiver's queue outside it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -20,6 +20,9 @@ use crate::topic::{AccessList, TopicRef};
 #[derive(Debug)]
 pub(crate) enum Item {
     Data(Bytes),
+    /// A round-robin line: if its receiver leaves before writing it, the
+    /// line goes to another receiver of the same topic instead of being lost.
+    Line(Bytes, std::sync::Weak<Topic>),
     /// Acknowledged once every item before it was handed to the client, so a
     /// pub can say `msg sent!` only when that is true.
     Flush(oneshot::Sender<()>),
@@ -68,19 +71,30 @@ impl Slot {
     /// Delivers one chunk, waiting for room unless the receiver is lossy.
     /// Returns false when the receiver has already left.
     pub async fn deliver(&self, chunk: &Bytes) -> bool {
+        self.deliver_item(Item::Data(chunk.clone()), chunk.len())
+            .await
+    }
+
+    /// Delivers one round-robin line (re-dispatched if this receiver leaves
+    /// before writing it).
+    pub async fn deliver_line(&self, line: &Bytes, topic: &Arc<Topic>) -> bool {
+        let item = Item::Line(line.clone(), Arc::downgrade(topic));
+        self.deliver_item(item, line.len()).await
+    }
+
+    async fn deliver_item(&self, item: Item, len: usize) -> bool {
         if self.lossy {
-            match self.tx.try_send(Item::Data(chunk.clone())) {
+            match self.tx.try_send(item) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // Skipping is this receiver's choice; it still counts as reached.
-                    self.skipped
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    self.skipped.fetch_add(len as u64, Ordering::Relaxed);
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         } else {
-            self.tx.send(Item::Data(chunk.clone())).await.is_ok()
+            self.tx.send(item).await.is_ok()
         }
     }
 }
@@ -91,6 +105,9 @@ pub(crate) struct MemberInfo {
     /// `USER@IP:PORT#N`, as `ls` prints it.
     pub label: String,
     pub user: String,
+    /// Attached through a pattern sub: a receiver here, but it neither keeps
+    /// the topic alive nor shows in the topic's own `ls` entry.
+    pub via_pattern: bool,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +125,9 @@ pub(crate) struct Topic {
     pub name: TopicRef,
     inner: Mutex<TopicInner>,
     pub counts: watch::Sender<Counts>,
+    /// Where round-robin dispatch continues; shared by the topic's senders
+    /// so two round-robin senders still spread work evenly.
+    pub cursor: AtomicUsize,
 }
 
 impl Topic {
@@ -116,7 +136,30 @@ impl Topic {
             name,
             inner: Mutex::new(TopicInner::default()),
             counts: watch::Sender::new(Counts::default()),
+            cursor: AtomicUsize::new(0),
         }
+    }
+
+    /// Hands a line to exactly one receiver, rotating over those connected
+    /// now and skipping `exclude`; tries the next one if a receiver just
+    /// left. False when nobody took it.
+    pub async fn dispatch_line(self: &Arc<Self>, line: &Bytes, exclude: &[u64]) -> bool {
+        let slots = self.receivers();
+        let candidates: Vec<&Slot> = slots
+            .iter()
+            .filter(|s| !exclude.contains(&s.member))
+            .collect();
+        let n = candidates.len();
+        if n == 0 {
+            return false;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        for k in 0..n {
+            if candidates[(start + k) % n].deliver_line(line, self).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// Locks the topic. A poisoned lock only means another task panicked
@@ -148,11 +191,21 @@ impl Topic {
         });
     }
 
-    /// Removes a member; returns true when the topic is left empty.
+    /// Removes a member; returns true when no direct member is left (pattern
+    /// attachments alone do not keep a topic).
     pub fn remove(&self, id: u64) -> bool {
         let mut inner = self.lock();
+        self.remove_locked(&mut inner, id);
+        let empty = inner.members.values().all(|m| m.via_pattern);
+        if empty {
+            inner.public_acl = None;
+        }
+        empty
+    }
+
+    pub fn remove_locked(&self, inner: &mut TopicInner, id: u64) {
         let Some(info) = inner.members.remove(&id) else {
-            return inner.members.is_empty();
+            return;
         };
         if info.role.receives() {
             let slots = inner
@@ -171,16 +224,11 @@ impl Topic {
                 c.receivers = c.receivers.saturating_sub(1);
             }
         });
-        let empty = inner.members.is_empty();
-        if empty {
-            inner.public_acl = None;
-        }
-        empty
     }
 }
 
 impl Slot {
-    fn clone_handle(&self) -> Slot {
+    pub fn clone_handle(&self) -> Slot {
         Slot {
             member: self.member,
             tx: self.tx.clone(),

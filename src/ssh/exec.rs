@@ -165,7 +165,12 @@ pub async fn argument_error(out: &mut Out, kind: CommandKind, line: &str) -> Res
 }
 
 /// Resolves a typed topic name for this client.
-pub fn resolve(req: &Request, typed: &str, public: bool) -> Result<TopicRef, TopicError> {
+pub fn resolve(
+    req: &Request,
+    typed: &str,
+    public: bool,
+    allow_pattern: bool,
+) -> Result<TopicRef, TopicError> {
     let users = &req.app.users;
     let is_user = |name: &str| users.is_user(name);
     Resolver {
@@ -173,7 +178,7 @@ pub fn resolve(req: &Request, typed: &str, public: bool) -> Result<TopicRef, Top
         admin: req.identity.admin,
         is_user: &is_user,
     }
-    .resolve(typed, public, false)
+    .resolve(typed, public, allow_pattern)
 }
 
 /// The name a user would type for a topic (SPEC §4.4).

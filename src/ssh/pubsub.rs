@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::exec::{Report, Request, argument_error, drain_until_closed, resolve, usage_error};
 use super::out::{Gone, Out};
 use crate::broker::{
-    BrokerError, ByteSource, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role,
-    StageSink, Subscription,
+    ByteSource, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role, StageSink,
+    Subscription,
 };
 use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
 use crate::topic::{Namespace, TopicRef, parse_access};
@@ -85,7 +85,12 @@ async fn join(
         Some(t) => t.clone(),
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let topic = match resolve(req, &typed, common.public) {
+    let allow_pattern = kind == CommandKind::Sub;
+    if !allow_pattern && crate::topic::is_pattern(&typed) {
+        let line = format!("{kind}: only sub takes a pattern: {typed:?}");
+        return argument_error(out, kind, &line).await.map(Err);
+    }
+    let topic = match resolve(req, &typed, common.public, allow_pattern) {
         Ok(t) => t,
         Err(e) => return argument_error(out, kind, &e.to_string()).await.map(Err),
     };
@@ -99,16 +104,25 @@ async fn join(
         req.peer,
         req.app.next_client_number()
     );
-    let joined = req.app.broker.join(JoinRequest {
+    let pattern = crate::topic::is_pattern(&topic.local);
+    if pattern && access.is_some() {
+        let line = format!("{kind}: an access list belongs to a topic, not a pattern");
+        return argument_error(out, kind, &line).await.map(Err);
+    }
+    let join = JoinRequest {
         topic: &topic,
         who: &req.identity,
         label: &label,
         role,
         access: access.as_ref(),
-    });
+    };
+    let joined = match pattern {
+        true => req.app.broker.join_pattern(join),
+        false => req.app.broker.join(join),
+    };
     match joined {
         Ok(m) => Ok(Ok((topic, m))),
-        Err(e @ (BrokerError::AccessDenied | BrokerError::TooManyTopics(_))) => {
+        Err(e) => {
             out.line(&e.to_string()).await?;
             Ok(Err(Report {
                 status: 1,
@@ -155,9 +169,6 @@ pub async fn publish(
         )
         .await;
     }
-    if args.dispatch == Dispatch::RoundRobin {
-        return usage_error(req, out, &unsupported(CommandKind::Pub, "-d round-robin")).await;
-    }
     let (topic, membership) =
         match join(req, CommandKind::Pub, &args.common, Role::Pub, out).await? {
             Ok(j) => j,
@@ -174,6 +185,7 @@ pub async fn publish(
         block: args.block,
         timeout: args.timeout,
         empty: args.empty,
+        round_robin: args.dispatch == Dispatch::RoundRobin,
     };
     let clean = args.common.clean;
     let result = {
@@ -226,14 +238,6 @@ pub async fn subscribe(
     read: &mut ChannelReadHalf,
     out: &mut Out,
 ) -> Result<Report, Gone> {
-    if args
-        .common
-        .topic
-        .as_deref()
-        .is_some_and(crate::topic::is_pattern)
-    {
-        return usage_error(req, out, &unsupported(CommandKind::Sub, "topic patterns")).await;
-    }
     let role = Role::Sub {
         keep_alive: args.keep_alive,
         lossy: args.lossy,
@@ -288,9 +292,6 @@ pub async fn pipe(
     read: &mut ChannelReadHalf,
     out: &mut Out,
 ) -> Result<Report, Gone> {
-    if args.dispatch == Dispatch::RoundRobin {
-        return usage_error(req, out, &unsupported(CommandKind::Pipe, "-d round-robin")).await;
-    }
     let role = Role::Pipe {
         replay: args.replay,
     };
@@ -310,6 +311,7 @@ pub async fn pipe(
         block: false,
         timeout: std::time::Duration::ZERO,
         empty: false,
+        round_robin: args.dispatch == Dispatch::RoundRobin,
     };
     let stop = CancellationToken::new();
     let send = async {
