@@ -11,6 +11,8 @@
 //!   rules of SPEC §5. It knows nothing of SSH or HTTP, so another front end
 //!   or a multi-node backend can sit on the same API.
 //! - `ssh`: a thin russh handler that hands each command to its own task.
+//! - `http`: the HTTP/WebSocket/SSE side door (axum) on the same broker
+//!   API, so browsers and `curl` meet SSH users on public topics.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -18,6 +20,7 @@ pub mod broker;
 pub mod command;
 pub mod config;
 pub mod hostkey;
+pub mod http;
 pub mod identity;
 pub mod server;
 pub mod ssh;

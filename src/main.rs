@@ -80,11 +80,14 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ssh_limits: Default::default(),
         broker: Default::default(),
     };
-    let running = server::start(opts).await?;
-    let http = match args.http_listen {
-        HttpListen::Off => "off".to_string(),
-        HttpListen::On(addr) => format!("{addr} (not served yet)"),
+    let http_listen = match args.http_listen {
+        HttpListen::Off => None,
+        HttpListen::On(addr) => Some(addr),
     };
+    let running = server::start_with_http(opts, http_listen).await?;
+    let http = running
+        .http_addr
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(
         ssh = %running.ssh_addr,
         http = %http,

@@ -1,5 +1,9 @@
 //! Start-up: turn options into a running server (used by `main` and by the
 //! tests, which bind port 0 and shut down on drop).
+//!
+//! The HTTP address is an argument of `start_with_http` rather than a field
+//! of `Options`, so code that builds `Options` literally (tests, other
+//! front ends) keeps compiling and simply runs without HTTP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +18,7 @@ use crate::app::App;
 use crate::broker::{Broker, BrokerConfig};
 use crate::config::{AuthMode, load_users};
 use crate::hostkey;
+use crate::http;
 use crate::ssh::{self, SshLimits};
 
 /// Everything needed to run the server, already checked.
@@ -33,15 +38,27 @@ pub struct Options {
 /// A started server. `shutdown` stops it; `join` waits for it.
 pub struct Running {
     pub ssh_addr: SocketAddr,
+    /// `None` when HTTP is off.
+    pub http_addr: Option<SocketAddr>,
     pub host_key_fingerprint: String,
     pub shutdown: CancellationToken,
+    /// Ends once both the SSH and the HTTP side have finished.
     pub join: JoinHandle<()>,
     /// The shared state, for in-process observers (tests, metrics).
     pub app: Arc<App>,
 }
 
-/// Checks the configuration, binds, and starts serving in the background.
+/// Checks the configuration, binds SSH only, and starts serving.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    start_with_http(opts, None).await
+}
+
+/// Checks the configuration, binds SSH (and HTTP on `http_listen`, if
+/// given), and starts serving in the background.
+pub async fn start_with_http(
+    opts: Options,
+    http_listen: Option<SocketAddr>,
+) -> anyhow::Result<Running> {
     let users = load_users(opts.users.as_deref(), opts.auth)?;
     hostkey::ensure_data_dir(&opts.data_dir)?;
     let key = hostkey::load_or_create(&opts.data_dir)?;
@@ -52,6 +69,19 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let ssh_addr = listener
         .local_addr()
         .context("reading the SSH listen address")?;
+    let http_listener = match http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (HTTP)"))?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("reading the HTTP listen address")?;
     let shutdown = CancellationToken::new();
     let app = Arc::new(App::new(
         Broker::new(opts.broker.clone()),
@@ -62,14 +92,22 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits));
-    let join = tokio::spawn(ssh::serve(
+    let ssh_task = tokio::spawn(ssh::serve(
         listener,
         Arc::clone(&app),
         config,
         opts.ssh_limits.clone(),
     ));
+    let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, Arc::clone(&app))));
+    let join = tokio::spawn(async move {
+        let _ = ssh_task.await;
+        if let Some(t) = http_task {
+            let _ = t.await;
+        }
+    });
     Ok(Running {
         ssh_addr,
+        http_addr,
         host_key_fingerprint,
         shutdown,
         join,

@@ -1,0 +1,204 @@
+//! The HTTP, WebSocket and SSE side door (SPEC §11).
+//!
+//! Browsers and `curl` meet SSH users on the same public topics, so this
+//! module talks to the very same broker API as `ssh/` — `join`, `Publisher`,
+//! `Subscription` — never an SSH hop. Each route is a thin mapping from a
+//! request to one of `sub -p`, `pub -p` or `pipe -p`; the delivery rules
+//! (blocking, ending, backpressure) all live in the broker.
+//!
+//! HTTP clients are not authenticated, so they act as one fixed identity,
+//! `@http`, which no access list can name: an HTTP client that sets
+//! `?access=` on a free public topic owns its list (SPEC §6), and a list set
+//! by an SSH user keeps HTTP clients out (403).
+
+mod error;
+mod query;
+mod socket;
+mod sse;
+mod topic;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::serve::ListenerExt as _;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+pub use error::HttpError;
+use query::Params;
+
+use crate::app::App;
+use crate::broker::{JoinRequest, Membership, Role};
+use crate::identity::Identity;
+use crate::topic::{Resolver, TopicError, TopicRef};
+
+/// How long open streams and sockets get to finish after shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// What every handler needs.
+#[derive(Clone)]
+struct HttpState {
+    app: Arc<App>,
+    /// Upgraded WebSockets run outside axum's connection tracking; this lets
+    /// `serve` wait for them to send their close frames.
+    sockets: TaskTracker,
+}
+
+/// The identity of every HTTP client. `@` makes it an invalid user name, so
+/// no access list can name it and no namespace can be its own.
+pub fn http_identity() -> Identity {
+    Identity {
+        name: "@http".to_string(),
+        fingerprint: String::new(),
+        admin: false,
+        anonymous: true,
+    }
+}
+
+/// Resolves `typed` in the public namespace and joins it with `role`.
+/// Invalid names and access lists are errors, never rewritten.
+fn join(
+    state: &HttpState,
+    peer: SocketAddr,
+    typed: &str,
+    params: &Params,
+    role: Role,
+) -> Result<(TopicRef, Membership), HttpError> {
+    let topic = resolve(&state.app, typed)?;
+    let access = params.access()?;
+    let who = http_identity();
+    let label = format!("http@{peer}#{}", state.app.next_client_number());
+    let membership = state.app.broker.join(JoinRequest {
+        topic: &topic,
+        who: &who,
+        label: &label,
+        role,
+        access: access.as_ref(),
+    })?;
+    tracing::info!(client = %label, topic = %topic.full, ?role, "http client joined");
+    Ok((topic, membership))
+}
+
+fn resolve(app: &App, typed: &str) -> Result<TopicRef, TopicError> {
+    let is_user = |name: &str| app.users.is_user(name);
+    Resolver {
+        user: "@http",
+        admin: false,
+        is_user: &is_user,
+    }
+    .resolve(typed, true, false)
+}
+
+/// All routes of SPEC §11, with CORS on every answer.
+fn router(state: HttpState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/topic/{*t}", get(topic::get).post(topic::post_blocking))
+        .route(
+            "/pubsub/{*t}",
+            get(topic::get).post(topic::post_nonblocking),
+        )
+        .route("/socket/{*t}", get(socket::handler))
+        .route("/pipe/{*t}", get(socket::handler))
+        .route("/sse/{*t}", get(sse::handler));
+    // `/topic/` with no name is an invalid (empty) topic, not an unknown route.
+    for prefix in ["topic", "pubsub", "socket", "pipe", "sse"] {
+        router = router.route(&format!("/{prefix}/"), any(empty_topic));
+    }
+    router
+        .fallback(not_found)
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn empty_topic() -> HttpError {
+    HttpError::Topic(TopicError::Empty)
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// `Access-Control-Allow-Origin: *` on every answer (SPEC §11), and
+/// answers to preflight requests so browsers may POST any content type.
+async fn cors(req: Request, next: Next) -> Response {
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// Serves HTTP on `listener` until `app.shutdown` is cancelled, then lets
+/// open streams end (they watch the same token) and sockets send their
+/// close frames, for at most `SHUTDOWN_GRACE`.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    let sockets = TaskTracker::new();
+    let shutdown = app.shutdown.clone();
+    let router = router(HttpState {
+        app,
+        sockets: sockets.clone(),
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let signal = shutdown.clone();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { signal.cancelled().await });
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "HTTP server failed");
+            }
+        }
+        () = deadline => tracing::warn!("some HTTP connections did not end in time"),
+    }
+    sockets.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some WebSockets did not close in time");
+    }
+}

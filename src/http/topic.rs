@@ -1,0 +1,171 @@
+//! `/topic/{t}` and `/pubsub/{t}`: `sub -p` as a streamed response body and
+//! `pub -p` from a streamed request body.
+//!
+//! Neither side buffers: the response body is a stream pulled from the
+//! subscription chunk by chunk (so a slow HTTP reader paces the topic like a
+//! slow SSH one), and the request body is read only as fast as the broker
+//! delivers, so a 1 GiB POST holds at most a few chunks in memory.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+
+use axum::body::{Body, BodyDataStream};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _, stream};
+use tokio_util::sync::CancellationToken;
+
+use super::error::HttpError;
+use super::query::Params;
+use super::{HttpState, join};
+use crate::broker::{ByteSource, PumpError, PumpOptions, Role, Subscription};
+
+/// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
+/// it bounds what each receiver queue can hold.
+pub const MAX_CHUNK: usize = 32 * 1024;
+
+const DEFAULT_MIME: &str = "text/plain; charset=utf-8";
+
+/// `GET /topic/{t}`, `GET /pubsub/{t}`: `sub -p t`, `?persist=true` → `-k`.
+pub async fn get(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(typed): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let params = Params::parse(query.as_deref())?;
+    let keep_alive = params.flag("persist")?;
+    let mime = match params.get("mime") {
+        None | Some("") => HeaderValue::from_static(DEFAULT_MIME),
+        Some(m) => HeaderValue::from_str(m)
+            .map_err(|_| HttpError::BadRequest(format!("invalid value for mime: {m:?}")))?,
+    };
+    let role = Role::Sub {
+        keep_alive,
+        lossy: false,
+    };
+    let (_, membership) = join(&state, peer, &typed, &params, role)?;
+    let Some(sub) = membership.subscription else {
+        return Err(HttpError::Unavailable("no subscription for a sub".into()));
+    };
+    let body = Body::from_stream(chunks(sub, state.app.shutdown.clone()));
+    let headers = [
+        (header::CONTENT_TYPE, mime),
+        // Browsers would otherwise buffer text/plain to sniff its type.
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// A subscription as a body stream; it ends with the subscription, or
+/// cleanly (a proper end of the chunked body) when the server shuts down.
+pub fn chunks(
+    sub: Subscription,
+    stop: CancellationToken,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    stream::unfold((sub, stop), |(mut sub, stop)| async move {
+        let next = tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            c = sub.next() => c,
+        };
+        next.map(|chunk| (Ok(chunk), (sub, stop)))
+    })
+}
+
+/// `POST /topic/{t}`: a blocking `pub -p t` (`?timeout=` as `-t`).
+pub async fn post_blocking(
+    state: State<HttpState>,
+    peer: ConnectInfo<SocketAddr>,
+    typed: Path<String>,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, HttpError> {
+    publish(state, peer, typed, query, body, true).await
+}
+
+/// `POST /pubsub/{t}`: `pub -p -b=false t`, data without receivers is dropped.
+pub async fn post_nonblocking(
+    state: State<HttpState>,
+    peer: ConnectInfo<SocketAddr>,
+    typed: Path<String>,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, HttpError> {
+    publish(state, peer, typed, query, body, false).await
+}
+
+async fn publish(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(typed): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+    block: bool,
+) -> Result<Response, HttpError> {
+    let params = Params::parse(query.as_deref())?;
+    let timeout = params.timeout()?;
+    let (topic, membership) = join(&state, peer, &typed, &params, Role::Pub)?;
+    let Some(mut publisher) = membership.publisher else {
+        return Err(HttpError::Unavailable("no publisher for a pub".into()));
+    };
+    let opts = PumpOptions {
+        block,
+        timeout,
+        empty: false,
+        round_robin: false,
+    };
+    let mut source = BodySource::new(body);
+    let mut quiet = ();
+    let result = tokio::select! {
+        r = publisher.pump(&mut source, opts, &mut quiet) => r,
+        () = state.app.shutdown.cancelled() => return Err(HttpError::ShuttingDown),
+    };
+    tracing::info!(topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
+    match result {
+        Ok(()) => Ok("msg sent!\n".into_response()),
+        Err(PumpError::Timeout) => Err(HttpError::Timeout),
+        Err(PumpError::Io(e)) => Err(HttpError::Body(e)),
+    }
+}
+
+/// A request body as the broker's input, cut into `MAX_CHUNK` slices
+/// (zero-copy) whatever size the HTTP layer reads.
+struct BodySource {
+    stream: BodyDataStream,
+    pending: Bytes,
+}
+
+impl BodySource {
+    fn new(body: Body) -> Self {
+        BodySource {
+            stream: body.into_data_stream(),
+            pending: Bytes::new(),
+        }
+    }
+}
+
+impl ByteSource for BodySource {
+    /// Cancel-safe: `StreamExt::next` is, and a slice in hand stays in
+    /// `pending` until returned.
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(MAX_CHUNK);
+                return Ok(Some(self.pending.split_to(n)));
+            }
+            match self.stream.next().await {
+                None => return Ok(None),
+                Some(Ok(data)) => self.pending = data,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+}
