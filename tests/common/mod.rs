@@ -77,6 +77,8 @@ pub struct Config {
     pub auth: AuthMode,
     pub domain: String,
     pub ssh_limits: SshLimits,
+    /// Also serve HTTP (on 127.0.0.1:0; see `TestServer::http_addr`).
+    pub http: bool,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             auth: AuthMode::Open,
             domain: "testhost".to_string(),
             ssh_limits: SshLimits::default(),
+            http: false,
         }
     }
 }
@@ -93,6 +96,8 @@ impl Default for Config {
 /// A running server; shuts down when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP address, when started with `Config { http: true, .. }`.
+    pub http_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub app: Arc<App>,
     pub host_key_fingerprint: String,
@@ -122,10 +127,20 @@ impl TestServer {
             ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
         };
-        TestServer::from_options(opts, dir)
+        let http = cfg.http.then(|| "127.0.0.1:0".parse().expect("addr"));
+        TestServer::from_options_http(opts, http, dir)
     }
 
     pub fn from_options(opts: Options, dir: tempfile::TempDir) -> TestServer {
+        TestServer::from_options_http(opts, None, dir)
+    }
+
+    /// `from_options`, also serving HTTP on `http` when given.
+    pub fn from_options_http(
+        opts: Options,
+        http: Option<SocketAddr>,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -134,11 +149,12 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                match server::start(opts).await {
+                match server::start_with_http(opts, http).await {
                     Ok(running) => {
                         let shutdown = running.shutdown.clone();
                         tx.send(Ok((
                             running.ssh_addr,
+                            running.http_addr,
                             Arc::clone(&running.app),
                             running.host_key_fingerprint.clone(),
                             shutdown,
@@ -152,12 +168,13 @@ impl TestServer {
                 }
             });
         });
-        let (addr, app, fp, shutdown) = rx
+        let (addr, http_addr, app, fp, shutdown) = rx
             .recv_timeout(WAIT)
             .expect("server start reported")
             .unwrap_or_else(|e| panic!("server failed to start: {e}"));
         TestServer {
             addr,
+            http_addr,
             dir,
             app,
             host_key_fingerprint: fp,
