@@ -12,7 +12,7 @@ use std::thread;
 use common::*;
 
 /// Collects a running client's stdout lines as they arrive.
-fn lines_of(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+fn lines_of(child: &mut Child) -> Lines {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let out = child.stdout.take().unwrap();
     let sink = Arc::clone(&lines);
@@ -25,12 +25,33 @@ fn lines_of(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
-fn total(workers: &[Arc<Mutex<Vec<String>>>]) -> usize {
+/// Lines a worker received so far.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// `n` workers (`sub -k TOPIC`) on the topic, each with its lines collected.
+fn workers(server: &TestServer, key: &Key, topic: &str, n: usize) -> (Vec<Child>, Vec<Lines>) {
+    let full = format!("{}/{topic}", key.anonymous_name());
+    let mut subs: Vec<Child> = (0..n)
+        .map(|_| server.spawn(key, &["sub", "-k", topic]))
+        .collect();
+    let lines = subs.iter_mut().map(lines_of).collect();
+    server.wait_receivers(&full, n);
+    (subs, lines)
+}
+
+fn stop(subs: &mut [Child]) {
+    for s in subs {
+        s.kill().unwrap();
+        let _ = s.wait();
+    }
+}
+
+fn total(workers: &[Lines]) -> usize {
     workers.iter().map(|w| w.lock().unwrap().len()).sum()
 }
 
 /// Every number 1..=n exactly once across the workers.
-fn assert_exactly_once(workers: &[Arc<Mutex<Vec<String>>>], n: usize) {
+fn assert_exactly_once(workers: &[Lines], n: usize) {
     let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
     for w in workers {
         for line in w.lock().unwrap().iter() {
@@ -55,12 +76,7 @@ fn numbers(range: std::ops::RangeInclusive<usize>) -> Vec<u8> {
 fn thousand_lines_to_three_workers_exactly_once_and_balanced() {
     let server = TestServer::start();
     let key = server.key("k");
-    let full = format!("{}/jobs", key.anonymous_name());
-    let mut subs: Vec<Child> = (0..3)
-        .map(|_| server.spawn(&key, &["sub", "-k", "jobs"]))
-        .collect();
-    let workers: Vec<_> = subs.iter_mut().map(lines_of).collect();
-    server.wait_receivers(&full, 3);
+    let (mut subs, workers) = workers(&server, &key, "jobs", 3);
     let out = server.run(
         &key,
         &["pub", "-d", "round-robin", "jobs"],
@@ -75,10 +91,7 @@ fn thousand_lines_to_three_workers_exactly_once_and_balanced() {
         // Balanced within 10 % of an even share (333).
         assert!((300..=367).contains(&n), "unbalanced: {n} of 1000");
     }
-    for s in &mut subs {
-        s.kill().unwrap();
-        let _ = s.wait();
-    }
+    stop(&mut subs);
 }
 
 #[test]
@@ -86,11 +99,7 @@ fn a_worker_leaving_midway_loses_and_repeats_nothing() {
     let server = TestServer::start();
     let key = server.key("k");
     let full = format!("{}/jobs", key.anonymous_name());
-    let mut subs: Vec<Child> = (0..3)
-        .map(|_| server.spawn(&key, &["sub", "-k", "jobs"]))
-        .collect();
-    let workers: Vec<_> = subs.iter_mut().map(lines_of).collect();
-    server.wait_receivers(&full, 3);
+    let (mut subs, workers) = workers(&server, &key, "jobs", 3);
     let mut publ = server.spawn(&key, &["pub", "-c", "-d", "round-robin", "jobs"]);
     let mut stdin = publ.stdin.take().unwrap();
     stdin.write_all(&numbers(1..=500)).unwrap();
@@ -112,22 +121,14 @@ fn a_worker_leaving_midway_loses_and_repeats_nothing() {
         "gone worker got lines"
     );
     assert_exactly_once(&workers, 1000);
-    for s in &mut subs[..2] {
-        s.kill().unwrap();
-        let _ = s.wait();
-    }
+    stop(&mut subs[..2]);
 }
 
 #[test]
 fn other_senders_keep_their_own_mode() {
     let server = TestServer::start();
     let key = server.key("k");
-    let full = format!("{}/mixed", key.anonymous_name());
-    let mut subs: Vec<Child> = (0..2)
-        .map(|_| server.spawn(&key, &["sub", "-k", "mixed"]))
-        .collect();
-    let workers: Vec<_> = subs.iter_mut().map(lines_of).collect();
-    server.wait_receivers(&full, 2);
+    let (mut subs, workers) = workers(&server, &key, "mixed", 2);
     let rr: String = (1..=100).map(|i| format!("rr-{i}\n")).collect();
     let mc: String = (1..=10).map(|i| format!("mc-{i}\n")).collect();
     let (a, b) = thread::scope(|s| {
@@ -155,22 +156,14 @@ fn other_senders_keep_their_own_mode() {
     let mut expected: Vec<String> = (1..=100).map(|i| format!("rr-{i}")).collect();
     expected.sort();
     assert_eq!(rr_seen, expected, "round-robin lines exactly once");
-    for s in &mut subs {
-        s.kill().unwrap();
-        let _ = s.wait();
-    }
+    stop(&mut subs);
 }
 
 #[test]
 fn a_line_longer_than_64k_goes_whole_to_one_receiver() {
     let server = TestServer::start();
     let key = server.key("k");
-    let full = format!("{}/big", key.anonymous_name());
-    let mut subs: Vec<Child> = (0..2)
-        .map(|_| server.spawn(&key, &["sub", "-k", "big"]))
-        .collect();
-    let workers: Vec<_> = subs.iter_mut().map(lines_of).collect();
-    server.wait_receivers(&full, 2);
+    let (mut subs, workers) = workers(&server, &key, "big", 2);
     let long = "L".repeat(200 * 1024);
     let input = format!("short-1\n{long}\nshort-2\n");
     server
@@ -192,10 +185,7 @@ fn a_line_longer_than_64k_goes_whole_to_one_receiver() {
         all.iter().map(String::len).collect::<Vec<_>>()
     );
     assert!(all.contains(&long), "the long line arrived whole");
-    for s in &mut subs {
-        s.kill().unwrap();
-        let _ = s.wait();
-    }
+    stop(&mut subs);
 }
 
 #[test]
