@@ -83,6 +83,57 @@ pub struct ServeArgs {
     /// `text` or `json` log lines on stderr; level via RUST_LOG.
     #[arg(long, env = "SSHPIPE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Largest queued message (`pub -q`), e.g. `64MiB`, `500KB`, `1000`.
+    #[arg(long, env = "SSHPIPE_QUEUE_MAX_MESSAGE", default_value = "64MiB", value_parser = parse_size)]
+    pub queue_max_message: u64,
+    /// Most bytes of queued messages per user.
+    #[arg(long, env = "SSHPIPE_QUEUE_MAX_USER_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub queue_max_user_bytes: u64,
+    /// Most queued messages per user.
+    #[arg(long, env = "SSHPIPE_QUEUE_MAX_USER_MESSAGES", default_value = "1000")]
+    pub queue_max_user_messages: usize,
+    /// How long a queued message is kept (Go duration: `168h`, `30m`).
+    #[arg(long, env = "SSHPIPE_QUEUE_RETENTION", default_value = "168h", value_parser = crate::command::parse_duration)]
+    pub queue_retention: std::time::Duration,
+}
+
+impl ServeArgs {
+    /// The queue limits these options set.
+    pub fn queue_limits(&self) -> crate::broker::QueueLimits {
+        crate::broker::QueueLimits {
+            max_message: self.queue_max_message,
+            max_user_bytes: self.queue_max_user_bytes,
+            max_user_messages: self.queue_max_user_messages,
+            retention: self.queue_retention,
+        }
+    }
+}
+
+/// A byte count: a number with an optional unit (`KiB`, `MiB`, `GiB`,
+/// `KB`, `MB`, `GB`, `B`; case-insensitive).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (like 64MiB or 1000)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,8 @@
 //! - `ssh`: a thin russh handler that hands each command to its own task.
 //! - `http`: the HTTP/WebSocket/SSE side door (axum) on the same broker
 //!   API, so browsers and `curl` meet SSH users on public topics.
+//! - `store`: the embedded durable store (redb): access lists and queued
+//!   messages that must survive a crash. Only the broker talks to it.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -24,4 +26,5 @@ pub mod http;
 pub mod identity;
 pub mod server;
 pub mod ssh;
+pub mod store;
 pub mod topic;

@@ -78,7 +78,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         domain: args.domain.clone(),
         advertise_port: args.advertise_port,
         ssh_limits: Default::default(),
-        broker: Default::default(),
+        broker: sshpipe::broker::BrokerConfig {
+            queue: args.queue_limits(),
+            ..Default::default()
+        },
     };
     let http_listen = match args.http_listen {
         HttpListen::Off => None,

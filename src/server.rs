@@ -20,6 +20,7 @@ use crate::config::{AuthMode, load_users};
 use crate::hostkey;
 use crate::http;
 use crate::ssh::{self, SshLimits};
+use crate::store::Store;
 
 /// Everything needed to run the server, already checked.
 #[derive(Debug, Clone)]
@@ -82,9 +83,16 @@ pub async fn start_with_http(
         .map(TcpListener::local_addr)
         .transpose()
         .context("reading the HTTP listen address")?;
+    // Opened before any port is bound: a bad store file is a start-up error.
+    let store = Store::open(&opts.data_dir)?;
+    let broker = Broker::with_store(opts.broker.clone(), store)?;
     let shutdown = CancellationToken::new();
+    let expiry = {
+        let (broker, stop) = (broker.clone(), shutdown.clone());
+        tokio::spawn(async move { broker.expire_until(stop).await })
+    };
     let app = Arc::new(App::new(
-        Broker::new(opts.broker.clone()),
+        broker,
         users,
         opts.auth,
         opts.domain.clone(),
@@ -104,6 +112,7 @@ pub async fn start_with_http(
         if let Some(t) = http_task {
             let _ = t.await;
         }
+        let _ = expiry.await;
     });
     Ok(Running {
         ssh_addr,

@@ -582,19 +582,18 @@ fn invalid_access_entry_is_a_usage_error() {
 }
 
 #[test]
-fn not_yet_supported_flags_exit_two_saying_so() {
+fn queue_flag_short_and_long_forms_queue() {
+    // `-q` used to be "not supported"; it now queues (SPEC §8, issue 4).
     let server = TestServer::start();
     let key = server.key("k");
-    for args in [&["pub", "-q", "t"][..], &["pub", "--queue", "t"][..]] {
+    for (n, args) in [&["pub", "-q", "t"][..], &["pub", "--queue", "t"][..]]
+        .into_iter()
+        .enumerate()
+    {
         let out = server.run(&key, args, b"");
-        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr);
-        assert!(
-            stderr_lines(&out)
-                .first()
-                .is_some_and(|l| l.contains("not supported")),
-            "{args:?}: {}",
-            out.stderr
-        );
+        out.expect_code(0);
+        let want = format!("queued ({} waiting)", n + 1);
+        assert_eq!(stderr_lines(&out).last().copied(), Some(want.as_str()));
         assert!(out.stdout.is_empty());
     }
     // -d multicast is the default and fine.

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::State;
 use super::patterns::PatternEntry;
 use super::topic::{Role, Topic};
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_use};
@@ -18,6 +19,9 @@ pub struct TopicListing {
     pub subs: Vec<String>,
     pub pipes: Vec<String>,
     pub waiting_pubs: usize,
+    /// Queued messages (SPEC §8) and their bytes.
+    pub queued: usize,
+    pub queued_bytes: u64,
 }
 
 impl TopicListing {
@@ -29,16 +33,34 @@ impl TopicListing {
             subs: Vec::new(),
             pipes: Vec::new(),
             waiting_pubs: 0,
+            queued: 0,
+            queued_bytes: 0,
         }
     }
 }
 
-pub(super) fn visible(
+/// Queued (messages, bytes, users who queued them) per full topic name.
+pub(super) type QueuedTotals = HashMap<String, (usize, u64, Vec<String>)>;
+
+pub(super) fn visible(state: &State, queued: &QueuedTotals, who: &Who<'_>) -> Vec<TopicListing> {
+    let (topics, acls, patterns) = (&state.topics, &state.acls, &state.patterns);
+    let mut out = live(topics, acls, who);
+    dormant(&mut out, acls, queued, who);
+    for (name, listing) in out.iter_mut() {
+        if let Some((n, bytes, _)) = queued.get(name) {
+            listing.queued = *n;
+            listing.queued_bytes = *bytes;
+        }
+    }
+    pattern_subs(&mut out, patterns, who);
+    out.into_values().collect()
+}
+
+fn live(
     topics: &HashMap<String, Arc<Topic>>,
     acls: &HashMap<String, AccessList>,
-    patterns: &HashMap<u64, PatternEntry>,
     who: &Who<'_>,
-) -> Vec<TopicListing> {
+) -> BTreeMap<String, TopicListing> {
     let mut out: BTreeMap<String, TopicListing> = BTreeMap::new();
     for (name, topic) in topics {
         let inner = topic.lock();
@@ -67,7 +89,17 @@ pub(super) fn visible(
         }
         out.insert(name.clone(), listing);
     }
-    // Private topics with an access list but nobody on them still exist.
+    out
+}
+
+/// Topics with nobody on them that still exist: private ones with an access
+/// list, and any with queued messages.
+fn dormant(
+    out: &mut BTreeMap<String, TopicListing>,
+    acls: &HashMap<String, AccessList>,
+    queued: &QueuedTotals,
+    who: &Who<'_>,
+) {
     for (name, list) in acls {
         if out.contains_key(name) {
             continue;
@@ -79,6 +111,33 @@ pub(super) fn visible(
             out.insert(name.clone(), TopicListing::empty(topic, Some(list.clone())));
         }
     }
+    for (name, (_, _, users)) in queued {
+        if out.contains_key(name) {
+            continue;
+        }
+        let shows = match name.strip_prefix("public/") {
+            // Public queues show to those who queued on them (and admins).
+            Some(local) => (who.admin || users.iter().any(|u| u == who.name)).then(|| TopicRef {
+                full: name.clone(),
+                namespace: Namespace::Public,
+                local: local.to_string(),
+            }),
+            None => dormant_ref(name).filter(|t| may_use(t, acls.get(name), None, who)),
+        };
+        if let Some(topic) = shows {
+            out.insert(
+                name.clone(),
+                TopicListing::empty(topic, acls.get(name).cloned()),
+            );
+        }
+    }
+}
+
+fn pattern_subs(
+    out: &mut BTreeMap<String, TopicListing>,
+    patterns: &HashMap<u64, PatternEntry>,
+    who: &Who<'_>,
+) {
     // Pattern subs, under their pattern: seen by their user, the owner of
     // the namespace they watch, and admins.
     for entry in patterns.values() {
@@ -92,7 +151,6 @@ pub(super) fn visible(
             .subs
             .push(entry.label.clone());
     }
-    out.into_values().collect()
 }
 
 /// Rebuilds the `TopicRef` of a private topic known only by its full name.

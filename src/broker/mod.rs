@@ -7,10 +7,13 @@
 //! topic with no members disappears, and private access lists outlive the
 //! sessions that set them.
 
+mod claim;
 mod framer;
 mod listing;
 mod patterns;
 mod publisher;
+mod queue;
+mod queued;
 mod subscription;
 mod topic;
 
@@ -18,18 +21,22 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::identity::Identity;
+use crate::store::{Store, StoreError};
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_set_access, may_use};
 
+pub use claim::Claim;
 pub use framer::{Framer, LineSplitter, MAX_HELD, MAX_LINE};
 pub use listing::TopicListing;
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
+pub use queue::{CHUNK_BYTES, QueueError, QueueLimits};
+pub use queued::JoinMode;
 pub use subscription::Subscription;
 pub use topic::{Counts, Role};
 
-use patterns::{PatternEntry, PatternRegistration};
+use patterns::PatternEntry;
 use topic::{MemberInfo, Slot, Topic, TopicInner};
 
 /// Chunks a receiver may have queued before lossless senders wait. With
@@ -41,11 +48,16 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 pub struct BrokerConfig {
     /// Most live topics at once (SPEC §9).
     pub max_topics: usize,
+    /// Limits on queued messages (SPEC §8).
+    pub queue: QueueLimits,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig { max_topics: 10_000 }
+        BrokerConfig {
+            max_topics: 10_000,
+            queue: QueueLimits::default(),
+        }
     }
 }
 
@@ -57,6 +69,9 @@ pub enum BrokerError {
     TooManyTopics(usize),
     #[error("only sub takes a pattern")]
     PatternNeedsSub,
+    /// The access list could not be stored; it was not changed.
+    #[error("{0}")]
+    Store(String),
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +89,10 @@ struct Shared {
     state: Mutex<State>,
     next_member: AtomicU64,
     config: BrokerConfig,
+    /// Where private access lists are written through (none: memory only).
+    store: Option<Store>,
+    /// Queued messages (none without a store).
+    queue: Option<Arc<queue::Queue>>,
 }
 
 /// Cheap to clone; every clone is the same broker.
@@ -141,12 +160,41 @@ pub(crate) fn who(identity: &Identity) -> Who<'_> {
 }
 
 impl Broker {
+    /// A broker that keeps everything in memory: no queued messages, and
+    /// access lists end with the process.
     pub fn new(config: BrokerConfig) -> Self {
+        Broker::build(config, None, None, HashMap::new())
+    }
+
+    /// A broker backed by the durable store: access lists are loaded from
+    /// it and written through, and queued messages are available.
+    pub fn with_store(config: BrokerConfig, store: Store) -> Result<Self, StoreError> {
+        let acls = store.load_acls()?;
+        let queue = queue::Queue::open(store.clone(), config.queue)?;
+        Ok(Broker::build(
+            config,
+            Some(store),
+            Some(Arc::new(queue)),
+            acls,
+        ))
+    }
+
+    fn build(
+        config: BrokerConfig,
+        store: Option<Store>,
+        queue: Option<Arc<queue::Queue>>,
+        acls: HashMap<String, AccessList>,
+    ) -> Self {
         Broker {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    acls,
+                    ..State::default()
+                }),
                 next_member: AtomicU64::new(1),
                 config,
+                store,
+                queue,
             }),
         }
     }
@@ -154,6 +202,19 @@ impl Broker {
     /// Puts a client on a topic after checking (and, with `-a`, setting) its
     /// access list, all under one lock so no join slips between check and set.
     pub fn join(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
+        // `Join` always yields a membership.
+        self.join_with(req, JoinMode::Join)?
+            .ok_or(BrokerError::PatternNeedsSub)
+    }
+
+    /// `join` with a choice of what to do once access is settled: join,
+    /// only check (a sub about to drain the queue), or join only if the
+    /// topic has receivers (`pub -q`). `None`: access granted, not joined.
+    pub fn join_with(
+        &self,
+        req: JoinRequest<'_>,
+        mode: JoinMode,
+    ) -> Result<Option<Membership>, BrokerError> {
         let who = who(req.who);
         let mut state = lock(&self.shared.state);
         let existing = state.topics.get(&req.topic.full).cloned();
@@ -181,17 +242,26 @@ impl Broker {
             match (is_public, list.0.is_empty()) {
                 (true, true) => inner.public_acl = None,
                 (true, false) => inner.public_acl = Some((list.clone(), req.who.name.clone())),
-                (false, true) => {
-                    state.acls.remove(&req.topic.full);
-                }
-                (false, false) => {
-                    state.acls.insert(req.topic.full.clone(), list.clone());
+                (false, _) => {
+                    self.persist_acl(&req.topic.full, list)?;
+                    if list.0.is_empty() {
+                        state.acls.remove(&req.topic.full);
+                    } else {
+                        state.acls.insert(req.topic.full.clone(), list.clone());
+                    }
                 }
             }
         }
         let (acl, owner) = acl_of(&state.acls, &topic, &inner);
         if !may_use(req.topic, acl, owner, &who) {
             return Err(BrokerError::AccessDenied);
+        }
+        let receivers = topic.counts.borrow().receivers;
+        match mode {
+            JoinMode::Join => {}
+            JoinMode::Check => return Ok(None),
+            JoinMode::PubOrQueue if receivers == 0 => return Ok(None),
+            JoinMode::PubOrQueue => {}
         }
         let shared = acl.is_some();
         if existing_is_new || req.access.is_some() {
@@ -257,69 +327,23 @@ impl Broker {
                 skipped.unwrap_or_default(),
             )
         });
-        Ok(Membership {
+        Ok(Some(Membership {
             publisher,
             subscription,
             shared,
-        })
-    }
-
-    /// Joins a pattern sub (`sub 'logs-*'`): attached to every matching
-    /// topic it may use, now and later. It never ends because senders left.
-    pub fn join_pattern(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
-        let Role::Sub { lossy, .. } = req.role else {
-            return Err(BrokerError::PatternNeedsSub);
-        };
-        let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
-        let (Some(slot), Some(rx)) = new_slot(id, lossy) else {
-            return Err(BrokerError::PatternNeedsSub);
-        };
-        let entry = PatternEntry {
-            pattern: req.topic.clone(),
-            who: req.who.clone(),
-            label: req.label.to_string(),
-            slot,
-        };
-        let mut state = lock(&self.shared.state);
-        for topic in state.topics.values() {
-            let mut inner = topic.lock();
-            let (acl, owner) = acl_of(&state.acls, topic, &inner);
-            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
-            patterns::sync_one(
-                id,
-                &entry,
-                topic,
-                &mut inner,
-                acl.as_ref(),
-                owner.as_deref(),
-            );
-        }
-        state.patterns.insert(id, entry);
-        drop(state);
-        let guard = Arc::new(PatternRegistration {
-            shared: Arc::clone(&self.shared),
-            id,
-        });
-        let subscription = Subscription::new(
-            guard,
-            id,
-            rx,
-            watch::channel(Counts::default()).1,
-            Counts::default(),
-            false,
-            Arc::default(),
-        );
-        Ok(Membership {
-            publisher: None,
-            subscription: Some(subscription),
-            shared: false,
-        })
+        }))
     }
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
     pub fn list(&self, viewer: &Identity) -> Vec<TopicListing> {
         let state = lock(&self.shared.state);
-        listing::visible(&state.topics, &state.acls, &state.patterns, &who(viewer))
+        let queued = self
+            .shared
+            .queue
+            .as_ref()
+            .map(|q| q.totals())
+            .unwrap_or_default();
+        listing::visible(&state, &queued, &who(viewer))
     }
 
     /// The live counts of a topic by full name (`None`: no such live topic).

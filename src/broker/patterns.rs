@@ -10,9 +10,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use tokio::sync::watch;
+
+use super::subscription::Subscription;
+use super::topic::Counts;
 use super::topic::{MemberInfo, Role, Slot, Topic, TopicInner};
-use super::{Shared, lock, who};
+use super::{Broker, BrokerError, JoinRequest, Membership, Shared, acl_of, lock, new_slot, who};
 use crate::identity::Identity;
 use crate::topic::{AccessList, TopicRef, may_use, pattern_matches};
 
@@ -97,6 +102,60 @@ impl Drop for PatternRegistration {
             let mut inner = topic.lock();
             topic.remove_locked(&mut inner, self.id);
         }
+    }
+}
+
+impl Broker {
+    /// Joins a pattern sub (`sub 'logs-*'`): attached to every matching
+    /// topic it may use, now and later. It never ends because senders left.
+    pub fn join_pattern(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
+        let Role::Sub { lossy, .. } = req.role else {
+            return Err(BrokerError::PatternNeedsSub);
+        };
+        let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
+        let (Some(slot), Some(rx)) = new_slot(id, lossy) else {
+            return Err(BrokerError::PatternNeedsSub);
+        };
+        let entry = PatternEntry {
+            pattern: req.topic.clone(),
+            who: req.who.clone(),
+            label: req.label.to_string(),
+            slot,
+        };
+        let mut state = lock(&self.shared.state);
+        for topic in state.topics.values() {
+            let mut inner = topic.lock();
+            let (acl, owner) = acl_of(&state.acls, topic, &inner);
+            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
+            sync_one(
+                id,
+                &entry,
+                topic,
+                &mut inner,
+                acl.as_ref(),
+                owner.as_deref(),
+            );
+        }
+        state.patterns.insert(id, entry);
+        drop(state);
+        let guard = Arc::new(PatternRegistration {
+            shared: Arc::clone(&self.shared),
+            id,
+        });
+        let subscription = Subscription::new(
+            guard,
+            id,
+            rx,
+            watch::channel(Counts::default()).1,
+            Counts::default(),
+            false,
+            Arc::default(),
+        );
+        Ok(Membership {
+            publisher: None,
+            subscription: Some(subscription),
+            shared: false,
+        })
     }
 }
 

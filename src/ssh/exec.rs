@@ -215,6 +215,13 @@ pub fn format_listing(listing: &[TopicListing], viewer: &str) -> String {
             s.push('\n');
         }
         s.push_str(&format!("  waiting pubs: {}\n", t.waiting_pubs));
+        if t.queued > 0 {
+            let queued = format!(
+                "  queued: {} messages, {} bytes\n",
+                t.queued, t.queued_bytes
+            );
+            s.push_str(&queued);
+        }
     }
     s
 }

@@ -9,6 +9,7 @@ mod exec;
 mod handler;
 mod out;
 mod pubsub;
+mod queued;
 
 use std::borrow::Cow;
 use std::sync::Arc;

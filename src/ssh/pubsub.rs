@@ -11,17 +11,18 @@ use bytes::Bytes;
 use russh::{ChannelMsg, ChannelReadHalf};
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{Report, Request, argument_error, drain_until_closed, resolve, usage_error};
+use super::exec::{Report, Request, argument_error, drain_until_closed, resolve};
 use super::out::{Gone, Out};
+use super::queued;
 use crate::broker::{
-    ByteSource, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role, StageSink,
-    Subscription,
+    ByteSource, JoinMode, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role,
+    StageSink, Subscription,
 };
-use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
+use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs};
 use crate::topic::{Namespace, TopicRef, parse_access};
 
 /// Stdin of an SSH channel as a stream of chunks (zero-copy `Bytes`).
-struct ChannelSource<'a>(&'a mut ChannelReadHalf);
+pub(super) struct ChannelSource<'a>(pub &'a mut ChannelReadHalf);
 
 impl ByteSource for ChannelSource<'_> {
     async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
@@ -42,9 +43,9 @@ impl ByteSource for ChannelSource<'_> {
 }
 
 /// Status lines of SPEC §4.2, unless `-c`.
-struct StatusLines<'a> {
-    out: &'a mut Out,
-    clean: bool,
+pub(super) struct StatusLines<'a> {
+    pub out: &'a mut Out,
+    pub clean: bool,
 }
 
 impl StageSink for StatusLines<'_> {
@@ -65,14 +66,6 @@ impl StageSink for StatusLines<'_> {
     }
 }
 
-/// Features whose issues have not landed yet get a clear usage error.
-fn unsupported(kind: CommandKind, what: &str) -> UsageError {
-    UsageError::Unsupported {
-        kind,
-        what: what.to_string(),
-    }
-}
-
 /// Resolves the topic and joins it; `Err` carries the finished report.
 async fn join(
     req: &Request,
@@ -81,6 +74,29 @@ async fn join(
     role: Role,
     out: &mut Out,
 ) -> Result<Result<(TopicRef, Membership), Report>, Gone> {
+    Ok(
+        match join_as(req, kind, common, role, out, JoinMode::Join).await? {
+            Ok((topic, Some(m))) => Ok((topic, m)),
+            Ok((topic, None)) => Err(Report {
+                status: 1,
+                topic: Some(topic.full),
+                bytes_in: 0,
+            }),
+            Err(report) => Err(report),
+        },
+    )
+}
+
+/// `join` with a `JoinMode`: `None` means access was granted but the
+/// client did not join (it drains or fills the topic's queue instead).
+pub(super) async fn join_as(
+    req: &Request,
+    kind: CommandKind,
+    common: &Common,
+    role: Role,
+    out: &mut Out,
+    mode: JoinMode,
+) -> Result<Result<(TopicRef, Option<Membership>), Report>, Gone> {
     let typed = match &common.topic {
         Some(t) => t.clone(),
         None => uuid::Uuid::new_v4().to_string(),
@@ -117,8 +133,8 @@ async fn join(
         access: access.as_ref(),
     };
     let joined = match pattern {
-        true => req.app.broker.join_pattern(join),
-        false => req.app.broker.join(join),
+        true => req.app.broker.join_pattern(join).map(Some),
+        false => req.app.broker.join_with(join, mode),
     };
     match joined {
         Ok(m) => Ok(Ok((topic, m))),
@@ -134,7 +150,7 @@ async fn join(
 }
 
 /// The hint line: what others type to reach this topic.
-fn hint(req: &Request, topic: &TopicRef, verb: &str, shared: bool) -> String {
+pub(super) fn hint(req: &Request, topic: &TopicRef, verb: &str, shared: bool) -> String {
     let name = match &topic.namespace {
         Namespace::Public => format!("-p {}", flag_safe(&topic.local)),
         Namespace::User(owner) if owner == &req.identity.name && !shared => flag_safe(&topic.local),
@@ -161,17 +177,15 @@ pub async fn publish(
     read: &mut ChannelReadHalf,
     out: &mut Out,
 ) -> Result<Report, Gone> {
-    if args.queue {
-        return usage_error(
-            req,
-            out,
-            &unsupported(CommandKind::Pub, "-q (queued messages)"),
-        )
-        .await;
-    }
+    let mode = match args.queue {
+        true => JoinMode::PubOrQueue,
+        false => JoinMode::Join,
+    };
+    let common = &args.common;
     let (topic, membership) =
-        match join(req, CommandKind::Pub, &args.common, Role::Pub, out).await? {
-            Ok(j) => j,
+        match join_as(req, CommandKind::Pub, common, Role::Pub, out, mode).await? {
+            Ok((topic, Some(m))) => (topic, m),
+            Ok((topic, None)) => return queued::publish(req, &args, topic, read, out).await,
             Err(report) => return Ok(report),
         };
     let Some(mut publisher) = membership.publisher else {
@@ -182,7 +196,8 @@ pub async fn publish(
             .await?;
     }
     let opts = PumpOptions {
-        block: args.block,
+        // With receivers, `-q` is `-b=false` (SPEC §8).
+        block: args.block && !args.queue,
         timeout: args.timeout,
         empty: args.empty,
         round_robin: args.dispatch == Dispatch::RoundRobin,
@@ -224,7 +239,7 @@ pub async fn publish(
 }
 
 /// The input of `pub -e`: nothing at all.
-struct NoInput;
+pub(super) struct NoInput;
 
 impl ByteSource for NoInput {
     async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
@@ -242,6 +257,44 @@ pub async fn subscribe(
         keep_alive: args.keep_alive,
         lossy: args.lossy,
     };
+    let pattern = args
+        .common
+        .topic
+        .as_deref()
+        .is_some_and(crate::topic::is_pattern);
+    // Watch for queued messages from before the queue is first looked at,
+    // so one linked in between is never missed.
+    let mut changes = req.app.broker.queue_changes();
+    if !pattern {
+        let checked = join_as(
+            req,
+            CommandKind::Sub,
+            &args.common,
+            role,
+            out,
+            JoinMode::Check,
+        );
+        let topic = match checked.await? {
+            Ok((topic, _)) => topic,
+            Err(report) => return Ok(report),
+        };
+        let drained = tokio::select! {
+            r = queued::drain(req, &topic.full, args.keep_alive, out) => r?,
+            () = drain_until_closed(read) => return Err(Gone),
+        };
+        let status = match drained {
+            queued::Drained::Failed => 1,
+            queued::Drained::Wrote(n) if n > 0 && !args.keep_alive => 0,
+            queued::Drained::Wrote(_) => 2,
+        };
+        if status < 2 {
+            return Ok(Report {
+                status,
+                topic: Some(topic.full),
+                bytes_in: 0,
+            });
+        }
+    }
     let (topic, membership) = match join(req, CommandKind::Sub, &args.common, role, out).await? {
         Ok(j) => j,
         Err(report) => return Ok(report),
@@ -249,9 +302,13 @@ pub async fn subscribe(
     let Some(mut sub) = membership.subscription else {
         return Ok(Report::status(1));
     };
-    tokio::select! {
-        r = copy_out(&mut sub, out, None) => r?,
+    let live = queued::copy_live(req, &mut sub, &topic, &mut changes, args.keep_alive, out);
+    let ok = tokio::select! {
+        r = live => r?,
         () = drain_until_closed(read) => return Err(Gone),
+    };
+    if !ok {
+        return Ok(Report::status(1));
     }
     if args.lossy && sub.skipped() > 0 {
         out.line(&format!("skipped {} bytes", sub.skipped()))
@@ -266,7 +323,7 @@ pub async fn subscribe(
 
 /// Copies a subscription to stdout until it ends (or `stop` is cancelled,
 /// after the chunk in hand is written whole).
-async fn copy_out(
+pub(super) async fn copy_out(
     sub: &mut Subscription,
     out: &mut Out,
     stop: Option<&CancellationToken>,

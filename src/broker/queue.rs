@@ -1,0 +1,339 @@
+//! Queued messages (SPEC §8): the in-memory index over the durable store,
+//! with the limits and the claims that give each message to exactly one
+//! receiver.
+//!
+//! The store holds what must survive a crash (the messages); this index
+//! holds what must not: which receiver is reading which message. After a
+//! restart nothing is claimed, so a message whose reader died is simply
+//! served again. A message leaves the store only after its reader wrote it
+//! whole; a reader that goes away earlier drops its `Claim`, which puts the
+//! message back where it was — at the head of its topic's queue.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tokio::sync::watch;
+
+use super::ByteSource;
+use crate::store::{Store, StoreError, StoredMessage};
+
+/// Bytes per stored chunk: a large message moves through the server this
+/// much at a time, never whole.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// SPEC §8's limits (configurable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_message: u64,
+    pub max_user_bytes: u64,
+    pub max_user_messages: usize,
+    pub retention: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_message: 64 << 20,
+            max_user_bytes: 256 << 20,
+            max_user_messages: 1000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Over a limit; the text says which, with the numbers.
+    #[error("queue full: {0}")]
+    Full(String),
+    #[error("queued messages are not available on this server")]
+    NoStore,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub msg: StoredMessage,
+    pub claimed: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    bytes: u64,
+    messages: usize,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    /// Per full topic name, messages by sequence number (oldest first).
+    pub topics: HashMap<String, BTreeMap<u64, Entry>>,
+    /// Per user, including messages being linked right now.
+    usage: HashMap<String, Usage>,
+    next_seq: u64,
+    next_data: u64,
+}
+
+/// The queue: store plus index. Shared by the broker's clones.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(super) store: Store,
+    pub(super) limits: QueueLimits,
+    index: Mutex<Index>,
+    /// Bumped whenever a message becomes available (linked or released), so
+    /// waiting receivers look again instead of polling.
+    changed: watch::Sender<u64>,
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, QueueError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(QueueError::from),
+        Err(e) => Err(QueueError::Task(e.to_string())),
+    }
+}
+
+impl Queue {
+    /// Loads the index from the store.
+    pub fn open(store: Store, limits: QueueLimits) -> Result<Queue, StoreError> {
+        let mut index = Index::default();
+        for msg in store.load_messages()? {
+            index.next_seq = index.next_seq.max(msg.seq + 1);
+            index.next_data = index.next_data.max(msg.data_id + 1);
+            let usage = index.usage.entry(msg.user.clone()).or_default();
+            usage.bytes += msg.size;
+            usage.messages += 1;
+            let entry = Entry {
+                msg,
+                claimed: false,
+            };
+            index
+                .topics
+                .entry(entry.msg.topic.clone())
+                .or_default()
+                .insert(entry.msg.seq, entry);
+        }
+        Ok(Queue {
+            store,
+            limits,
+            index: Mutex::new(index),
+            changed: watch::Sender::new(0),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Index> {
+        // A poisoned lock only means a panic elsewhere; the index is plain
+        // bookkeeping that every critical section leaves whole.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(super) fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// (messages, bytes) queued per topic.
+    pub fn totals(&self) -> HashMap<String, (usize, u64, Vec<String>)> {
+        let index = self.lock();
+        index
+            .topics
+            .iter()
+            .map(|(name, q)| {
+                let bytes = q.values().map(|e| e.msg.size).sum();
+                let mut users: Vec<String> = q.values().map(|e| e.msg.user.clone()).collect();
+                users.dedup();
+                (name.clone(), (q.len(), bytes, users))
+            })
+            .collect()
+    }
+
+    fn usage(&self, user: &str) -> Usage {
+        self.lock().usage.get(user).copied().unwrap_or_default()
+    }
+
+    fn check_bytes(&self, user: &str, size: u64) -> Result<(), QueueError> {
+        let l = &self.limits;
+        if size > l.max_message {
+            return Err(QueueError::Full(format!(
+                "message is over the {}-byte limit ({size} bytes read)",
+                l.max_message
+            )));
+        }
+        let used = self.usage(user).bytes;
+        if used + size > l.max_user_bytes {
+            return Err(QueueError::Full(format!(
+                "{user} has {used} bytes queued, this message would make {} (limit {})",
+                used + size,
+                l.max_user_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn count_full(&self, user: &str, usage: Usage) -> Option<QueueError> {
+        let max = self.limits.max_user_messages;
+        (usage.messages >= max).then(|| {
+            QueueError::Full(format!(
+                "{user} has {} queued messages (limit {max})",
+                usage.messages
+            ))
+        })
+    }
+
+    /// Reads `source` to its end and stores it as one message at the end of
+    /// `topic`'s queue. Returns how many messages then wait on the topic.
+    /// On any error nothing is left behind.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        topic: &str,
+        user: &str,
+        source: &mut impl ByteSource,
+    ) -> Result<usize, QueueError> {
+        if let Some(full) = self.count_full(user, self.usage(user)) {
+            return Err(full);
+        }
+        let data_id = {
+            let mut index = self.lock();
+            index.next_data += 1;
+            index.next_data - 1
+        };
+        let written = self.write_body(data_id, user, source).await;
+        let (size, chunks) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.discard(data_id).await;
+                return Err(e);
+            }
+        };
+        match self.link(topic, user, data_id, size, chunks).await {
+            Ok(waiting) => Ok(waiting),
+            Err(e) => {
+                self.discard(data_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Streams the input into chunks; returns (size, chunk count).
+    async fn write_body(
+        &self,
+        data_id: u64,
+        user: &str,
+        source: &mut impl ByteSource,
+    ) -> Result<(u64, u32), QueueError> {
+        let mut buf = BytesMut::new();
+        let mut size = 0u64;
+        let mut chunks = 0u32;
+        loop {
+            let next = source.next_chunk().await?;
+            let end = next.is_none();
+            if let Some(data) = next {
+                size += data.len() as u64;
+                self.check_bytes(user, size)?;
+                buf.extend_from_slice(&data);
+            }
+            while buf.len() >= CHUNK_BYTES || (end && !buf.is_empty()) {
+                let take = buf.len().min(CHUNK_BYTES);
+                let part = buf.split_to(take).freeze();
+                let store = self.store.clone();
+                let index = chunks;
+                blocking(move || store.put_chunk(data_id, index, &part)).await?;
+                chunks += 1;
+            }
+            if end {
+                return Ok((size, chunks));
+            }
+        }
+    }
+
+    /// Checks the limits once more (other pubs may have queued meanwhile),
+    /// then links the message durably and makes it visible.
+    async fn link(
+        &self,
+        topic: &str,
+        user: &str,
+        data_id: u64,
+        size: u64,
+        chunks: u32,
+    ) -> Result<usize, QueueError> {
+        let msg = {
+            let mut index = self.lock();
+            let usage = index.usage.get(user).copied().unwrap_or_default();
+            if let Some(full) = self.count_full(user, usage) {
+                return Err(full);
+            }
+            drop(index);
+            self.check_bytes(user, size)?;
+            index = self.lock();
+            let usage = index.usage.entry(user.to_string()).or_default();
+            usage.bytes += size;
+            usage.messages += 1;
+            index.next_seq += 1;
+            StoredMessage {
+                seq: index.next_seq - 1,
+                topic: topic.to_string(),
+                user: user.to_string(),
+                size,
+                created_ms: now_ms(),
+                data_id,
+                chunks,
+            }
+        };
+        let store = self.store.clone();
+        let linked = msg.clone();
+        if let Err(e) = blocking(move || store.link(&linked)).await {
+            self.unreserve(user, size);
+            return Err(e);
+        }
+        let waiting = {
+            let mut index = self.lock();
+            let q = index.topics.entry(topic.to_string()).or_default();
+            q.insert(
+                msg.seq,
+                Entry {
+                    msg,
+                    claimed: false,
+                },
+            );
+            q.len()
+        };
+        self.notify();
+        Ok(waiting)
+    }
+
+    pub(super) fn unreserve(&self, user: &str, size: u64) {
+        let mut index = self.lock();
+        if let Some(u) = index.usage.get_mut(user) {
+            u.bytes = u.bytes.saturating_sub(size);
+            u.messages = u.messages.saturating_sub(1);
+            if u.messages == 0 {
+                index.usage.remove(user);
+            }
+        }
+    }
+
+    /// Drops the chunks of a message that will not be linked. A failure
+    /// here only leaves orphans, which the next start removes.
+    async fn discard(&self, data_id: u64) {
+        let store = self.store.clone();
+        if let Err(e) = blocking(move || store.drop_data(data_id)).await {
+            tracing::warn!(error = %e, "could not drop an unfinished message");
+        }
+    }
+}
