@@ -32,18 +32,23 @@ pub(crate) const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::n
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store {}: {source}", path.display())]
+    // The cause is part of the message, not a `source`: callers print one
+    // line, and redb's own chain repeats itself.
+    #[error("cannot open the store {}: {cause}{}", path.display(), open_hint(cause))]
     Open {
         path: PathBuf,
-        #[source]
-        source: redb::DatabaseError,
+        cause: redb::DatabaseError,
     },
-    #[error("store {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: redb::Error,
-    },
+    #[error("store {}: {cause}", path.display())]
+    Io { path: PathBuf, cause: redb::Error },
+}
+
+/// What to do about a store that does not open.
+fn open_hint(cause: &redb::DatabaseError) -> &'static str {
+    match cause {
+        redb::DatabaseError::DatabaseAlreadyOpen => " (is another sshpipe using this data dir?)",
+        _ => " (damaged or not an sshpipe store; move it aside to start with an empty one)",
+    }
 }
 
 /// Cheap to clone; every clone is the same open file.
@@ -59,9 +64,9 @@ impl Store {
     /// remains of a pub cut off mid-store, which was never acknowledged.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
+        let db = Database::create(&path).map_err(|cause| StoreError::Open {
             path: path.clone(),
-            source,
+            cause,
         })?;
         let store = Store {
             db: Arc::new(db),
@@ -130,7 +135,7 @@ impl Store {
     fn err(&self, source: redb::Error) -> StoreError {
         StoreError::Io {
             path: self.path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }
