@@ -202,3 +202,31 @@ fn a_corrupt_store_is_a_start_up_error_naming_the_file() {
     // Never a silent reset: the file is left as it was.
     assert_eq!(std::fs::read(&file).unwrap(), random_bytes(64 * 1024, 9));
 }
+
+#[test]
+fn messages_older_than_the_retention_are_removed_in_the_background() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = Key::new(keys.path(), "k");
+    let topic = format!("{}/old", key.anonymous_name());
+    let server = in_process(data.path());
+    server
+        .run(&key, &["pub", "-q", "old"], b"stale\n")
+        .expect_code(0);
+    assert_eq!(server.app.broker.queued(&topic), (1, 6));
+    server.stop();
+
+    // Restarted with a 1 ms retention: the start-up sweep removes it.
+    let mut opts = options(data.path());
+    opts.broker.queue.retention = std::time::Duration::from_millis(1);
+    let server = TestServer::from_options(opts, tempfile::tempdir().unwrap());
+    wait_until("the expired message removed", || {
+        server.app.broker.queued(&topic) == (0, 0)
+    });
+    server.stop();
+
+    // Removed from the store too, not just from memory.
+    let server = in_process(data.path());
+    assert_eq!(server.app.broker.queued(&topic), (0, 0));
+    assert_eq!(server.run(&key, &["ls"], b"").stdout_str(), "no topics\n");
+}

@@ -262,3 +262,19 @@ fn queued_trigger_with_e() {
     assert!(out.stdout.is_empty());
     assert_eq!(server.app.broker.queued(&full(&key, "go")), (0, 0));
 }
+
+#[test]
+fn a_64_mib_message_round_trips_through_the_store() {
+    // Exactly at the default limit; it moves through the server in 256 KiB
+    // chunks (memory use is the benchmark's business, not a timed test's).
+    let server = TestServer::start();
+    let key = server.key("k");
+    let body = random_bytes(64 * 1024 * 1024, 64);
+    let out = server.run(&key, &["pub", "-q", "-c", "big"], &body);
+    out.expect_code(0);
+    assert_eq!(out.stderr, "");
+    let got = server.run(&key, &["sub", "big"], b"");
+    got.expect_code(0);
+    assert_eq!(got.stdout.len(), body.len());
+    assert_eq!(sha256(&got.stdout), sha256(&body));
+}

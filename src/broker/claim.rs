@@ -131,13 +131,22 @@ impl Claim {
     }
 
     /// The body was written whole: remove the message for good.
+    /// Runs as its own task, so a client leaving at this very moment
+    /// cannot leave the store and the index disagreeing.
     pub async fn finish(mut self) -> Result<(), QueueError> {
-        let store = self.queue.store.clone();
-        let (seq, data_id) = (self.msg.seq, self.msg.data_id);
-        blocking(move || store.remove_message(seq, data_id)).await?;
         self.done = true;
-        self.queue.forget(&self.msg);
-        Ok(())
+        let (queue, msg) = (Arc::clone(&self.queue), self.msg.clone());
+        let task = tokio::spawn(async move {
+            let store = queue.store.clone();
+            let (seq, data_id) = (msg.seq, msg.data_id);
+            let removed = blocking(move || store.remove_message(seq, data_id)).await;
+            match &removed {
+                Ok(()) => queue.forget(&msg),
+                Err(_) => queue.release(&msg),
+            }
+            removed
+        });
+        task.await.map_err(|e| QueueError::Task(e.to_string()))?
     }
 }
 

@@ -221,13 +221,18 @@ impl Queue {
                 return Err(e);
             }
         };
-        match self.link(topic, user, data_id, size, chunks).await {
-            Ok(waiting) => Ok(waiting),
-            Err(e) => {
-                self.discard(data_id).await;
-                Err(e)
+        // Linking runs as its own task: once it starts, a client leaving
+        // (which drops this future) cannot leave a message linked in the
+        // store but missing from the index.
+        let (queue, topic, user) = (Arc::clone(self), topic.to_string(), user.to_string());
+        let task = tokio::spawn(async move {
+            let linked = queue.link(&topic, &user, data_id, size, chunks).await;
+            if linked.is_err() {
+                queue.discard(data_id).await;
             }
-        }
+            linked
+        });
+        task.await.map_err(|e| QueueError::Task(e.to_string()))?
     }
 
     /// Streams the input into chunks; returns (size, chunk count).
