@@ -693,6 +693,8 @@ fn host_key_is_made_once_with_safe_modes_and_reused() {
         .collect();
     assert_eq!(key_files.len(), 1, "one host key file: {key_files:?}");
     assert_eq!(mode(&key_files[0]), 0o600, "host key mode");
+    // The store holds everyone's queued data: server-only, like the key.
+    assert_eq!(mode(&data_dir.join("sshpipe.redb")), 0o600, "store mode");
     let before = std::fs::read(&key_files[0]).unwrap();
     let scanned = keyscan_fingerprint(first.addr.port());
     assert_eq!(scanned, first.host_key_fingerprint, "keyscan agrees");
