@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -803,26 +803,8 @@ fn binary_payload_passes_unchanged() {
 /// `ssh -tt` (a PTY for the remote side) with the harness's options; stdin
 /// stays a pipe, so the local terminal is not touched.
 fn ssh_tt(server: &TestServer, key: &Key, args: &[&str]) -> Child {
-    Command::new("ssh")
-        .arg("-tt")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-F",
-            "/dev/null",
-            "-i",
-        ])
-        .arg(&key.path)
-        .args(["-p", &server.addr.port().to_string(), "tester@127.0.0.1"])
-        .args(args)
+    server
+        .ssh_with(key, &["-tt"], args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

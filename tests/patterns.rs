@@ -3,26 +3,8 @@
 //! never from a topic its user could not `sub` by name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
-use std::io::{BufRead, BufReader};
-use std::process::Child;
-use std::sync::{Arc, Mutex};
-use std::thread;
 
 use common::*;
-
-/// Collects a running client's stdout lines as they arrive.
-fn lines_of(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stdout.take().unwrap();
-    let sink = Arc::clone(&lines);
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
 
 /// Waits until `ls` shows the pattern sub (patterns are not topics, so there
 /// are no counts to watch).

@@ -4,29 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::thread;
 
 use common::*;
-
-/// Collects a running client's stdout lines as they arrive.
-fn lines_of(child: &mut Child) -> Lines {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stdout.take().unwrap();
-    let sink = Arc::clone(&lines);
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-/// Lines a worker received so far.
-type Lines = Arc<Mutex<Vec<String>>>;
 
 /// `n` workers (`sub -k TOPIC`) on the topic, each with its lines collected.
 fn workers(server: &TestServer, key: &Key, topic: &str, n: usize) -> (Vec<Child>, Vec<Lines>) {

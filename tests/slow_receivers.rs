@@ -254,17 +254,7 @@ fn slow_subscriber_paces_the_topic_with_bounded_server_memory() {
 
 /// Like `wait_child`, with room for 128 MiB through a debug build.
 fn wait_child_long(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if start.elapsed() > WAIT * 4 {
-            let _ = child.kill();
-            panic!("timed out waiting for {what} to exit");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_child_within(child, what, WAIT * 4)
 }
 
 /// Fixed-width numbered records: byte `i` of the stream is known without

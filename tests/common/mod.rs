@@ -23,6 +23,21 @@ use tokio_util::sync::CancellationToken;
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Client options every test client uses: a fresh server key each run, no
+/// user config, no agent keys, never a prompt.
+pub const CLIENT_OPTS: &[&str] = &[
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-F",
+    "/dev/null",
+];
+
 /// A key pair made with `ssh-keygen`.
 #[derive(Debug, Clone)]
 pub struct Key {
@@ -189,25 +204,19 @@ impl TestServer {
 
     /// An `ssh` command for this server, authenticating with `key`.
     pub fn ssh(&self, key: &Key, args: &[&str]) -> Command {
+        self.ssh_with(key, &[], args)
+    }
+
+    /// Like `ssh`, with extra client options first (`-tt`, `-o ...`): ssh
+    /// keeps the first value it sees, so these win over the defaults.
+    pub fn ssh_with(&self, key: &Key, opts: &[&str], args: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-F",
-            "/dev/null",
-            "-i",
-        ])
-        .arg(&key.path)
-        .args(["-p", &self.addr.port().to_string(), "tester@127.0.0.1"])
-        .args(args);
+        cmd.args(opts)
+            .args(CLIENT_OPTS)
+            .args(["-o", "LogLevel=ERROR", "-i"])
+            .arg(&key.path)
+            .args(["-p", &self.addr.port().to_string(), "tester@127.0.0.1"])
+            .args(args);
         cmd
     }
 
@@ -354,12 +363,17 @@ pub fn finish(mut child: Child, stdin: &[u8], what: &str) -> Out {
 
 /// Waits for a child with the test bound; kills it and fails on timeout.
 pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
+    wait_child_within(child, what, WAIT)
+}
+
+/// Waits for a child up to `limit`; kills it and fails on timeout.
+pub fn wait_child_within(child: &mut Child, what: &str, limit: Duration) -> ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
             return st;
         }
-        if start.elapsed() > WAIT {
+        if start.elapsed() > limit {
             let _ = child.kill();
             panic!("timed out waiting for {what} to exit");
         }
@@ -370,6 +384,24 @@ pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
 /// Collects a background child's output once it has exited.
 pub fn collect(child: Child, what: &str) -> Out {
     finish(child, b"", what)
+}
+
+/// Lines a running client printed so far.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Collects a running client's stdout lines as they arrive (takes stdout).
+pub fn lines_of(child: &mut Child) -> Lines {
+    use std::io::BufRead;
+    let lines = Lines::default();
+    let out = child.stdout.take().expect("stdout piped");
+    let sink = std::sync::Arc::clone(&lines);
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().expect("lines lock").push(line);
+        }
+    });
+    lines
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for byte-exact checks.
