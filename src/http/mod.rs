@@ -35,7 +35,7 @@ pub use error::HttpError;
 use query::Params;
 
 use crate::app::App;
-use crate::broker::{JoinRequest, Membership, Role};
+use crate::broker::{JoinRequest, Membership, Role, Subscription};
 use crate::identity::Identity;
 use crate::topic::{Resolver, TopicError, TopicRef};
 
@@ -85,6 +85,23 @@ fn join(
     })?;
     tracing::info!(client = %label, topic = %topic.full, ?role, "http client joined");
     Ok((topic, membership))
+}
+
+/// `sub -p t` for a GET route: `?persist=true` → `-k`.
+fn subscribe(
+    state: &HttpState,
+    peer: SocketAddr,
+    typed: &str,
+    params: &Params,
+) -> Result<Subscription, HttpError> {
+    let role = Role::Sub {
+        keep_alive: params.flag("persist")?,
+        lossy: false,
+    };
+    let (_, membership) = join(state, peer, typed, params, role)?;
+    membership
+        .subscription
+        .ok_or_else(|| HttpError::Unavailable("no subscription for a sub".into()))
 }
 
 fn resolve(app: &App, typed: &str) -> Result<TopicRef, TopicError> {

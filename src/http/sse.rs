@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::HttpError;
 use super::query::Params;
-use super::{HttpState, join};
-use crate::broker::{Role, Subscription};
+use super::{HttpState, subscribe};
+use crate::broker::Subscription;
 
 /// `GET /sse/{t}`; `?persist=true` → `-k`. Keep-alive comments every 15 s
 /// stop proxies from cutting an idle stream.
@@ -29,14 +29,7 @@ pub async fn handler(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
-    let role = Role::Sub {
-        keep_alive: params.flag("persist")?,
-        lossy: false,
-    };
-    let (_, membership) = join(&state, peer, &typed, &params, role)?;
-    let Some(sub) = membership.subscription else {
-        return Err(HttpError::Unavailable("no subscription for a sub".into()));
-    };
+    let sub = subscribe(&state, peer, &typed, &params)?;
     let events = events(sub, state.app.shutdown.clone());
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::HttpError;
 use super::query::Params;
-use super::{HttpState, join};
+use super::{HttpState, join, subscribe};
 use crate::broker::{ByteSource, PumpError, PumpOptions, Role, Subscription};
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
@@ -37,20 +37,12 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
-    let keep_alive = params.flag("persist")?;
     let mime = match params.get("mime") {
         None | Some("") => HeaderValue::from_static(DEFAULT_MIME),
         Some(m) => HeaderValue::from_str(m)
             .map_err(|_| HttpError::BadRequest(format!("invalid value for mime: {m:?}")))?,
     };
-    let role = Role::Sub {
-        keep_alive,
-        lossy: false,
-    };
-    let (_, membership) = join(&state, peer, &typed, &params, role)?;
-    let Some(sub) = membership.subscription else {
-        return Err(HttpError::Unavailable("no subscription for a sub".into()));
-    };
+    let sub = subscribe(&state, peer, &typed, &params)?;
     let body = Body::from_stream(chunks(sub, state.app.shutdown.clone()));
     let headers = [
         (header::CONTENT_TYPE, mime),
