@@ -77,17 +77,17 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auth: args.auth,
         domain: args.domain.clone(),
         advertise_port: args.advertise_port,
+        http_listen: match args.http_listen {
+            HttpListen::Off => None,
+            HttpListen::On(addr) => Some(addr),
+        },
         ssh_limits: Default::default(),
         broker: sshpipe::broker::BrokerConfig {
             queue: args.queue_limits(),
             ..Default::default()
         },
     };
-    let http_listen = match args.http_listen {
-        HttpListen::Off => None,
-        HttpListen::On(addr) => Some(addr),
-    };
-    let running = server::start_with_http(opts, http_listen).await?;
+    let running = server::start(opts).await?;
     let http = running
         .http_addr
         .map_or_else(|| "off".to_string(), |a| a.to_string());

@@ -1,9 +1,5 @@
 //! Start-up: turn options into a running server (used by `main` and by the
 //! tests, which bind port 0 and shut down on drop).
-//!
-//! The HTTP address is an argument of `start_with_http` rather than a field
-//! of `Options`, so code that builds `Options` literally (tests, other
-//! front ends) keeps compiling and simply runs without HTTP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +22,8 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub ssh_listen: SocketAddr,
+    /// `None`: no HTTP side door (`--http-listen off`).
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub users: Option<PathBuf>,
     pub auth: AuthMode,
@@ -49,17 +47,9 @@ pub struct Running {
     pub app: Arc<App>,
 }
 
-/// Checks the configuration, binds SSH only, and starts serving.
+/// Checks the configuration, binds SSH (and HTTP, unless off), and starts
+/// serving in the background.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
-    start_with_http(opts, None).await
-}
-
-/// Checks the configuration, binds SSH (and HTTP on `http_listen`, if
-/// given), and starts serving in the background.
-pub async fn start_with_http(
-    opts: Options,
-    http_listen: Option<SocketAddr>,
-) -> anyhow::Result<Running> {
     let users = load_users(opts.users.as_deref(), opts.auth)?;
     hostkey::ensure_data_dir(&opts.data_dir)?;
     let key = hostkey::load_or_create(&opts.data_dir)?;
@@ -70,7 +60,7 @@ pub async fn start_with_http(
     let ssh_addr = listener
         .local_addr()
         .context("reading the SSH listen address")?;
-    let http_listener = match http_listen {
+    let http_listener = match opts.http_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await

@@ -162,6 +162,7 @@ fn limited(limits: QueueLimits) -> TestServer {
         auth: sshpipe::config::AuthMode::Open,
         domain: "testhost".into(),
         advertise_port: None,
+        http_listen: None,
         ssh_limits: Default::default(),
         broker: BrokerConfig {
             queue: limits,

@@ -127,6 +127,7 @@ fn options(data_dir: PathBuf) -> Options {
         auth: AuthMode::Open,
         domain: "testhost".to_string(),
         advertise_port: None,
+        http_listen: None,
         ssh_limits: Default::default(),
         broker: Default::default(),
     }

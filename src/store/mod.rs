@@ -71,12 +71,12 @@ impl Store {
         })?;
         // It holds every user's queued data: readable by the server only,
         // like the host key.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |e| StoreError::Open {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            StoreError::Open {
                 path: path.clone(),
                 cause: redb::DatabaseError::Storage(redb::StorageError::Io(e)),
-            },
-        )?;
+            }
+        })?;
         let store = Store {
             db: Arc::new(db),
             path: Arc::new(path),

@@ -139,23 +139,14 @@ impl TestServer {
             auth: cfg.auth,
             domain: cfg.domain,
             advertise_port: None,
+            http_listen: cfg.http.then(|| "127.0.0.1:0".parse().expect("addr")),
             ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
         };
-        let http = cfg.http.then(|| "127.0.0.1:0".parse().expect("addr"));
-        TestServer::from_options_http(opts, http, dir)
+        TestServer::from_options(opts, dir)
     }
 
     pub fn from_options(opts: Options, dir: tempfile::TempDir) -> TestServer {
-        TestServer::from_options_http(opts, None, dir)
-    }
-
-    /// `from_options`, also serving HTTP on `http` when given.
-    pub fn from_options_http(
-        opts: Options,
-        http: Option<SocketAddr>,
-        dir: tempfile::TempDir,
-    ) -> TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -164,7 +155,7 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                match server::start_with_http(opts, http).await {
+                match server::start(opts).await {
                     Ok(running) => {
                         let shutdown = running.shutdown.clone();
                         tx.send(Ok((
