@@ -14,6 +14,7 @@ mod patterns;
 mod publisher;
 mod queue;
 mod queued;
+mod reader;
 mod subscription;
 mod topic;
 
@@ -33,6 +34,7 @@ pub use listing::TopicListing;
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
 pub use queue::{CHUNK_BYTES, QueueError, QueueLimits};
 pub use queued::JoinMode;
+pub use reader::{ReadError, Reader};
 pub use subscription::Subscription;
 pub use topic::{Counts, Role};
 

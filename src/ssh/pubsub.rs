@@ -15,8 +15,8 @@ use super::exec::{Report, Request, argument_error, drain_until_closed, resolve};
 use super::out::{Gone, Out};
 use super::queued;
 use crate::broker::{
-    ByteSource, JoinMode, JoinRequest, Membership, PubStage, PumpError, PumpOptions, Role,
-    StageSink, Subscription,
+    ByteSource, JoinMode, JoinRequest, Membership, PubStage, PumpError, PumpOptions, ReadError,
+    Reader, Role, StageSink, Subscription,
 };
 use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs};
 use crate::topic::{Namespace, TopicRef, parse_access};
@@ -114,12 +114,7 @@ pub(super) async fn join_as(
         Ok(a) => a,
         Err(e) => return argument_error(out, kind, &e).await.map(Err),
     };
-    let label = format!(
-        "{}@{}#{}",
-        req.identity.name,
-        req.peer,
-        req.app.next_client_number()
-    );
+    let label = client_label(req);
     let pattern = crate::topic::is_pattern(&topic.local);
     if pattern && access.is_some() {
         let line = format!("{kind}: an access list belongs to a topic, not a pattern");
@@ -257,68 +252,110 @@ pub async fn subscribe(
         keep_alive: args.keep_alive,
         lossy: args.lossy,
     };
+    let (topic, reader) = match start_reader(req, &args, role, out).await? {
+        Ok(r) => r,
+        Err(report) => return Ok(report),
+    };
+    let mut reader = reader;
+    let copied = tokio::select! {
+        r = copy_reader(&mut reader, out) => r?,
+        () = drain_until_closed(read) => return Err(Gone),
+    };
+    let mut report = Report {
+        status: 0,
+        topic: Some(topic.full),
+        bytes_in: 0,
+    };
+    if let Err(e) = copied {
+        out.line(&e.to_string()).await?;
+        report.status = 1;
+    }
+    if args.lossy && reader.skipped() > 0 {
+        out.line(&format!("skipped {} bytes", reader.skipped()))
+            .await?;
+    }
+    Ok(report)
+}
+
+/// `USER@IP:PORT#N`, as `ls` shows a client.
+fn client_label(req: &Request) -> String {
+    format!(
+        "{}@{}#{}",
+        req.identity.name,
+        req.peer,
+        req.app.next_client_number()
+    )
+}
+
+/// Resolves the topic (or pattern) and starts reading it: queued messages
+/// first, then live data (the broker's `Reader`).
+async fn start_reader(
+    req: &Request,
+    args: &SubArgs,
+    role: Role,
+    out: &mut Out,
+) -> Result<Result<(TopicRef, Reader), Report>, Gone> {
     let pattern = args
         .common
         .topic
         .as_deref()
         .is_some_and(crate::topic::is_pattern);
-    // Watch for queued messages from before the queue is first looked at,
-    // so one linked in between is never missed.
-    let mut changes = req.app.broker.queue_changes();
-    if !pattern {
-        let checked = join_as(
-            req,
-            CommandKind::Sub,
-            &args.common,
-            role,
-            out,
-            JoinMode::Check,
-        );
-        let topic = match checked.await? {
-            Ok((topic, _)) => topic,
-            Err(report) => return Ok(report),
+    let mode = match pattern {
+        true => JoinMode::Join,
+        false => JoinMode::Check,
+    };
+    let (topic, membership) =
+        match join_as(req, CommandKind::Sub, &args.common, role, out, mode).await? {
+            Ok(j) => j,
+            Err(report) => return Ok(Err(report)),
         };
-        let drained = tokio::select! {
-            r = queued::drain(req, &topic.full, args.keep_alive, out) => r?,
-            () = drain_until_closed(read) => return Err(Gone),
-        };
-        let status = match drained {
-            queued::Drained::Failed => 1,
-            queued::Drained::Wrote(n) if n > 0 && !args.keep_alive => 0,
-            queued::Drained::Wrote(_) => 2,
-        };
-        if status < 2 {
-            return Ok(Report {
-                status,
+    let broker = &req.app.broker;
+    let reader = match membership.and_then(|m| m.subscription) {
+        Some(sub) => Ok(Reader::live(broker, sub)),
+        None => {
+            let label = client_label(req);
+            // Already validated by `join_as`; given again because a new
+            // public topic keeps its list only once someone is on it.
+            let access = args
+                .common
+                .access
+                .as_deref()
+                .and_then(|a| parse_access(a).ok());
+            broker.reader(
+                JoinRequest {
+                    topic: &topic,
+                    who: &req.identity,
+                    label: &label,
+                    role,
+                    access: access.as_ref(),
+                },
+                args.keep_alive,
+            )
+        }
+    };
+    match reader {
+        Ok(r) => Ok(Ok((topic, r))),
+        Err(e) => {
+            out.line(&e.to_string()).await?;
+            Ok(Err(Report {
+                status: 1,
                 topic: Some(topic.full),
                 bytes_in: 0,
-            });
+            }))
         }
     }
-    let (topic, membership) = match join(req, CommandKind::Sub, &args.common, role, out).await? {
-        Ok(j) => j,
-        Err(report) => return Ok(report),
-    };
-    let Some(mut sub) = membership.subscription else {
-        return Ok(Report::status(1));
-    };
-    let live = queued::copy_live(req, &mut sub, &topic, &mut changes, args.keep_alive, out);
-    let ok = tokio::select! {
-        r = live => r?,
-        () = drain_until_closed(read) => return Err(Gone),
-    };
-    if !ok {
-        return Ok(Report::status(1));
+}
+
+/// Copies a reader to stdout until it ends; a store failure is returned
+/// (to be reported), a client gone is `Gone`.
+async fn copy_reader(reader: &mut Reader, out: &mut Out) -> Result<Result<(), ReadError>, Gone> {
+    loop {
+        match reader.next().await {
+            Ok(Some(chunk)) => out.stdout(chunk).await?,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
+        }
     }
-    if args.lossy && sub.skipped() > 0 {
-        out.line(&format!("skipped {} bytes", sub.skipped()))
-            .await?;
-    }
-    Ok(Report {
-        status: 0,
-        topic: Some(topic.full),
-        bytes_in: 0,
-    })
 }
 
 /// Copies a subscription to stdout until it ends (or `stop` is cancelled,
