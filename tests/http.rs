@@ -275,6 +275,35 @@ async fn mime_and_persist() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_drains_messages_queued_over_ssh_in_order() {
+    // Same broker, same semantics (SPEC §11): a GET is `sub -p`, so it takes
+    // the oldest queued message and ends, like `ssh host sub -p files`.
+    let server = server();
+    let alice = server.key("alice");
+    for msg in ["file a\n", "file b\n"] {
+        let child = server.spawn(&alice, &["pub", "-q", "-p", "-c", "files"]);
+        let out = blocking(move || common::finish(child, msg.as_bytes(), "ssh pub -q")).await;
+        out.expect_code(0);
+    }
+    assert_eq!(server.app.broker.queued("public/files").0, 2);
+    let client = reqwest::Client::new();
+    for expected in ["file a\n", "file b\n"] {
+        let body = within("GET of a queued message", async {
+            let r = client
+                .get(url(&server, "/topic/files"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        })
+        .await;
+        assert_eq!(body, expected);
+    }
+    assert_eq!(server.app.broker.queued("public/files").0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_64_mib_reaches_an_ssh_sub_byte_exact() {
     let server = server();
     let bob = server.key("bob");

@@ -35,7 +35,7 @@ pub use error::HttpError;
 use query::Params;
 
 use crate::app::App;
-use crate::broker::{JoinRequest, Membership, Role, Subscription};
+use crate::broker::{JoinRequest, Membership, Reader, Role};
 use crate::identity::Identity;
 use crate::topic::{Resolver, TopicError, TopicRef};
 
@@ -75,7 +75,7 @@ fn join(
     let topic = resolve(&state.app, typed)?;
     let access = params.access()?;
     let who = http_identity();
-    let label = format!("http@{peer}#{}", state.app.next_client_number());
+    let label = client_label(state, peer);
     let membership = state.app.broker.join(JoinRequest {
         topic: &topic,
         who: &who,
@@ -87,21 +87,39 @@ fn join(
     Ok((topic, membership))
 }
 
-/// `sub -p t` for a GET route: `?persist=true` → `-k`.
+/// `sub -p t` for a GET route (`?persist=true` → `-k`): queued messages
+/// first, then live data, exactly as `ssh host sub -p t` reads them.
 fn subscribe(
     state: &HttpState,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
-) -> Result<Subscription, HttpError> {
-    let role = Role::Sub {
-        keep_alive: params.flag("persist")?,
-        lossy: false,
-    };
-    let (_, membership) = join(state, peer, typed, params, role)?;
-    membership
-        .subscription
-        .ok_or_else(|| HttpError::Unavailable("no subscription for a sub".into()))
+) -> Result<Reader, HttpError> {
+    let topic = resolve(&state.app, typed)?;
+    let access = params.access()?;
+    let keep_alive = params.flag("persist")?;
+    let who = http_identity();
+    let label = client_label(state, peer);
+    let reader = state.app.broker.reader(
+        JoinRequest {
+            topic: &topic,
+            who: &who,
+            label: &label,
+            role: Role::Sub {
+                keep_alive,
+                lossy: false,
+            },
+            access: access.as_ref(),
+        },
+        keep_alive,
+    )?;
+    tracing::info!(client = %label, topic = %topic.full, keep_alive, "http sub");
+    Ok(reader)
+}
+
+/// `http@IP:PORT#N`, as `ls` shows an HTTP client.
+fn client_label(state: &HttpState, peer: SocketAddr) -> String {
+    format!("http@{peer}#{}", state.app.next_client_number())
 }
 
 fn resolve(app: &App, typed: &str) -> Result<TopicRef, TopicError> {

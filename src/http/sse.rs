@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::HttpError;
 use super::query::Params;
+use super::topic::next_chunk;
 use super::{HttpState, subscribe};
-use crate::broker::Subscription;
+use crate::broker::Reader;
 
 /// `GET /sse/{t}`; `?persist=true` → `-k`. Keep-alive comments every 15 s
 /// stop proxies from cutting an idle stream.
@@ -29,8 +30,8 @@ pub async fn handler(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
-    let sub = subscribe(&state, peer, &typed, &params)?;
-    let events = events(sub, state.app.shutdown.clone());
+    let reader = subscribe(&state, peer, &typed, &params)?;
+    let events = events(reader, state.app.shutdown.clone());
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -69,7 +70,7 @@ fn line_text(line: &[u8]) -> String {
 }
 
 struct Cursor {
-    sub: Subscription,
+    sub: Reader,
     stop: CancellationToken,
     lines: Lines,
     ready: VecDeque<String>,
@@ -77,7 +78,7 @@ struct Cursor {
 }
 
 fn events(
-    sub: Subscription,
+    sub: Reader,
     stop: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let start = Cursor {
@@ -98,7 +99,7 @@ fn events(
             let next = tokio::select! {
                 biased;
                 () = st.stop.cancelled() => None,
-                c = st.sub.next() => c,
+                c = next_chunk(&mut st.sub) => c,
             };
             let lines = match next {
                 Some(chunk) => st.lines.push(&chunk),

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::HttpError;
 use super::query::Params;
 use super::{HttpState, join, subscribe};
-use crate::broker::{ByteSource, PumpError, PumpOptions, Role, Subscription};
+use crate::broker::{ByteSource, PumpError, PumpOptions, Reader, Role};
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
 /// it bounds what each receiver queue can hold.
@@ -42,8 +42,8 @@ pub async fn get(
         Some(m) => HeaderValue::from_str(m)
             .map_err(|_| HttpError::BadRequest(format!("invalid value for mime: {m:?}")))?,
     };
-    let sub = subscribe(&state, peer, &typed, &params)?;
-    let body = Body::from_stream(chunks(sub, state.app.shutdown.clone()));
+    let reader = subscribe(&state, peer, &typed, &params)?;
+    let body = Body::from_stream(chunks(reader, state.app.shutdown.clone()));
     let headers = [
         (header::CONTENT_TYPE, mime),
         // Browsers would otherwise buffer text/plain to sniff its type.
@@ -56,20 +56,32 @@ pub async fn get(
     Ok((headers, body).into_response())
 }
 
-/// A subscription as a body stream; it ends with the subscription, or
-/// cleanly (a proper end of the chunked body) when the server shuts down.
+/// A reader as a body stream; it ends with the sub, or cleanly (a proper
+/// end of the chunked body) when the server shuts down.
 pub fn chunks(
-    sub: Subscription,
+    reader: Reader,
     stop: CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    stream::unfold((sub, stop), |(mut sub, stop)| async move {
+    stream::unfold((reader, stop), |(mut reader, stop)| async move {
         let next = tokio::select! {
             biased;
             () = stop.cancelled() => None,
-            c = sub.next() => c,
+            c = next_chunk(&mut reader) => c,
         };
-        next.map(|chunk| (Ok(chunk), (sub, stop)))
+        next.map(|chunk| (Ok(chunk), (reader, stop)))
     })
+}
+
+/// The reader's next chunk; a store failure ends the stream (the status
+/// line has gone out already), and is logged.
+pub async fn next_chunk(reader: &mut Reader) -> Option<Bytes> {
+    match reader.next().await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::error!(error = %e, "http sub ended early");
+            None
+        }
+    }
 }
 
 /// `POST /topic/{t}`: a blocking `pub -p t` (`?timeout=` as `-t`).
