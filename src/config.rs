@@ -95,6 +95,27 @@ pub struct ServeArgs {
     /// How long a queued message is kept (Go duration: `168h`, `30m`).
     #[arg(long, env = "SSHPIPE_QUEUE_RETENTION", default_value = "168h", value_parser = crate::command::parse_duration)]
     pub queue_retention: std::time::Duration,
+    /// Most open SSH connections.
+    #[arg(long, env = "SSHPIPE_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: usize,
+    /// Most connections per source IP still in handshake or authentication.
+    #[arg(long, env = "SSHPIPE_MAX_HANDSHAKES_PER_IP", default_value = "64")]
+    pub max_handshakes_per_ip: usize,
+    /// Time from connect to finished authentication (Go duration: `20s`).
+    #[arg(long, env = "SSHPIPE_AUTH_TIMEOUT", default_value = "20s", value_parser = crate::command::parse_duration)]
+    pub auth_timeout: std::time::Duration,
+    /// Authentication attempts per connection.
+    #[arg(long, env = "SSHPIPE_MAX_AUTH_ATTEMPTS", default_value = "6")]
+    pub max_auth_attempts: usize,
+    /// Longest exec string (the command a client sends), in bytes.
+    #[arg(long, env = "SSHPIPE_MAX_EXEC_BYTES", default_value = "4096")]
+    pub max_exec_bytes: usize,
+    /// Most topics that exist at once.
+    #[arg(long, env = "SSHPIPE_MAX_TOPICS", default_value = "10000")]
+    pub max_topics: usize,
+    /// Most commands one user may run at once.
+    #[arg(long, env = "SSHPIPE_MAX_SESSIONS_PER_USER", default_value = "1000")]
+    pub max_sessions_per_user: usize,
 }
 
 impl ServeArgs {
@@ -105,6 +126,21 @@ impl ServeArgs {
             max_user_bytes: self.queue_max_user_bytes,
             max_user_messages: self.queue_max_user_messages,
             retention: self.queue_retention,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The SSH limits these options set (keepalive stays at its default).
+    pub fn ssh_limits(&self) -> crate::ssh::SshLimits {
+        crate::ssh::SshLimits {
+            max_connections: self.max_connections,
+            max_handshakes_per_ip: self.max_handshakes_per_ip,
+            auth_timeout: self.auth_timeout,
+            max_auth_attempts: self.max_auth_attempts,
+            max_exec_bytes: self.max_exec_bytes,
+            max_sessions_per_user: self.max_sessions_per_user,
+            ..Default::default()
         }
     }
 }
@@ -164,4 +200,64 @@ pub fn load_users(path: Option<&Path>, auth: AuthMode) -> anyhow::Result<Users> 
         .with_context(|| format!("cannot read users file {}", path.display()))?;
     // The parser's message already says "users file … line N"; add the path.
     Users::parse(&text).with_context(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_defaults_are_spec_section_9() {
+        let args = Cli::try_parse_from(["sshpipe"]).map(Cli::into_serve);
+        let Ok(args) = args else {
+            unreachable!("no options parse")
+        };
+        let l = args.ssh_limits();
+        assert_eq!(l.max_connections, 10_000);
+        assert_eq!(l.max_handshakes_per_ip, 64);
+        assert_eq!(l.auth_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(l.max_auth_attempts, 6);
+        assert_eq!(l.max_exec_bytes, 4096);
+        assert_eq!(l.max_sessions_per_user, 1000);
+        assert_eq!(args.max_topics, 10_000);
+    }
+
+    #[test]
+    fn limit_options_parse() {
+        let argv = [
+            "sshpipe",
+            "--auth-timeout",
+            "1500ms",
+            "--max-exec-bytes",
+            "100",
+            "--max-handshakes-per-ip",
+            "3",
+            "--max-sessions-per-user",
+            "2",
+            "--max-topics",
+            "5",
+            "--max-connections",
+            "7",
+            "--max-auth-attempts",
+            "1",
+        ];
+        let Ok(args) = Cli::try_parse_from(argv).map(Cli::into_serve) else {
+            unreachable!("options parse")
+        };
+        let l = args.ssh_limits();
+        assert_eq!(l.auth_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(
+            (
+                l.max_exec_bytes,
+                l.max_handshakes_per_ip,
+                l.max_sessions_per_user
+            ),
+            (100, 3, 2)
+        );
+        assert_eq!(
+            (l.max_connections, l.max_auth_attempts, args.max_topics),
+            (7, 1, 5)
+        );
+        assert!(Cli::try_parse_from(["sshpipe", "--auth-timeout", "20"]).is_err());
+    }
 }

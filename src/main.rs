@@ -81,10 +81,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             HttpListen::Off => None,
             HttpListen::On(addr) => Some(addr),
         },
-        ssh_limits: Default::default(),
+        ssh_limits: args.ssh_limits(),
         broker: sshpipe::broker::BrokerConfig {
             queue: args.queue_limits(),
-            ..Default::default()
+            max_topics: args.max_topics,
         },
     };
     let running = server::start(opts).await?;

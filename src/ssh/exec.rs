@@ -12,6 +12,7 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf};
 use tokio_util::sync::CancellationToken;
 
+use super::limits::Shared;
 use super::out::{Gone, Out};
 use super::pubsub;
 use crate::app::App;
@@ -22,6 +23,8 @@ use crate::topic::{Namespace, Resolver, TopicError, TopicRef};
 
 pub struct Request {
     pub app: Arc<App>,
+    /// The SSH limits and the per-user session counter.
+    pub shared: Arc<Shared>,
     pub identity: Identity,
     pub peer: SocketAddr,
     /// Cancelled when the connection ends.
@@ -65,8 +68,10 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         cmd = exec.as_deref().unwrap_or("(shell)"),
         "session start"
     );
+    // Held until the command ends; over the cap the command never starts.
+    let slot = req.shared.sessions.try_acquire(req.identity.name.clone());
     let result = tokio::select! {
-        r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
+        r = guarded(&req, slot.is_some(), exec.as_deref(), &mut read, &mut out) => r,
         () = shutdown.cancelled() => {
             let _ = out.line("server shutting down").await;
             Ok(Report::status(1))
@@ -91,6 +96,34 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
     if let Some(status) = status {
         out.finish(status).await;
     }
+    drop(slot);
+}
+
+/// Runs the command, or refuses it when the user holds no session slot.
+async fn guarded(
+    req: &Request,
+    has_slot: bool,
+    exec: Option<&str>,
+    read: &mut ChannelReadHalf,
+    out: &mut Out,
+) -> Result<Report, Gone> {
+    if has_slot {
+        dispatch(req, exec, read, out).await
+    } else {
+        too_many_sessions(req, out).await
+    }
+}
+
+/// The user already runs as many commands as allowed (SPEC §9).
+async fn too_many_sessions(req: &Request, out: &mut Out) -> Result<Report, Gone> {
+    let max = req.shared.sessions.max();
+    tracing::warn!(user = %req.identity.name, peer = %req.peer, limit = max, "too many sessions; refused");
+    out.line(&format!(
+        "too many sessions for {} (limit {max})",
+        req.identity.name
+    ))
+    .await?;
+    Ok(Report::status(1))
 }
 
 async fn dispatch(
@@ -106,7 +139,8 @@ async fn dispatch(
     {
         return usage_error(req, out, &UsageError::UnknownCommand("(not UTF-8)".into())).await;
     }
-    let cmd = match command::parse(exec.unwrap_or("")) {
+    let cmd = match command::parse_with_limit(exec.unwrap_or(""), req.shared.limits.max_exec_bytes)
+    {
         Ok(cmd) => cmd,
         Err(e) => return usage_error(req, out, &e).await,
     };

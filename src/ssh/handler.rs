@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::exec::{self, Request};
+use super::limits::Shared;
 use crate::app::App;
 use crate::config::AuthMode;
 use crate::identity::{self, Identity};
 
 pub struct Conn {
     app: Arc<App>,
+    shared: Arc<Shared>,
     peer: SocketAddr,
     identity: Option<Identity>,
     /// Session channels opened but not yet given a command.
@@ -39,6 +41,7 @@ pub struct Conn {
 impl Conn {
     pub fn new(
         app: Arc<App>,
+        shared: Arc<Shared>,
         peer: SocketAddr,
         conn: CancellationToken,
         tracker: TaskTracker,
@@ -46,6 +49,7 @@ impl Conn {
     ) -> Self {
         Conn {
             app,
+            shared,
             peer,
             identity: None,
             channels: HashMap::new(),
@@ -75,6 +79,7 @@ impl Conn {
         let _ = session.channel_success(channel);
         let req = Request {
             app: Arc::clone(&self.app),
+            shared: Arc::clone(&self.shared),
             identity,
             peer: self.peer,
             conn: self.conn.clone(),

@@ -7,6 +7,7 @@
 
 mod exec;
 mod handler;
+mod limits;
 mod out;
 mod pubsub;
 mod queued;
@@ -24,28 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
-
-/// Limits of SPEC §9 that the SSH side enforces.
-#[derive(Debug, Clone)]
-pub struct SshLimits {
-    pub max_connections: usize,
-    pub auth_timeout: Duration,
-    pub max_auth_attempts: usize,
-    pub keepalive_interval: Duration,
-    pub keepalive_max: usize,
-}
-
-impl Default for SshLimits {
-    fn default() -> Self {
-        SshLimits {
-            max_connections: 10_000,
-            auth_timeout: Duration::from_secs(20),
-            max_auth_attempts: 6,
-            keepalive_interval: Duration::from_secs(15),
-            keepalive_max: 4,
-        }
-    }
-}
+pub use limits::SshLimits;
+use limits::{Shared, Slot};
 
 /// Only algorithms of current strength (SPEC §9).
 fn preferred() -> Preferred {
@@ -99,6 +80,7 @@ pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
 pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, limits: SshLimits) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Shared::new(limits);
     let shutdown = app.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -113,21 +95,29 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, li
                 continue;
             }
         };
+        // Both caps are checked before any byte is read or any crypto runs:
+        // a refused connection costs one accept and one close.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
+            tracing::warn!(%peer, limit = shared.limits.max_connections, "connection limit reached; refusing");
+            drop(socket);
+            continue;
+        };
+        let Some(handshake) = shared.handshakes.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, limit = shared.handshakes.max(), "too many handshakes from this address; refusing");
             drop(socket);
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let (app, config, tracker2, auth_timeout) = (
-            Arc::clone(&app),
-            Arc::clone(&config),
-            tracker.clone(),
-            limits.auth_timeout,
-        );
+        let conn = Connection {
+            peer,
+            app: Arc::clone(&app),
+            config: Arc::clone(&config),
+            shared: Arc::clone(&shared),
+            tracker: tracker.clone(),
+        };
         tracker.spawn(async move {
             let _permit = permit;
-            connection(socket, peer, app, config, tracker2, auth_timeout).await;
+            conn.run(socket, handshake).await;
         });
     }
     drop(listener);
@@ -140,60 +130,112 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, li
     }
 }
 
-async fn connection(
-    socket: tokio::net::TcpStream,
+/// What one connection's task needs.
+struct Connection {
     peer: std::net::SocketAddr,
     app: Arc<App>,
     config: Arc<Config>,
+    shared: Arc<Shared>,
     tracker: TaskTracker,
-    auth_timeout: Duration,
-) {
-    let conn = CancellationToken::new();
-    let _cancel_on_exit = conn.clone().drop_guard();
-    let (authed_tx, authed_rx) = oneshot::channel();
-    let handler = handler::Conn::new(Arc::clone(&app), peer, conn.clone(), tracker, authed_tx);
-    let started = tokio::time::timeout(
-        auth_timeout,
-        russh::server::run_stream(config, socket, handler),
-    );
-    let mut session = match started.await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "no SSH banner in time; dropped");
-            return;
-        }
-    };
-    let handle = session.handle();
-    tokio::select! {
-        r = &mut session => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "session ended before auth");
-            }
-            return;
-        }
-        r = tokio::time::timeout(auth_timeout, authed_rx) => {
-            if !matches!(r, Ok(Ok(()))) {
-                tracing::info!(%peer, "authentication not finished in time; dropped");
-                let _ = handle.disconnect(russh::Disconnect::ByApplication, "authentication timeout".into(), String::new()).await;
+}
+
+impl Connection {
+    /// Runs one connection: the handshake and authentication under one
+    /// deadline (holding a per-IP handshake slot), then the session until
+    /// it ends or the server shuts down.
+    async fn run(self, socket: tokio::net::TcpStream, handshake: Slot<std::net::IpAddr>) {
+        let Connection {
+            peer,
+            app,
+            config,
+            shared,
+            tracker,
+        } = self;
+        let deadline = tokio::time::Instant::now() + shared.limits.auth_timeout;
+        // russh runs the session in its own task, which a dropped
+        // `RunningSession` does not stop and which ignores `disconnect`
+        // during key exchange; shutting the socket down through a second
+        // handle is what reliably ends a connection that never authenticates.
+        let (socket, killer) = match killable(socket) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot set up the connection");
                 return;
             }
+        };
+        let conn = CancellationToken::new();
+        let _cancel_on_exit = conn.clone().drop_guard();
+        let (authed_tx, authed_rx) = oneshot::channel();
+        let handler = handler::Conn::new(
+            Arc::clone(&app),
+            Arc::clone(&shared),
+            peer,
+            conn.clone(),
+            tracker,
+            authed_tx,
+        );
+        let started =
+            tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler));
+        let mut session = match started.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "no SSH banner in time; dropped");
+                return;
+            }
+        };
+        let handle = session.handle();
+        let why = tokio::select! {
+            r = &mut session => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "session ended before auth");
+                }
+                return;
+            }
+            r = tokio::time::timeout_at(deadline, authed_rx) => match r {
+                Ok(Ok(())) => None,
+                _ => Some("authentication timeout"),
+            },
+            () = app.shutdown.cancelled() => Some("server shutting down"),
+        };
+        if let Some(why) = why {
+            tracing::info!(%peer, reason = why, "unauthenticated connection dropped");
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, why.into(), String::new())
+                .await;
+            // The disconnect message gets a moment; then the socket goes.
+            let _ = tokio::time::timeout(Duration::from_millis(200), &mut session).await;
+            let _ = killer.shutdown(std::net::Shutdown::Both);
+            return;
         }
-    }
-    let shutdown = app.shutdown.clone();
-    tokio::select! {
-        r = &mut session => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "session ended");
+        drop(killer);
+        // Authenticated: this connection no longer counts against its IP.
+        drop(handshake);
+        let shutdown = app.shutdown.clone();
+        tokio::select! {
+            r = &mut session => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "session ended");
+                }
+            }
+            () = shutdown.cancelled() => {
+                // Command tasks tell their clients; give them a moment to do so
+                // and the clients to close, then drop the connection.
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
             }
         }
-        () = shutdown.cancelled() => {
-            // Command tasks tell their clients; give them a moment to do so
-            // and the clients to close, then drop the connection.
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
-        }
     }
+}
+
+/// The socket for russh plus a second handle to the same socket, whose
+/// `shutdown` ends the connection from outside russh's task.
+fn killable(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let std = socket.into_std()?;
+    let killer = std.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std)?, killer))
 }
