@@ -57,6 +57,12 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
     let started = Instant::now();
     let (mut read, write) = channel.split();
     let mut out = Out::new(write, req.conn.clone(), req.pty);
+    // Held until the command ends; over the cap the command never starts
+    // and the refusal is the only log line.
+    let Some(slot) = req.shared.sessions.try_acquire(req.identity.name.clone()) else {
+        too_many_sessions(&req, out).await;
+        return;
+    };
     let shutdown = req.app.shutdown.clone();
     let exec = req
         .exec
@@ -68,10 +74,8 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         cmd = exec.as_deref().unwrap_or("(shell)"),
         "session start"
     );
-    // Held until the command ends; over the cap the command never starts.
-    let slot = req.shared.sessions.try_acquire(req.identity.name.clone());
     let result = tokio::select! {
-        r = guarded(&req, slot.is_some(), exec.as_deref(), &mut read, &mut out) => r,
+        r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
         () = shutdown.cancelled() => {
             let _ = out.line("server shutting down").await;
             Ok(Report::status(1))
@@ -99,31 +103,15 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
     drop(slot);
 }
 
-/// Runs the command, or refuses it when the user holds no session slot.
-async fn guarded(
-    req: &Request,
-    has_slot: bool,
-    exec: Option<&str>,
-    read: &mut ChannelReadHalf,
-    out: &mut Out,
-) -> Result<Report, Gone> {
-    if has_slot {
-        dispatch(req, exec, read, out).await
-    } else {
-        too_many_sessions(req, out).await
-    }
-}
-
 /// The user already runs as many commands as allowed (SPEC §9).
-async fn too_many_sessions(req: &Request, out: &mut Out) -> Result<Report, Gone> {
+async fn too_many_sessions(req: &Request, mut out: Out) {
     let max = req.shared.sessions.max();
-    tracing::warn!(user = %req.identity.name, peer = %req.peer, limit = max, "too many sessions; refused");
-    out.line(&format!(
-        "too many sessions for {} (limit {max})",
-        req.identity.name
-    ))
-    .await?;
-    Ok(Report::status(1))
+    let user = &req.identity.name;
+    tracing::warn!(%user, peer = %req.peer, limit = max, "too many sessions; refused");
+    let line = format!("too many sessions for {user} (limit {max})");
+    if out.line(&line).await.is_ok() {
+        out.finish(1).await;
+    }
 }
 
 async fn dispatch(
