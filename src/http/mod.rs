@@ -32,7 +32,8 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 pub use error::HttpError;
-use query::Params;
+#[doc(hidden)] // public only for the fuzz targets in fuzz/
+pub use query::Params;
 
 use crate::app::App;
 use crate::broker::{JoinRequest, Membership, Reader, Role};
@@ -123,11 +124,18 @@ fn client_label(state: &HttpState, peer: SocketAddr) -> String {
 }
 
 fn resolve(app: &App, typed: &str) -> Result<TopicRef, TopicError> {
-    let is_user = |name: &str| app.users.is_user(name);
+    resolve_path(&|name: &str| app.users.is_user(name), typed)
+}
+
+/// The topic an HTTP path names (`typed` is the path after the route
+/// prefix, percent-decoded); `is_user` asks the users file. Public only for
+/// the fuzz targets in fuzz/.
+#[doc(hidden)]
+pub fn resolve_path(is_user: &dyn Fn(&str) -> bool, typed: &str) -> Result<TopicRef, TopicError> {
     Resolver {
         user: "@http",
         admin: false,
-        is_user: &is_user,
+        is_user,
     }
     .resolve(typed, true, false)
 }
