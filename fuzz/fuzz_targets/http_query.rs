@@ -7,6 +7,28 @@ use libfuzzer_sys::fuzz_target;
 use sshpipe::http::{Params, resolve_path};
 use sshpipe::topic::{MAX_FULL_LEN, Namespace};
 
+/// Strict percent-decoding (RFC 3986: `%` and exactly two hex digits; `+` is
+/// itself), the reference `Params` must agree with.
+fn reference_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h)? * 16 + hex(l)?) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Users of an imaginary users file.
 const USERS: &[&str] = &["alice", "bob"];
 
@@ -17,7 +39,23 @@ fuzz_target!(|data: &[u8]| {
         None => (&*input, None),
     };
 
-    match Params::parse(query) {
+    let parsed = Params::parse(query);
+
+    // One `key=value` pair: Params decodes it exactly as the reference does.
+    if let Some(q) = query.filter(|q| !q.contains('&')) {
+        let (key, value) = q.split_once('=').unwrap_or((q, ""));
+        let want = reference_decode(key).zip(reference_decode(value));
+        match (&parsed, want) {
+            (Ok(params), Some((k, v))) if !k.is_empty() || !q.is_empty() => {
+                assert_eq!(params.get(&k), Some(v.as_str()), "{q:?}");
+            }
+            (Err(_), None) | (Ok(_), Some(_)) => {}
+            (Ok(_), None) => panic!("accepted non-UTF-8 {q:?}"),
+            (Err(e), Some(_)) => panic!("rejected {q:?}: {e}"),
+        }
+    }
+
+    match parsed {
         Ok(params) => {
             // Every accessor answers without panicking; errors are one line.
             let errors = [

@@ -89,6 +89,9 @@ fn decode(s: &str) -> Result<String, HttpError> {
         let escaped = (bytes[i] == b'%')
             .then(|| bytes.get(i + 1..i + 3))
             .flatten()
+            // Exactly two hex digits: `from_str_radix` alone would also take
+            // a sign (`%+2` → 0x02), eating a literal `+`.
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match escaped {
@@ -134,5 +137,16 @@ mod tests {
         assert_eq!(p.get("x"), Some("100%"));
         assert_eq!(p.get("y"), Some("%zz"));
         assert!(Params::parse(Some("x=%ff")).is_err());
+    }
+
+    /// Found by fuzz/ (http_query): `%+2` decoded as byte 0x02 because
+    /// `u8::from_str_radix` accepts a sign, eating a literal `+`.
+    #[test]
+    fn an_escape_is_exactly_two_hex_digits() {
+        let p = Params::parse(Some("a=%+2b&b=%-1&%+2=x&c=%2b%2B")).unwrap_or_default();
+        assert_eq!(p.get("a"), Some("%+2b"));
+        assert_eq!(p.get("b"), Some("%-1"));
+        assert_eq!(p.get("%+2"), Some("x"));
+        assert_eq!(p.get("c"), Some("++"));
     }
 }
