@@ -199,13 +199,15 @@ fn shorten(s: &str) -> String {
     }
 }
 
-/// Make a message one line.
+/// Make a message one line. Key parse errors can quote decoded key bytes,
+/// so `\r` also breaks lines and other control characters are replaced.
 fn one_line(s: &str) -> String {
-    s.split('\n')
+    s.split(['\n', '\r'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+        .replace(|c: char| c.is_control(), "\u{FFFD}")
 }
 
 impl Users {

@@ -272,3 +272,13 @@ fn users_file_errors_name_the_line() {
     let e = err("[users.alice]\nkeys = []\n[users.alice]\nkeys = []\n");
     assert!(e.starts_with("users file line 3: "), "{e}");
 }
+
+/// Found by fuzz/ (users_file): a key whose base64 decodes to a label with a
+/// `\r` in it gave a bad-key message that was not one line.
+#[test]
+fn a_bad_key_message_is_one_line_whatever_the_key_decodes_to() {
+    let e = err("[users.alice]\nkeys = [\"ssh-ed25519 AAAAC3NzaC1l1INZDTE5\"]\n");
+    assert!(e.starts_with("users file: user \"alice\": bad key "), "{e}");
+    assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
+    assert!(e.ends_with("(line 2)"), "{e}");
+}
