@@ -15,12 +15,6 @@ fn wait_pattern(server: &TestServer, key: &Key, pattern: &str) {
     });
 }
 
-fn users_toml(keys: &[(&str, &Key)]) -> String {
-    keys.iter()
-        .map(|(name, k)| format!("[users.{name}]\nkeys = [\"{}\"]\n", k.public))
-        .collect()
-}
-
 #[test]
 fn pattern_receives_from_existing_and_future_matching_topics_only() {
     let server = TestServer::start();

@@ -133,13 +133,6 @@ fn options(data_dir: PathBuf) -> Options {
     }
 }
 
-fn users_toml(entries: &[(&str, &Key)]) -> String {
-    entries
-        .iter()
-        .map(|(name, key)| format!("[users.{name}]\nkeys = [\"{}\"]\n\n", key.public))
-        .collect()
-}
-
 // ---- the real binary
 
 /// The `sshpipe` binary with a clean environment for its own variables.

@@ -133,14 +133,7 @@ pub(super) async fn join_as(
     };
     match joined {
         Ok(m) => Ok(Ok((topic, m))),
-        Err(e) => {
-            out.line(&e.to_string()).await?;
-            Ok(Err(Report {
-                status: 1,
-                topic: Some(topic.full),
-                bytes_in: 0,
-            }))
-        }
+        Err(e) => runtime_error(out, topic, &e).await.map(Err),
     }
 }
 
@@ -277,6 +270,20 @@ pub async fn subscribe(
     Ok(report)
 }
 
+/// A runtime failure (`access denied`, …): its line, exit 1 (SPEC §4.3).
+async fn runtime_error(
+    out: &mut Out,
+    topic: TopicRef,
+    err: &impl std::fmt::Display,
+) -> Result<Report, Gone> {
+    out.line(&err.to_string()).await?;
+    Ok(Report {
+        status: 1,
+        topic: Some(topic.full),
+        bytes_in: 0,
+    })
+}
+
 /// `USER@IP:PORT#N`, as `ls` shows a client.
 fn client_label(req: &Request) -> String {
     format!(
@@ -335,14 +342,7 @@ async fn start_reader(
     };
     match reader {
         Ok(r) => Ok(Ok((topic, r))),
-        Err(e) => {
-            out.line(&e.to_string()).await?;
-            Ok(Err(Report {
-                status: 1,
-                topic: Some(topic.full),
-                bytes_in: 0,
-            }))
-        }
+        Err(e) => runtime_error(out, topic, &e).await.map(Err),
     }
 }
 

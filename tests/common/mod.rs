@@ -377,6 +377,14 @@ pub fn collect(child: Child, what: &str) -> Out {
     finish(child, b"", what)
 }
 
+/// A users file (SPEC §3) listing each key under its name.
+pub fn users_toml(entries: &[(&str, &Key)]) -> String {
+    entries
+        .iter()
+        .map(|(name, key)| format!("[users.{name}]\nkeys = [\"{}\"]\n\n", key.public))
+        .collect()
+}
+
 /// Lines a running client printed so far.
 pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
