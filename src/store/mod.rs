@@ -19,6 +19,11 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use queue::StoredMessage;
 
+/// redb's page cache. Its default (1 GiB) kept every page of a large queued
+/// message in memory while storing and reading it; a message streams through
+/// the store chunk by chunk, so a small cache is all it needs (SPEC §8).
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// The store's file name inside the data dir.
 pub const FILE_NAME: &str = "sshpipe.redb";
 
@@ -65,10 +70,13 @@ impl Store {
     /// remains of a pub cut off mid-store, which was never acknowledged.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|cause| StoreError::Open {
-            path: path.clone(),
-            cause,
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|cause| StoreError::Open {
+                path: path.clone(),
+                cause,
+            })?;
         // It holds every user's queued data: readable by the server only,
         // like the host key.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
