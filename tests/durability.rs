@@ -9,25 +9,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use sshpipe::config::AuthMode;
-use sshpipe::server::Options;
-
-fn options(data_dir: &Path) -> Options {
-    Options {
-        ssh_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_path_buf(),
-        users: None,
-        auth: AuthMode::Open,
-        domain: "testhost".to_string(),
-        advertise_port: None,
-        http_listen: None,
-        ssh_limits: Default::default(),
-        broker: Default::default(),
-    }
-}
-
 fn in_process(data_dir: &Path) -> TestServer {
-    TestServer::from_options(options(data_dir), tempfile::tempdir().unwrap())
+    TestServer::from_options(options_for(data_dir), tempfile::tempdir().unwrap())
 }
 
 #[test]
@@ -218,7 +201,7 @@ fn messages_older_than_the_retention_are_removed_in_the_background() {
     server.stop();
 
     // Restarted with a 1 ms retention: the start-up sweep removes it.
-    let mut opts = options(data.path());
+    let mut opts = options_for(data.path());
     opts.broker.queue.retention = std::time::Duration::from_millis(1);
     let server = TestServer::from_options(opts, tempfile::tempdir().unwrap());
     wait_until("the expired message removed", || {

@@ -15,7 +15,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sshpipe::config::AuthMode;
-use sshpipe::server::Options;
 
 /// "Promptly": a refusal must come well before any test bound.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -116,21 +115,6 @@ fn keyscan_fingerprint(port: u16) -> String {
         .nth(1)
         .expect("fingerprint field")
         .to_string()
-}
-
-/// Options for an in-process server on a given data dir.
-fn options(data_dir: PathBuf) -> Options {
-    Options {
-        ssh_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir,
-        users: None,
-        auth: AuthMode::Open,
-        domain: "testhost".to_string(),
-        advertise_port: None,
-        http_listen: None,
-        ssh_limits: Default::default(),
-        broker: Default::default(),
-    }
 }
 
 // ---- the real binary
@@ -648,7 +632,7 @@ fn host_key_is_made_once_with_safe_modes_and_reused() {
     let data_dir = outer.path().join("data");
     assert!(!data_dir.exists());
 
-    let first = TestServer::from_options(options(data_dir.clone()), tempfile::tempdir().unwrap());
+    let first = TestServer::from_options(options_for(&data_dir), tempfile::tempdir().unwrap());
     assert!(first.host_key_fingerprint.starts_with("SHA256:"));
     assert_eq!(mode(&data_dir), 0o700, "data dir mode");
     // The key file: an OpenSSH private key in the data dir, mode 0600.
@@ -669,7 +653,7 @@ fn host_key_is_made_once_with_safe_modes_and_reused() {
     assert_eq!(scanned, first.host_key_fingerprint, "keyscan agrees");
     first.stop();
 
-    let second = TestServer::from_options(options(data_dir.clone()), tempfile::tempdir().unwrap());
+    let second = TestServer::from_options(options_for(&data_dir), tempfile::tempdir().unwrap());
     assert_eq!(
         second.host_key_fingerprint, scanned,
         "a restart reuses the host key"

@@ -108,6 +108,22 @@ impl Default for Config {
     }
 }
 
+/// Options for an in-process server on `data_dir`: loopback, port 0, open
+/// auth, domain `testhost`, no HTTP, default limits.
+pub fn options_for(data_dir: &Path) -> Options {
+    Options {
+        ssh_listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data_dir.to_path_buf(),
+        users: None,
+        auth: AuthMode::Open,
+        domain: "testhost".to_string(),
+        advertise_port: None,
+        http_listen: None,
+        ssh_limits: SshLimits::default(),
+        broker: Default::default(),
+    }
+}
+
 /// A running server; shuts down when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
