@@ -3,7 +3,7 @@
 //! `tail -f app.log | ssh host pub logs` on one machine, `ssh host sub logs`
 //! on another. The crate is split so that each part has one job:
 //!
-//! - `config`, `server`: options → a checked, running server.
+//! - `cli`, `config`, `server`: options → a checked, running server.
 //! - `command`, `topic`, `identity`: pure logic — exec strings to typed
 //!   commands, topic names to namespaces and access decisions, keys to
 //!   users. No I/O, tested by tables and properties.
@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod hostkey;

@@ -1,0 +1,208 @@
+//! Scenario 1, single-stream throughput: `pub` → `sub` through sshpipe with
+//! the real OpenSSH client on both ends, beside OpenSSH's sshd relaying the
+//! same bytes through `ssh host cat`. Both servers decrypt every byte once
+//! and encrypt it once; the clients negotiate their default cipher.
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use super::{openssh, wait_subs};
+use crate::Ctx;
+use crate::data::Pattern;
+use crate::report::{Section, Target, median, mib_per_s};
+
+const WRITE_CHUNK: usize = 1 << 20;
+
+pub async fn run(ctx: &Ctx) -> Result<Section> {
+    let (bytes, rounds) = if ctx.quick {
+        (32u64 << 20, 1)
+    } else {
+        (1u64 << 30, 3)
+    };
+    let server = ctx.server()?;
+    let sshd = ctx.sshd()?;
+    let pattern = Pattern::new(1);
+    let mut pipe = Vec::new();
+    let mut base = Vec::new();
+    let mut exact = true;
+    for round in 0..rounds {
+        // Alternate which goes first, so drift on a shared machine does not
+        // favour one side.
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for sshd_turn in order {
+            if sshd_turn {
+                if let Some(sshd) = &sshd {
+                    let r = relay_cat(ctx, sshd.addr, &sshd.user, bytes, &pattern)?;
+                    exact &= r.exact;
+                    base.push(r.secs);
+                }
+            } else {
+                let r = relay_sshpipe(ctx, server.addr, bytes, &pattern, round).await?;
+                exact &= r.exact;
+                pipe.push(r.secs);
+            }
+        }
+    }
+    let rate = |secs: &[f64]| -> Vec<f64> { secs.iter().map(|s| mib_per_s(bytes, *s)).collect() };
+    let pipe_rates = rate(&pipe);
+    let base_rates = rate(&base);
+    let mut s = Section::new(
+        "throughput",
+        format!(
+            "1. Single-stream throughput ({} MiB, {} run{}, OpenSSH clients)",
+            bytes >> 20,
+            rounds,
+            if rounds == 1 { "" } else { "s" }
+        ),
+        vec!["relay", "MiB/s per run", "median MiB/s"],
+    );
+    let fmt_runs = |r: &[f64]| {
+        r.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s.rows.push(vec![
+        "sshpipe pub → sub".into(),
+        fmt_runs(&pipe_rates),
+        format!("{:.0}", median(pipe_rates.clone())),
+    ]);
+    let ratio = if base_rates.is_empty() {
+        s.notes.push(crate::sshd::MISSING.into());
+        None
+    } else {
+        s.rows.push(vec![
+            "sshd `ssh host cat`".into(),
+            fmt_runs(&base_rates),
+            format!("{:.0}", median(base_rates.clone())),
+        ]);
+        Some(median(pipe_rates.clone()) / median(base_rates.clone()))
+    };
+    s.targets.push(Target::new(
+        "throughput vs OpenSSH relay",
+        ratio.map_or("-".into(), |r| format!("{r:.2}×")),
+        "≥ 1.0×",
+        ratio.map(|r| r >= 1.0),
+    ));
+    s.exact = exact;
+    s.data = serde_json::json!({
+        "bytes": bytes,
+        "sshpipe_mib_s": pipe_rates,
+        "sshd_mib_s": base_rates,
+        "ratio": ratio,
+    });
+    Ok(s)
+}
+
+struct Relay {
+    secs: f64,
+    exact: bool,
+}
+
+/// `ssh host cat` on the baseline sshd: the client sends and receives.
+fn relay_cat(ctx: &Ctx, addr: SocketAddr, user: &str, bytes: u64, p: &Pattern) -> Result<Relay> {
+    let start = Instant::now();
+    let mut cat = openssh(ctx, addr, user, "cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot run ssh")?;
+    let writer = feed(&mut cat, bytes, p)?;
+    let exact = drain(&mut cat, bytes, p)?;
+    join(writer)?;
+    let st = cat.wait()?;
+    let secs = start.elapsed().as_secs_f64();
+    if !st.success() {
+        bail!("ssh … cat exited with {st}");
+    }
+    Ok(Relay { secs, exact })
+}
+
+/// `ssh host sub t` and, once it is subscribed, `ssh host pub t`.
+async fn relay_sshpipe(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    bytes: u64,
+    p: &Pattern,
+    round: usize,
+) -> Result<Relay> {
+    let topic = format!("throughput-{round}");
+    let mut sub = openssh(ctx, addr, &ctx.id.user, &format!("sub {topic}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run ssh")?;
+    wait_subs(ctx, addr, &topic, 1).await?;
+    tokio::task::block_in_place(|| {
+        let start = Instant::now();
+        let mut publ = openssh(ctx, addr, &ctx.id.user, &format!("pub {topic}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run ssh")?;
+        let writer = feed(&mut publ, bytes, p)?;
+        let exact = drain(&mut sub, bytes, p)?;
+        join(writer)?;
+        let (ps, ss) = (publ.wait()?, sub.wait()?);
+        let secs = start.elapsed().as_secs_f64();
+        if !ps.success() || !ss.success() {
+            bail!("pub exited with {ps}, sub with {ss}");
+        }
+        Ok(Relay { secs, exact })
+    })
+}
+
+/// Writes `bytes` of the pattern to the child's stdin from a thread.
+fn feed(child: &mut Child, bytes: u64, p: &Pattern) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let p = p.clone();
+    Ok(std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while sent < bytes {
+            let n = WRITE_CHUNK.min((bytes - sent) as usize);
+            stdin.write_all(&p.chunk(sent, n))?;
+            sent += n as u64;
+        }
+        Ok(())
+    }))
+}
+
+/// Reads the child's stdout to its end and checks it byte for byte.
+fn drain(child: &mut Child, bytes: u64, p: &Pattern) -> Result<bool> {
+    let mut stdout = child.stdout.take().context("no stdout")?;
+    let mut check = p.checker();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check.feed(&buf[..n]);
+    }
+    if !check.exact(bytes) {
+        eprintln!(
+            "throughput: received {} of {bytes} bytes, first mismatch at {:?}",
+            check.received(),
+            check.mismatch()
+        );
+    }
+    Ok(check.exact(bytes))
+}
+
+fn join(writer: std::thread::JoinHandle<Result<()>>) -> Result<()> {
+    match writer.join() {
+        Ok(r) => r.context("writing to ssh"),
+        Err(_) => bail!("the writer thread panicked"),
+    }
+}

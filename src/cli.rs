@@ -1,0 +1,131 @@
+//! The `sshpipe` program: options → logging → server → wait for a signal.
+//!
+//! It lives in the library, not in `main.rs`, so the benchmark harness can
+//! run the very same program in a child process of its own (`sshpipe-bench`
+//! re-executes itself as the server) and measure exactly what users run.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{Cli, HttpListen, LogFormat, ServeArgs};
+use crate::server::{self, Options};
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+/// Runs the server program with `args` (the first is the program name) and
+/// returns its exit status.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Cli::try_parse_from(args) {
+        Ok(cli) => cli.into_serve(),
+        Err(e) => return option_error(&e),
+    };
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sshpipe: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the cause (SPEC §2).
+            eprintln!("sshpipe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--help`/`--version` print as usual; a bad option is one line (SPEC §2).
+fn option_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("bad option")
+        .trim_start_matches("error: ");
+    let values = rendered
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("[possible values: ")
+                .and_then(|v| v.strip_suffix(']'))
+        })
+        .map(|v| format!(" (possible values: {v})"))
+        .unwrap_or_default();
+    eprintln!("sshpipe: {first}{values}; see sshpipe --help");
+    ExitCode::from(2)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let opts = Options {
+        ssh_listen: args.ssh_listen,
+        data_dir: args.data_dir.clone(),
+        users: args.users.clone(),
+        auth: args.auth,
+        domain: args.domain.clone(),
+        advertise_port: args.advertise_port,
+        http_listen: match args.http_listen {
+            HttpListen::Off => None,
+            HttpListen::On(addr) => Some(addr),
+        },
+        ssh_limits: args.ssh_limits(),
+        broker: crate::broker::BrokerConfig {
+            queue: args.queue_limits(),
+            max_topics: args.max_topics,
+        },
+    };
+    let running = server::start(opts).await?;
+    let http = running
+        .http_addr
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(
+        ssh = %running.ssh_addr,
+        http = %http,
+        host_key = %running.host_key_fingerprint,
+        auth = ?args.auth,
+        data_dir = %args.data_dir.display(),
+        "sshpipe listening"
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), running.join)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than 10 s; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
