@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use anyhow::{Context, Result, bail};
 
 use crate::procfs::{self, Usage};
@@ -45,8 +47,12 @@ impl Sshd {
         if !st.success() {
             bail!("ssh-keygen failed to make sshd's host key");
         }
+        let user = session_user()?;
+        // sshd reads authorized_keys as the session user.
         let authorized = dir.path().join("authorized_keys");
         std::fs::write(&authorized, format!("{authorized_key}\n"))?;
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let config = dir.path().join("sshd_config");
@@ -81,7 +87,6 @@ impl Sshd {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", sshd.display()))?;
-        let user = current_user()?;
         let mut me = Self {
             addr,
             user,
@@ -120,16 +125,45 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn current_user() -> Result<String> {
-    let out = Command::new("id")
-        .arg("-un")
-        .output()
-        .context("cannot run id -un")?;
-    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if name.is_empty() {
-        bail!("cannot tell which user we run as");
+/// The user sshd's sessions run as. sshd runs every command through the
+/// user's login shell, and Debian's bash reads `~/.bashrc` when started by
+/// sshd, so a heavy `.bashrc` (root's here runs `pyenv init`: ~150 ms per
+/// session) would be charged to the baseline. As root we therefore use a
+/// system user of our own whose shell is `/bin/sh`, creating it once.
+fn session_user() -> Result<String> {
+    let me = id(&["-un"])?;
+    if id(&["-u"])? != "0" {
+        return Ok(me);
     }
-    Ok(name)
+    if id(&["-u", BENCH_USER]).is_err() {
+        eprintln!(
+            "sshpipe-bench: creating system user {BENCH_USER} (shell /bin/sh) for the sshd baseline"
+        );
+        let st = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--home-dir", "/"])
+            // `*`: no password, but not locked (sshd refuses locked users).
+            .args(["--password", "*", "--shell", "/bin/sh", BENCH_USER])
+            .status()
+            .context("cannot run useradd")?;
+        if !st.success() {
+            bail!("useradd {BENCH_USER} failed");
+        }
+    }
+    Ok(BENCH_USER.to_string())
+}
+
+const BENCH_USER: &str = "sshpipe-bench";
+
+fn id(args: &[&str]) -> Result<String> {
+    let out = Command::new("id")
+        .args(args)
+        .output()
+        .context("cannot run id")?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() {
+        bail!("id {} failed", args.join(" "));
+    }
+    Ok(text)
 }
 
 impl Sshd {
