@@ -65,8 +65,9 @@ impl Checker {
             let mut pos = self.received;
             while !data.is_empty() {
                 let take = data.len().min(BLOCK_LEN - at);
-                if data[..take] != self.pattern.block[at..at + take] {
-                    self.mismatch = Some(pos);
+                let expected = &self.pattern.block[at..at + take];
+                if let Some(i) = data[..take].iter().zip(expected).position(|(a, b)| a != b) {
+                    self.mismatch = Some(pos + i as u64);
                     break;
                 }
                 data = &data[take..];

@@ -1,0 +1,88 @@
+//! The benchmark harness must not rot: `sshpipe-bench all --quick` runs a
+//! seconds-long version of every scenario against a real server (and
+//! OpenSSH's sshd when it is installed) and must finish with every copy
+//! byte-exact and every figure present. Its numbers are not judged here —
+//! speed targets belong to the harness, never to timed tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn bench_quick_runs_every_scenario_byte_exact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "sshpipe-bench",
+            "--",
+            "all",
+            "--quick",
+            "--json",
+        ])
+        .arg(&json_path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sshpipe-bench --quick failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("JSON written")).expect("JSON");
+    assert_eq!(json["quick"], true);
+    assert_eq!(json["exact"], true, "{stdout}");
+    let scenarios = json["scenarios"].as_array().expect("scenarios");
+    let names: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["scenario"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["throughput", "fanout", "latency", "idle", "setup"]);
+    for s in scenarios {
+        assert_eq!(s["exact"], true, "{}: {stdout}", s["scenario"]);
+        assert!(!s["rows"].as_array().expect("rows").is_empty());
+        for t in s["targets"].as_array().expect("targets") {
+            assert!(t["measured"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+    let by_name = |n: &str| &scenarios[names.iter().position(|x| *x == n).expect("scenario")];
+    // Figures that must be real measurements of the server we started.
+    assert!(
+        by_name("fanout")["data"]["runs"][1]["server_cpu_s"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(
+        by_name("idle")["data"]["bytes_per_session"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(by_name("setup")["data"]["sshpipe"]["sessions"].as_u64() > Some(0));
+    assert!(by_name("latency")["data"]["sshpipe_ms"]["p99"].as_f64() > Some(0.0));
+    // With sshd installed (CI installs it), every baseline is measured too.
+    if Path::new("/usr/sbin/sshd").exists() {
+        assert!(by_name("throughput")["data"]["ratio"].as_f64() > Some(0.0));
+        assert!(
+            by_name("latency")["data"]["sshd_ms"]["p99"]
+                .as_f64()
+                .is_some()
+        );
+        assert!(
+            by_name("idle")["data"]["sshd_pss_bytes_per_session"]
+                .as_f64()
+                .is_some()
+        );
+        assert!(by_name("setup")["data"]["sshd"]["sessions"].as_u64() > Some(0));
+    } else {
+        assert!(
+            stdout.contains("apt-get install openssh-server"),
+            "{stdout}"
+        );
+    }
+}
