@@ -64,12 +64,14 @@ fn bench_quick_runs_every_scenario_byte_exact() {
             .is_some()
     );
     assert!(by_name("setup")["data"]["sshpipe"]["sessions"].as_u64() > Some(0));
-    assert!(by_name("latency")["data"]["sshpipe_ms"]["p99"].as_f64() > Some(0.0));
+    assert!(by_name("throughput")["data"]["sshpipe_cpu_s_per_gib"][0].as_f64() > Some(0.0));
+    assert!(by_name("latency")["data"]["sshpipe_ms"][0]["p99"].as_f64() > Some(0.0));
     // With sshd installed (CI installs it), every baseline is measured too.
     if Path::new("/usr/sbin/sshd").exists() {
         assert!(by_name("throughput")["data"]["ratio"].as_f64() > Some(0.0));
+        assert!(by_name("throughput")["data"]["sshd_cpu_s_per_gib"][0].as_f64() > Some(0.0));
         assert!(
-            by_name("latency")["data"]["sshd_ms"]["p99"]
+            by_name("latency")["data"]["sshd_ms"][0]["p99"]
                 .as_f64()
                 .is_some()
         );

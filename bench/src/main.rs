@@ -47,6 +47,10 @@ struct Args {
     /// (its CPU and memory are then not measured).
     #[arg(long)]
     addr: Option<SocketAddr>,
+    /// Cipher for the OpenSSH clients of `throughput` (`ssh -c`), on both
+    /// relays; default: whatever the client and server negotiate.
+    #[arg(long)]
+    cipher: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +72,7 @@ enum Which {
 pub struct Ctx {
     pub quick: bool,
     addr: Option<SocketAddr>,
+    pub cipher: Option<String>,
     pub id: Identity,
     /// The client key as an OpenSSH file, for the real `ssh` client.
     pub key_file: PathBuf,
@@ -129,6 +134,7 @@ async fn run(args: Args) -> Result<bool> {
     let ctx = Ctx {
         quick: args.quick,
         addr: args.addr,
+        cipher: args.cipher,
         id,
         key_file,
         sshd_bin: sshd::locate(),

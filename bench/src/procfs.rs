@@ -1,5 +1,9 @@
 //! CPU time and resident memory of a process, read from /proc.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Linux reports /proc times in USER_HZ, which is 100 on every ABI.
@@ -44,6 +48,23 @@ pub fn usage(pid: u32) -> Option<Usage> {
 /// and all its descendants, in bytes: what a forking server like sshd
 /// really costs, without counting shared pages once per process.
 pub fn tree_pss(root: u32) -> Option<u64> {
+    let mut total = 0;
+    for pid in tree(root)? {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        total += s
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+    }
+    Some(total)
+}
+
+/// `root` and every process below it.
+pub fn tree(root: u32) -> Option<Vec<u32>> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -71,17 +92,53 @@ pub fn tree_pss(root: u32) -> Option<u64> {
         tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
         i += 1;
     }
-    let mut total = 0;
-    for pid in tree {
-        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
-            continue;
-        };
-        total += s
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024;
+    Some(tree)
+}
+
+/// CPU time of a process tree, sampled every 20 ms. A forking server's
+/// per-connection processes do not always reach its `cutime`: sshd's
+/// unprivileged session child is not waited for by its monitor, so its
+/// (crypto) time is lost to the listener. Sampling each live process and
+/// keeping the largest figure seen misses only what a process spends after
+/// its last sample, so it suits long sessions, not sub-second ones.
+pub struct TreeSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Duration>,
+}
+
+impl TreeSampler {
+    pub fn start(root: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut start: HashMap<u32, Duration> = HashMap::new();
+            sample(root, &mut start);
+            let mut seen = start.clone();
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                sample(root, &mut seen);
+            }
+            sample(root, &mut seen);
+            seen.iter()
+                .map(|(pid, cpu)| cpu.saturating_sub(start.get(pid).copied().unwrap_or_default()))
+                .sum()
+        });
+        Self { stop, thread }
     }
-    Some(total)
+
+    /// Stops sampling; the CPU time the tree used since `start`.
+    pub fn finish(self) -> Option<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().ok()
+    }
+}
+
+/// Own CPU time (not reaped children's: those are sampled themselves).
+fn sample(root: u32, seen: &mut HashMap<u32, Duration>) {
+    for pid in tree(root).unwrap_or_default() {
+        if let Some(u) = usage(pid) {
+            let e = seen.entry(pid).or_default();
+            *e = (*e).max(u.cpu);
+        }
+    }
 }

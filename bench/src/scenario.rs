@@ -41,9 +41,11 @@ pub fn openssh(ctx: &Ctx, addr: SocketAddr, user: &str, remote: &str) -> Command
             "LogLevel=ERROR",
             "-p",
         ])
-        .arg(addr.port().to_string())
-        .arg(format!("{user}@{}", addr.ip()))
-        .arg(remote);
+        .arg(addr.port().to_string());
+    if let Some(cipher) = &ctx.cipher {
+        cmd.args(["-c", cipher]);
+    }
+    cmd.arg(format!("{user}@{}", addr.ip())).arg(remote);
     cmd
 }
 

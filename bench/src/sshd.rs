@@ -167,6 +167,11 @@ fn id(args: &[&str]) -> Result<String> {
 }
 
 impl Sshd {
+    /// Starts sampling the CPU time of sshd and all its processes.
+    pub fn sample_cpu(&self) -> procfs::TreeSampler {
+        procfs::TreeSampler::start(self.child.id())
+    }
+
     /// PSS of the listener and every per-connection process under it.
     pub fn tree_pss(&self) -> Option<u64> {
         procfs::tree_pss(self.child.id())

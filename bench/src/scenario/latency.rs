@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::wait_subs;
 use crate::Ctx;
 use crate::client;
-use crate::report::{Section, Target, percentile};
+use crate::report::{Section, Target, median, percentile};
 
 const LINE_LEN: usize = 100;
 const RATE_PER_SEC: u64 = 1000;
@@ -25,51 +25,87 @@ fn clock() -> Duration {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
-    let secs = if ctx.quick { 1 } else { 10 };
+    // A 10 s window on a shared machine can catch a noisy neighbour, so the
+    // full run takes the median of three, as scenario 1 does.
+    let (secs, rounds) = if ctx.quick { (1, 1) } else { (10, 3) };
     let count = (secs * RATE_PER_SEC) as usize;
     let server = ctx.server()?;
-    let pipe = sshpipe_latency(ctx, server.addr, count).await?;
     let sshd = ctx.sshd()?;
-    let base = match &sshd {
-        Some(d) => Some(cat_latency(ctx, d.addr, &d.user, count).await?),
-        None => None,
-    };
+    let (mut pipe, mut base) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let sshd_first = round % 2 == 1;
+        for sshd_turn in [sshd_first, !sshd_first] {
+            match (&sshd, sshd_turn) {
+                (Some(d), true) => base.push(cat_latency(ctx, d.addr, &d.user, count).await?),
+                (_, false) => pipe.push(sshpipe_latency(ctx, server.addr, count, round).await?),
+                (None, true) => {}
+            }
+        }
+    }
     let mut s = Section::new(
         "latency",
-        format!("3. Latency: {count} lines of {LINE_LEN} bytes at {RATE_PER_SEC}/s"),
-        vec!["path", "received", "p50 ms", "p99 ms", "p99.9 ms", "max ms"],
+        format!(
+            "3. Latency: {count} lines of {LINE_LEN} bytes at {RATE_PER_SEC}/s, median of {rounds}"
+        ),
+        vec![
+            "path",
+            "received",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "p99 per run ms",
+        ],
     );
-    let row = |name: &str, l: &Lat| {
+    let row = |name: &str, runs: &[Lat]| {
+        let m = |p: f64| format!("{:.3}", median(runs.iter().map(|l| l.p(p)).collect()));
+        let received: usize = runs.iter().map(|l| l.sorted_ms.len()).sum();
         vec![
             name.to_string(),
-            format!("{}/{count}", l.sorted_ms.len()),
-            format!("{:.3}", l.p(50.0)),
-            format!("{:.3}", l.p(99.0)),
-            format!("{:.3}", l.p(99.9)),
-            format!("{:.3}", l.p(100.0)),
+            format!("{received}/{}", count * runs.len()),
+            m(50.0),
+            m(99.0),
+            m(99.9),
+            m(100.0),
+            runs.iter()
+                .map(|l| format!("{:.2}", l.p(99.0)))
+                .collect::<Vec<_>>()
+                .join(", "),
         ]
     };
+    let complete = |runs: &[Lat]| {
+        runs.iter()
+            .all(|l| l.sorted_ms.len() == count && l.in_order)
+    };
     s.rows.push(row("sshpipe pub → sub", &pipe));
-    s.exact = pipe.sorted_ms.len() == count && pipe.in_order;
-    if let Some(b) = &base {
-        s.rows.push(row("sshd `cat` echo", b));
-        s.exact &= b.sorted_ms.len() == count && b.in_order;
-    } else {
+    s.exact = complete(&pipe);
+    if base.is_empty() {
         s.notes.push(crate::sshd::MISSING.into());
+    } else {
+        s.rows.push(row("sshd `cat` echo", &base));
+        s.exact &= complete(&base);
     }
-    let p99 = pipe.p(99.0);
+    let p99 = median(pipe.iter().map(|l| l.p(99.0)).collect());
     s.targets.push(Target::new(
         "latency p99",
         format!("{p99:.3} ms"),
         "≤ 2 ms",
         Some(p99 <= 2.0),
     ));
+    let figures = |runs: &[Lat]| -> Vec<serde_json::Value> {
+        runs.iter()
+            .map(|l| {
+                serde_json::json!({
+                    "p50": l.p(50.0), "p99": l.p(99.0), "p99_9": l.p(99.9), "max": l.p(100.0)
+                })
+            })
+            .collect()
+    };
     s.data = serde_json::json!({
         "count": count,
-        "sshpipe_ms": { "p50": pipe.p(50.0), "p99": p99, "p99_9": pipe.p(99.9), "max": pipe.p(100.0) },
-        "sshd_ms": base.as_ref().map(|b| serde_json::json!({
-            "p50": b.p(50.0), "p99": b.p(99.0), "p99_9": b.p(99.9), "max": b.p(100.0)
-        })),
+        "p99_median_ms": p99,
+        "sshpipe_ms": figures(&pipe),
+        "sshd_ms": (!base.is_empty()).then(|| figures(&base)),
     });
     Ok(s)
 }
@@ -155,10 +191,11 @@ where
     Ok(())
 }
 
-async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize) -> Result<Lat> {
+async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize) -> Result<Lat> {
+    let topic = format!("latency-{round}");
     let sub_conn = ctx.id.connect(addr).await?;
-    let mut sub = client::exec(&sub_conn, "sub latency").await?;
-    wait_subs(ctx, addr, "latency", 1).await?;
+    let mut sub = client::exec(&sub_conn, &format!("sub {topic}")).await?;
+    wait_subs(ctx, addr, &topic, 1).await?;
     let (tx, rx) = oneshot::channel();
     let reader = tokio::spawn(async move {
         let mut r = Receiver::new(count);
@@ -171,7 +208,7 @@ async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize) -> Result<La
         r.finish()
     });
     let pub_conn = ctx.id.connect(addr).await?;
-    let publ = client::exec(&pub_conn, "pub latency").await?;
+    let publ = client::exec(&pub_conn, &format!("pub {topic}")).await?;
     paced(count, |l| {
         let publ = &publ;
         async move { publ.data_bytes(l).await.context("pub: send") }

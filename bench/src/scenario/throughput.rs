@@ -6,7 +6,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,6 +14,7 @@ use super::{openssh, wait_subs};
 use crate::Ctx;
 use crate::data::Pattern;
 use crate::report::{Section, Target, median, mib_per_s};
+use crate::server::must_usage;
 
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -28,6 +29,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let pattern = Pattern::new(1);
     let mut pipe = Vec::new();
     let mut base = Vec::new();
+    let (mut pipe_cpu, mut base_cpu) = (Vec::new(), Vec::new());
     let mut exact = true;
     for round in 0..rounds {
         // Alternate which goes first, so drift on a shared machine does not
@@ -40,14 +42,25 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         for sshd_turn in order {
             if sshd_turn {
                 if let Some(sshd) = &sshd {
+                    let cpu = sshd.sample_cpu();
                     let r = relay_cat(ctx, sshd.addr, &sshd.user, bytes, &pattern)?;
+                    // Let the session's processes finish before the last sample.
+                    std::thread::sleep(Duration::from_millis(200));
                     exact &= r.exact;
                     base.push(r.secs);
+                    base_cpu.extend(cpu.finish().map(|c| per_gib(c, bytes)));
                 }
             } else {
+                let before = must_usage(&server)?;
                 let r = relay_sshpipe(ctx, server.addr, bytes, &pattern, round).await?;
+                let after = must_usage(&server)?;
                 exact &= r.exact;
                 pipe.push(r.secs);
+                pipe_cpu.extend(
+                    before
+                        .zip(after)
+                        .map(|(b, a)| per_gib(a.cpu - b.cpu, bytes)),
+                );
             }
         }
     }
@@ -57,13 +70,26 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut s = Section::new(
         "throughput",
         format!(
-            "1. Single-stream throughput ({} MiB, {} run{}, OpenSSH clients)",
+            "1. Single-stream throughput ({} MiB, {} run{}, OpenSSH clients, cipher: {})",
             bytes >> 20,
             rounds,
-            if rounds == 1 { "" } else { "s" }
+            if rounds == 1 { "" } else { "s" },
+            ctx.cipher.as_deref().unwrap_or("negotiated")
         ),
-        vec!["relay", "MiB/s per run", "median MiB/s"],
+        vec![
+            "relay",
+            "MiB/s per run",
+            "median MiB/s",
+            "server CPU s per GiB (median)",
+        ],
     );
+    let cpu_cell = |c: &[f64]| {
+        if c.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", median(c.to_vec()))
+        }
+    };
     let fmt_runs = |r: &[f64]| {
         r.iter()
             .map(|x| format!("{x:.0}"))
@@ -74,7 +100,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "sshpipe pub → sub".into(),
         fmt_runs(&pipe_rates),
         format!("{:.0}", median(pipe_rates.clone())),
+        cpu_cell(&pipe_cpu),
     ]);
+    s.notes.push(
+        "server CPU: sshpipe's process from /proc; sshd's whole process tree (session, \
+         its child, `sh`, `cat`), sampled every 20 ms"
+            .into(),
+    );
     let ratio = if base_rates.is_empty() {
         s.notes.push(crate::sshd::MISSING.into());
         None
@@ -83,6 +115,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             "sshd `ssh host cat`".into(),
             fmt_runs(&base_rates),
             format!("{:.0}", median(base_rates.clone())),
+            cpu_cell(&base_cpu),
         ]);
         Some(median(pipe_rates.clone()) / median(base_rates.clone()))
     };
@@ -95,11 +128,19 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     s.exact = exact;
     s.data = serde_json::json!({
         "bytes": bytes,
+        "cipher": ctx.cipher,
         "sshpipe_mib_s": pipe_rates,
         "sshd_mib_s": base_rates,
+        "sshpipe_cpu_s_per_gib": pipe_cpu,
+        "sshd_cpu_s_per_gib": base_cpu,
         "ratio": ratio,
     });
     Ok(s)
+}
+
+/// CPU seconds per GiB relayed.
+fn per_gib(cpu: Duration, bytes: u64) -> f64 {
+    cpu.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64)
 }
 
 struct Relay {
