@@ -17,7 +17,7 @@ use russh::client::{Handle, Msg};
 use tokio::sync::Semaphore;
 
 use crate::Ctx;
-use crate::client::{self, Trusting};
+use crate::client::{self, Identity, Trusting};
 
 /// Connections in key exchange at once: under the server's per-IP
 /// handshake cap (64), which a benchmark must not trip.
@@ -92,7 +92,7 @@ fn count_subs(listing: &str, prefix: &str) -> usize {
 
 /// Opens `n` sessions running `command(i)`, `CONNECT_CONCURRENCY` at a time.
 pub async fn open_many(
-    ctx: &Ctx,
+    id: &Identity,
     addr: SocketAddr,
     n: usize,
     command: impl Fn(usize) -> String,
@@ -100,7 +100,7 @@ pub async fn open_many(
     let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let id = ctx.id.clone();
+        let id = id.clone();
         let cmd = command(i);
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {

@@ -94,7 +94,7 @@ async fn one(
     p: &Pattern,
 ) -> Result<Fan> {
     let topic = format!("fan-{n}");
-    let subs = open_many(ctx, addr, n, |_| format!("sub {topic}")).await?;
+    let subs = open_many(&ctx.id, addr, n, |_| format!("sub {topic}")).await?;
     wait_subs(ctx, addr, &topic, n).await?;
     let mut readers = Vec::with_capacity(n);
     for (handle, mut channel) in subs {

@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     probe(ctx, addr).await?;
     let before = must_usage(&server)?;
     let start = Instant::now();
-    let sessions = open_many(ctx, addr, n, |i| format!("sub -k idle-{}", i % TOPICS)).await?;
+    let sessions = open_many(&ctx.id, addr, n, |i| format!("sub -k idle-{}", i % TOPICS)).await?;
     wait_subs(ctx, addr, "idle-", n).await?;
     let setup_secs = start.elapsed().as_secs_f64();
     // Let connection set-up buffers be released before reading RSS.
@@ -47,7 +47,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             let mut id = ctx.id.clone();
             id.user = d.user.clone();
             let before = d.tree_pss();
-            let idle = open_many_as(&id, d.addr, base_n).await?;
+            let idle = open_many(&id, d.addr, base_n, |_| "cat".to_string()).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let after = d.tree_pss();
             drop(idle);
@@ -104,26 +104,6 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "sshd_pss_bytes_per_session": base,
     });
     Ok(s)
-}
-
-/// Idle `cat` sessions on sshd, as another user name.
-async fn open_many_as(
-    id: &crate::client::Identity,
-    addr: SocketAddr,
-    n: usize,
-) -> Result<
-    Vec<(
-        russh::client::Handle<client::Trusting>,
-        russh::Channel<russh::client::Msg>,
-    )>,
-> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let h = id.connect(addr).await?;
-        let c = client::exec(&h, "cat").await?;
-        out.push((h, c));
-    }
-    Ok(out)
 }
 
 /// A new client's experience: connect + `whoami`, then one line pub → sub.
