@@ -107,7 +107,9 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
 async fn too_many_sessions(req: &Request, mut out: Out) {
     let max = req.shared.sessions.max();
     let user = &req.identity.name;
-    tracing::warn!(%user, peer = %req.peer, limit = max, "too many sessions; refused");
+    if let Some(suppressed) = req.shared.refusal_logs.check(std::time::Instant::now()) {
+        tracing::warn!(%user, peer = %req.peer, limit = max, suppressed, "too many sessions; refused");
+    }
     let line = format!("too many sessions for {user} (limit {max})");
     if out.line(&line).await.is_ok() {
         out.finish(1).await;

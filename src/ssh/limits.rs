@@ -112,6 +112,8 @@ pub struct Shared {
     pub limits: SshLimits,
     pub handshakes: Arc<Counter<IpAddr>>,
     pub sessions: Arc<Counter<String>>,
+    /// Log lines for refused or dropped connections (see `loglimit`).
+    pub refusal_logs: super::loglimit::LogLimit,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
         Arc::new(Shared {
             handshakes: Counter::new(limits.max_handshakes_per_ip),
             sessions: Counter::new(limits.max_sessions_per_user),
+            refusal_logs: super::loglimit::LogLimit::per_second(),
             limits,
         })
     }

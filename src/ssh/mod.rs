@@ -8,13 +8,14 @@
 mod exec;
 mod handler;
 mod limits;
+mod loglimit;
 mod out;
 mod pubsub;
 mod queued;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use russh::keys::{Algorithm, PrivateKey};
 use russh::server::Config;
@@ -98,12 +99,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, li
         // Both caps are checked before any byte is read or any crypto runs:
         // a refused connection costs one accept and one close.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = shared.limits.max_connections, "connection limit reached; refusing");
+            if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
+                tracing::warn!(%peer, limit = shared.limits.max_connections, suppressed, "connection limit reached; refusing");
+            }
             drop(socket);
             continue;
         };
         let Some(handshake) = shared.handshakes.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, limit = shared.handshakes.max(), "too many handshakes from this address; refusing");
+            if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
+                tracing::warn!(%peer, limit = shared.handshakes.max(), suppressed, "too many handshakes from this address; refusing");
+            }
             drop(socket);
             continue;
         };
@@ -183,7 +188,9 @@ impl Connection {
                 return;
             }
             Err(_) => {
-                tracing::info!(%peer, "no SSH banner in time; dropped");
+                if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
+                    tracing::info!(%peer, suppressed, "no SSH banner in time; dropped");
+                }
                 return;
             }
         };
@@ -202,7 +209,9 @@ impl Connection {
             () = app.shutdown.cancelled() => Some("server shutting down"),
         };
         if let Some(why) = why {
-            tracing::info!(%peer, reason = why, "unauthenticated connection dropped");
+            if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
+                tracing::info!(%peer, reason = why, suppressed, "unauthenticated connection dropped");
+            }
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, why.into(), String::new())
                 .await;
