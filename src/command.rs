@@ -19,6 +19,7 @@ use std::time::Duration;
 
 mod duration;
 mod error;
+mod flag_table;
 mod flags;
 mod help;
 mod words;

@@ -4,7 +4,7 @@
 //! with its synopsis, help line and default.
 
 use super::CommandKind;
-use super::flags::FLAGS;
+use super::flag_table::FLAGS;
 
 use CommandKind::{Pipe as PIPE, Pub as PUB, Sub as SUB};
 

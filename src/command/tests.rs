@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::flags::FLAGS;
+use super::flag_table::FLAGS;
 use super::*;
 use proptest::prelude::*;
 

@@ -12,6 +12,7 @@ mod loglimit;
 mod out;
 mod pubsub;
 mod queued;
+mod stdio;
 
 use std::borrow::Cow;
 use std::sync::Arc;

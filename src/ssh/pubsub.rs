@@ -7,64 +7,19 @@
 
 use std::io;
 
-use bytes::Bytes;
-use russh::{ChannelMsg, ChannelReadHalf};
+use russh::ChannelReadHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{Report, Request, argument_error, drain_until_closed, resolve};
 use super::out::{Gone, Out};
 use super::queued;
+use super::stdio::{ChannelSource, NoInput, StatusLines};
 use crate::broker::{
-    ByteSource, JoinMode, JoinRequest, Membership, PubStage, PumpError, PumpOptions, ReadError,
-    Reader, Role, StageSink, Subscription,
+    JoinMode, JoinRequest, Membership, PumpError, PumpOptions, ReadError, Reader, Role,
+    Subscription,
 };
 use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs};
 use crate::topic::{Namespace, TopicRef, parse_access};
-
-/// Stdin of an SSH channel as a stream of chunks (zero-copy `Bytes`).
-pub(super) struct ChannelSource<'a>(pub &'a mut ChannelReadHalf);
-
-impl ByteSource for ChannelSource<'_> {
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            match self.0.wait().await {
-                Some(ChannelMsg::Data { data }) => return Ok(Some(data)),
-                Some(ChannelMsg::Eof) => return Ok(None),
-                Some(ChannelMsg::Close) | None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "client gone",
-                    ));
-                }
-                Some(_) => continue,
-            }
-        }
-    }
-}
-
-/// Status lines of SPEC §4.2, unless `-c`.
-pub(super) struct StatusLines<'a> {
-    pub out: &'a mut Out,
-    pub clean: bool,
-}
-
-impl StageSink for StatusLines<'_> {
-    async fn stage(&mut self, stage: PubStage) {
-        if self.clean {
-            return;
-        }
-        let line = match stage {
-            PubStage::Waiting(t) => {
-                format!(
-                    "no subs found ... waiting {}",
-                    crate::command::format_duration(t)
-                )
-            }
-            PubStage::Sending => "sending msg ...".to_string(),
-        };
-        let _ = self.out.line(&line).await;
-    }
-}
 
 /// Resolves the topic and joins it; `Err` carries the finished report.
 async fn join(
@@ -224,15 +179,6 @@ pub async fn publish(
         Err(PumpError::Io(_)) => return Err(Gone),
     }
     Ok(report)
-}
-
-/// The input of `pub -e`: nothing at all.
-pub(super) struct NoInput;
-
-impl ByteSource for NoInput {
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        Ok(None)
-    }
 }
 
 pub async fn subscribe(

@@ -8,7 +8,8 @@ use russh::ChannelReadHalf;
 
 use super::exec::{Report, Request, drain_until_closed};
 use super::out::{Gone, Out};
-use super::pubsub::{ChannelSource, NoInput, hint};
+use super::pubsub::hint;
+use super::stdio::{ChannelSource, NoInput};
 use crate::broker::QueueError;
 use crate::command::PubArgs;
 use crate::topic::TopicRef;
