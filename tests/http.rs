@@ -481,6 +481,43 @@ async fn sse_frames_one_event_per_line() {
     );
 }
 
+/// A stream without newlines must not make the server hold it whole for an
+/// SSE client (it used to: 200 MB without a newline peaked at 420 MB RSS):
+/// it goes out as 1 MiB events, and the tail as the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_splits_a_line_without_newlines_into_1_mib_events() {
+    let server = server();
+    let alice = server.key("alice");
+    let mut r = reqwest::Client::new()
+        .get(url(&server, "/sse/flood"))
+        .send()
+        .await
+        .unwrap();
+    server.wait_receivers("public/flood", 1);
+    let mut input = vec![b'x'; 3 << 20];
+    input.extend_from_slice(b"tail");
+    let out = blocking({
+        let child = server.spawn(&alice, &["pub", "-p", "-c", "flood"]);
+        move || common::finish(child, &input, "ssh pub")
+    })
+    .await;
+    out.expect_code(0);
+    let mut body = Vec::new();
+    while let Some(c) = within("sse body", r.chunk()).await.unwrap() {
+        body.extend_from_slice(&c);
+    }
+    let body = String::from_utf8(body).unwrap();
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect();
+    let sizes: Vec<usize> = events.iter().map(|e| e.len()).collect();
+    assert_eq!(sizes, [1 << 20, 1 << 20, 1 << 20, 4]);
+    assert_eq!(events[3], "tail");
+    assert!(events[..3].iter().all(|e| e.bytes().all(|b| b == b'x')));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sockets_and_an_ssh_pipe_chat() {
     let server = server();

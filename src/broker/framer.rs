@@ -61,12 +61,28 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Splits a sender's stream into whole lines for round-robin dispatch
 /// (SPEC §7): each line goes to one receiver, so a line must never be cut,
 /// however long (up to `MAX_LINE`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineSplitter {
     partial: BytesMut,
+    /// A partial line this long goes out as it is.
+    limit: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::with_limit(MAX_LINE)
+    }
 }
 
 impl LineSplitter {
+    /// A splitter that holds at most about `limit` bytes of a partial line.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            partial: BytesMut::new(),
+            limit,
+        }
+    }
+
     /// Returns the complete lines in `data` (each with its newline); the
     /// tail after the last newline is kept for the next call.
     pub fn push(&mut self, data: Bytes) -> Vec<Bytes> {
@@ -82,7 +98,7 @@ impl LineSplitter {
             }
         }
         self.partial.extend_from_slice(&rest);
-        if self.partial.len() >= MAX_LINE {
+        if self.partial.len() >= self.limit {
             lines.push(self.partial.split().freeze());
         }
         lines

@@ -19,7 +19,7 @@ use super::error::HttpError;
 use super::query::Params;
 use super::topic::next_chunk;
 use super::{HttpState, subscribe};
-use crate::broker::Reader;
+use crate::broker::{LineSplitter, Reader};
 
 /// `GET /sse/{t}`; `?persist=true` → `-k`. Keep-alive comments every 15 s
 /// stop proxies from cutting an idle stream.
@@ -37,34 +37,14 @@ pub async fn handler(
         .into_response())
 }
 
-/// Cuts a byte stream into lines.
-#[derive(Debug, Default)]
-pub struct Lines {
-    partial: Vec<u8>,
-}
+/// The longest event: a longer line is sent as several events. Browsers
+/// buffer a whole event before dispatching it, and every SSE client would
+/// otherwise be able to make the server hold a partial line of 16 MiB.
+const MAX_EVENT: usize = 1 << 20;
 
-impl Lines {
-    /// The complete lines in `chunk` (with what was held before), without
-    /// their `\n` or `\r\n`; the rest is held.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = chunk;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&rest[..i]);
-            out.push(line_text(&std::mem::take(&mut self.partial)));
-            rest = &rest[i + 1..];
-        }
-        self.partial.extend_from_slice(rest);
-        out
-    }
-
-    /// What is held, as a last line (at the end of the stream).
-    pub fn finish(&mut self) -> Option<String> {
-        (!self.partial.is_empty()).then(|| line_text(&std::mem::take(&mut self.partial)))
-    }
-}
-
+/// An event's text: the line without its `\n` or `\r\n`.
 fn line_text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     String::from_utf8_lossy(line).into_owned()
 }
@@ -72,7 +52,10 @@ fn line_text(line: &[u8]) -> String {
 struct Cursor {
     sub: Reader,
     stop: CancellationToken,
-    lines: Lines,
+    /// Holds a partial line until its newline, but never more than
+    /// `MAX_EVENT`: a stream without newlines goes out in pieces rather
+    /// than growing this buffer without bound.
+    lines: LineSplitter,
     ready: VecDeque<String>,
     ended: bool,
 }
@@ -84,7 +67,7 @@ fn events(
     let start = Cursor {
         sub,
         stop,
-        lines: Lines::default(),
+        lines: LineSplitter::with_limit(MAX_EVENT),
         ready: VecDeque::new(),
         ended: false,
     };
@@ -102,27 +85,49 @@ fn events(
                 c = next_chunk(&mut st.sub) => c,
             };
             let lines = match next {
-                Some(chunk) => st.lines.push(&chunk),
+                Some(chunk) => st.lines.push(chunk),
                 None => {
                     st.ended = true;
                     st.lines.finish().into_iter().collect()
                 }
             };
-            st.ready.extend(lines.into_iter().filter(|l| !l.is_empty()));
+            st.ready
+                .extend(lines.iter().map(|l| line_text(l)).filter(|l| !l.is_empty()));
         }
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Lines;
+    use super::line_text;
+    use crate::broker::LineSplitter;
+    use bytes::Bytes;
+
+    fn events(l: &mut LineSplitter, chunk: &'static [u8]) -> Vec<String> {
+        l.push(Bytes::from_static(chunk))
+            .iter()
+            .map(|b| line_text(b))
+            .collect()
+    }
 
     #[test]
-    fn holds_partial_lines() {
-        let mut l = Lines::default();
-        assert_eq!(l.push(b"a\nb"), vec!["a"]);
-        assert_eq!(l.push(b"c\r\n\nd"), vec!["bc", ""]);
-        assert_eq!(l.finish().as_deref(), Some("d"));
+    fn holds_partial_lines_and_drops_line_ends() {
+        let mut l = LineSplitter::default();
+        assert_eq!(events(&mut l, b"a\nb"), vec!["a"]);
+        assert_eq!(events(&mut l, b"c\r\n\nd"), vec!["bc", ""]);
+        assert_eq!(l.finish().map(|b| line_text(&b)).as_deref(), Some("d"));
+        assert_eq!(l.finish(), None);
+    }
+
+    #[test]
+    fn a_stream_without_newlines_goes_out_in_max_event_pieces() {
+        let mut l = LineSplitter::with_limit(super::MAX_EVENT);
+        let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+        let mut sizes = Vec::new();
+        for _ in 0..(3 * super::MAX_EVENT / chunk.len()) {
+            sizes.extend(l.push(chunk.clone()).iter().map(|b| b.len()));
+        }
+        assert_eq!(sizes, vec![super::MAX_EVENT; 3]);
         assert_eq!(l.finish(), None);
     }
 }
