@@ -44,6 +44,14 @@ impl Identity {
         })
     }
 
+    /// The same key, logging in as another user (sshd's session user).
+    pub fn as_user(&self, user: &str) -> Self {
+        Self {
+            user: user.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// The key as an `authorized_keys` line.
     pub fn authorized_key(&self) -> Result<String> {
         self.key

@@ -44,8 +44,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let base = match ctx.sshd()? {
         None => None,
         Some(d) => {
-            let mut id = ctx.id.clone();
-            id.user = d.user.clone();
+            let id = ctx.id.as_user(&d.user);
             let before = d.tree_pss();
             let idle = open_many(&id, d.addr, base_n, |_| "cat".to_string()).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;

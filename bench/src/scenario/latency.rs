@@ -4,12 +4,12 @@
 //! process's clock, so one-way times need no clock sync.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use russh::ChannelMsg;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::wait_subs;
 use crate::Ctx;
@@ -129,21 +129,28 @@ fn line(seq: usize) -> Vec<u8> {
     l
 }
 
+/// Sent first and awaited before the timed lines, so that connection and
+/// command start-up (the pub joining its topic) is not measured as latency:
+/// in a 1 s run it would otherwise be most of the p99.
+const WARM_UP: &[u8] = b"warm-up\n";
+
 /// Collects one-way times from the lines in a received byte stream.
 struct Receiver {
     pending: Vec<u8>,
     ms: Vec<f64>,
     next_seq: usize,
     in_order: bool,
+    warmed: Arc<Notify>,
 }
 
 impl Receiver {
-    fn new(count: usize) -> Self {
+    fn new(count: usize, warmed: Arc<Notify>) -> Self {
         Self {
             pending: Vec::new(),
             ms: Vec::with_capacity(count),
             next_seq: 0,
             in_order: true,
+            warmed,
         }
     }
 
@@ -152,6 +159,10 @@ impl Receiver {
         self.pending.extend_from_slice(data);
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let l: Vec<u8> = self.pending.drain(..=end).collect();
+            if l == WARM_UP {
+                self.warmed.notify_one();
+                continue;
+            }
             let text = String::from_utf8_lossy(&l);
             let mut parts = text.split(' ');
             let seq = parts.next().and_then(|s| s.parse::<usize>().ok());
@@ -176,12 +187,17 @@ impl Receiver {
     }
 }
 
-/// Sends `count` lines at the fixed rate through `send`.
-async fn paced<F, Fut>(count: usize, mut send: F) -> Result<()>
+/// Sends the warm-up line and, once it has arrived, `count` lines at the
+/// fixed rate through `send`.
+async fn paced<F, Fut>(count: usize, warmed: &Notify, mut send: F) -> Result<()>
 where
     F: FnMut(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    send(WARM_UP.to_vec()).await?;
+    tokio::time::timeout(Duration::from_secs(30), warmed.notified())
+        .await
+        .context("the warm-up line did not arrive within 30 s")?;
     let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / RATE_PER_SEC));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for seq in 0..count {
@@ -197,8 +213,9 @@ async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize
     let mut sub = client::exec(&sub_conn, &format!("sub {topic}")).await?;
     wait_subs(ctx, addr, &topic, 1).await?;
     let (tx, rx) = oneshot::channel();
+    let warmed = Arc::new(Notify::new());
+    let mut r = Receiver::new(count, warmed.clone());
     let reader = tokio::spawn(async move {
-        let mut r = Receiver::new(count);
         while let Some(msg) = sub.wait().await {
             if let ChannelMsg::Data { data } = msg {
                 r.feed(&data);
@@ -209,7 +226,7 @@ async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize
     });
     let pub_conn = ctx.id.connect(addr).await?;
     let publ = client::exec(&pub_conn, &format!("pub {topic}")).await?;
-    paced(count, |l| {
+    paced(count, &warmed, |l| {
         let publ = &publ;
         async move { publ.data_bytes(l).await.context("pub: send") }
     })
@@ -228,13 +245,13 @@ async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize
 }
 
 async fn cat_latency(ctx: &Ctx, addr: SocketAddr, user: &str, count: usize) -> Result<Lat> {
-    let mut id = ctx.id.clone();
-    id.user = user.to_string();
+    let id = ctx.id.as_user(user);
     let conn = id.connect(addr).await?;
     let channel = client::exec(&conn, "cat").await?;
     let (mut read, write) = channel.split();
+    let warmed = Arc::new(Notify::new());
+    let mut r = Receiver::new(count, warmed.clone());
     let reader = tokio::spawn(async move {
-        let mut r = Receiver::new(count);
         while let Some(msg) = read.wait().await {
             if let ChannelMsg::Data { data } = msg {
                 r.feed(&data);
@@ -245,7 +262,7 @@ async fn cat_latency(ctx: &Ctx, addr: SocketAddr, user: &str, count: usize) -> R
         }
         r.finish()
     });
-    paced(count, |l| {
+    paced(count, &warmed, |l| {
         let write = &write;
         async move { write.data_bytes(l).await.context("cat: send") }
     })

@@ -32,8 +32,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let base = match ctx.sshd()? {
         None => None,
         Some(d) => {
-            let mut id = ctx.id.clone();
-            id.user = d.user.clone();
+            let id = ctx.id.as_user(&d.user);
             let before = d.usage();
             let r = hammer(&id, d.addr, Duration::from_secs(secs)).await;
             let after = d.usage();
