@@ -25,9 +25,12 @@ fn clock() -> Duration {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
-    // A 10 s window on a shared machine can catch a noisy neighbour, so the
-    // full run takes the median of three, as scenario 1 does.
-    let (secs, rounds) = if ctx.quick { (1, 1) } else { (10, 3) };
+    // This shared machine has spells of a few seconds in which everything
+    // on it stalls (seen as hundreds of slow lines within 3 s, for sshd and
+    // sshpipe alike). So the full run is ten 2 s runs, sshpipe and sshd
+    // taking turns, and the target is judged on the median run's p99; the
+    // p99 over all lines, spells included, is shown beside it.
+    let (secs, rounds) = if ctx.quick { (1, 1) } else { (2, 10) };
     let count = (secs * RATE_PER_SEC) as usize;
     let server = ctx.server()?;
     let sshd = ctx.sshd()?;
@@ -45,28 +48,30 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut s = Section::new(
         "latency",
         format!(
-            "3. Latency: {count} lines of {LINE_LEN} bytes at {RATE_PER_SEC}/s, median of {rounds}"
+            "3. Latency: {rounds} run(s) of {count} lines of {LINE_LEN} bytes at {RATE_PER_SEC}/s"
         ),
         vec![
             "path",
             "received",
             "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
+            "p99 ms, median run",
+            "p99 ms, all lines",
+            "p99.9 ms, all lines",
             "max ms",
             "p99 per run ms",
         ],
     );
     let row = |name: &str, runs: &[Lat]| {
-        let m = |p: f64| format!("{:.3}", median(runs.iter().map(|l| l.p(p)).collect()));
+        let all = pooled(runs);
         let received: usize = runs.iter().map(|l| l.sorted_ms.len()).sum();
         vec![
             name.to_string(),
             format!("{received}/{}", count * runs.len()),
-            m(50.0),
-            m(99.0),
-            m(99.9),
-            m(100.0),
+            format!("{:.3}", all.p(50.0)),
+            format!("{:.3}", median_p99(runs)),
+            format!("{:.3}", all.p(99.0)),
+            format!("{:.3}", all.p(99.9)),
+            format!("{:.3}", all.p(100.0)),
             runs.iter()
                 .map(|l| format!("{:.2}", l.p(99.0)))
                 .collect::<Vec<_>>()
@@ -85,7 +90,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         s.rows.push(row("sshd `cat` echo", &base));
         s.exact &= complete(&base);
     }
-    let p99 = median(pipe.iter().map(|l| l.p(99.0)).collect());
+    let p99 = median_p99(&pipe);
     s.targets.push(Target::new(
         "latency p99",
         format!("{p99:.3} ms"),
@@ -101,9 +106,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             })
             .collect()
     };
+    let all = |runs: &[Lat]| {
+        let a = pooled(runs);
+        serde_json::json!({ "p50": a.p(50.0), "p99": a.p(99.0), "p99_9": a.p(99.9), "max": a.p(100.0) })
+    };
     s.data = serde_json::json!({
-        "count": count,
-        "p99_median_ms": p99,
+        "lines_per_run": count,
+        "p99_median_run_ms": p99,
+        "sshpipe_all_ms": all(&pipe),
+        "sshd_all_ms": (!base.is_empty()).then(|| all(&base)),
         "sshpipe_ms": figures(&pipe),
         "sshd_ms": (!base.is_empty()).then(|| figures(&base)),
     });
@@ -113,6 +124,23 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 struct Lat {
     sorted_ms: Vec<f64>,
     in_order: bool,
+}
+
+/// All runs' lines as one sample.
+fn pooled(runs: &[Lat]) -> Lat {
+    let mut sorted_ms: Vec<f64> = runs
+        .iter()
+        .flat_map(|l| l.sorted_ms.iter().copied())
+        .collect();
+    sorted_ms.sort_by(f64::total_cmp);
+    Lat {
+        sorted_ms,
+        in_order: runs.iter().all(|l| l.in_order),
+    }
+}
+
+fn median_p99(runs: &[Lat]) -> f64 {
+    median(runs.iter().map(|l| l.p(99.0)).collect())
 }
 
 impl Lat {
