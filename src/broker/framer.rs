@@ -58,9 +58,10 @@ impl Framer {
 /// cannot make the server hold unbounded memory for a round-robin line.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// Splits a sender's stream into whole lines for round-robin dispatch
-/// (SPEC §7): each line goes to one receiver, so a line must never be cut,
-/// however long (up to `MAX_LINE`).
+/// Splits a stream into whole lines: a sender's for round-robin dispatch
+/// (SPEC §7), where each line goes to one receiver and so must not be cut,
+/// and a receiver's for SSE events. A partial line that reaches the limit
+/// (`MAX_LINE` unless given) goes out as it is, so memory stays bounded.
 #[derive(Debug)]
 pub struct LineSplitter {
     partial: BytesMut,
