@@ -1,8 +1,8 @@
 //! sshpipe-bench: measures sshpipe beside OpenSSH's own sshd in one run.
 //!
 //! These machines are shared and noisy, so no absolute figure means much on
-//! its own; every scenario reports a ratio against a baseline measured in
-//! the same run, or against itself at another size. The server runs as a
+//! its own: every figure stands beside a baseline measured in the same run
+//! (OpenSSH's sshd doing the same work), or beside itself at another size. The server runs as a
 //! child process (this binary re-executes itself as the real sshpipe
 //! program) so its CPU time and memory are read apart from the load
 //! generator's.
