@@ -5,14 +5,22 @@
 //! speed targets belong to the harness, never to timed tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Far above the ~1 min it takes (with the build); a hung harness fails
+/// here instead of holding CI until its own time limit.
+const LIMIT: Duration = Duration::from_secs(900);
 
 #[test]
 fn bench_quick_runs_every_scenario_byte_exact() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json_path = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO"))
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO"))
         .args([
             "run",
             "--quiet",
@@ -25,14 +33,17 @@ fn bench_quick_runs_every_scenario_byte_exact() {
         ])
         .arg(&json_path)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
         .expect("cargo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = common::wait_child_within(&mut child, "sshpipe-bench --quick", LIMIT);
+    let stdout = std::fs::read_to_string(&out_path).expect("stdout");
     assert!(
-        out.status.success(),
-        "sshpipe-bench --quick failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "sshpipe-bench --quick failed ({status}):\n{stdout}\n{}",
+        std::fs::read_to_string(&err_path).expect("stderr")
     );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json_path).expect("JSON written")).expect("JSON");

@@ -137,7 +137,12 @@ async fn one(
     }
     let mut exact = 0;
     for r in readers {
-        exact += usize::from(r.await.context("a sub reader died")?);
+        // The pub has ended; a sub that still hasn't is a bug to report,
+        // not a reason to hang the run.
+        let done = tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .context("a sub did not end within 120 s of the pub")?;
+        exact += usize::from(done.context("a sub reader died")?);
     }
     let secs = start.elapsed().as_secs_f64();
     let after = must_usage(server)?;
