@@ -31,13 +31,7 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<PrivateKey> {
     if path.exists() {
         return load(&path);
     }
-    let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
-    let key = PrivateKey::new(
-        KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)),
-        "sshpipe host key",
-    )
-    .context("cannot build host key")?;
+    let key = generate_ed25519("sshpipe host key").context("cannot build host key")?;
     let tmp: PathBuf = dir.join(format!("{HOST_KEY_FILE}.tmp"));
     key.write_openssh_file(&tmp, LineEnding::LF)
         .with_context(|| format!("cannot write host key {}", tmp.display()))?;
@@ -46,6 +40,16 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<PrivateKey> {
     fs::rename(&tmp, &path)
         .with_context(|| format!("cannot move host key into {}", path.display()))?;
     Ok(key)
+}
+
+/// A new ed25519 key from the OS's random source.
+pub fn generate_ed25519(comment: &str) -> anyhow::Result<PrivateKey> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    Ok(PrivateKey::new(
+        KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)),
+        comment,
+    )?)
 }
 
 fn load(path: &Path) -> anyhow::Result<PrivateKey> {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use russh::client::{self, Handle, Msg};
-use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg};
 
@@ -22,14 +21,8 @@ pub struct Identity {
 
 impl Identity {
     pub fn generate(user: &str) -> Result<Self> {
-        use rand::RngCore as _;
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let key = PrivateKey::new(
-            KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)),
-            "sshpipe-bench",
-        )
-        .context("cannot build a client key")?;
+        let key = sshpipe::hostkey::generate_ed25519("sshpipe-bench")
+            .context("cannot build a client key")?;
         let config = client::Config {
             nodelay: true,
             // Idle sessions must not be cut by the client while we measure.
