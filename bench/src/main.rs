@@ -115,7 +115,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("sshpipe-bench: a byte-exact check failed");
+            eprintln!(
+                "sshpipe-bench: a check failed: a copy was not byte-exact or a session failed (see above)"
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -21,8 +21,9 @@ pub struct Usage {
 
 pub fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are
-    // fields 14 and 15 of the whole line, so 12 and 13 after `) `.
+    // What follows `) ` starts at field 3 (state), so utime and stime
+    // (fields 14 and 15, see proc(5)) are at indexes 11 and 12, and cutime
+    // and cstime right after them.
     let rest = stat.rsplit_once(") ")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());

@@ -10,7 +10,8 @@ pub struct Section {
     pub rows: Vec<Vec<String>>,
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
-    /// Every byte-exact check of this scenario passed.
+    /// Every check of this scenario passed: each copy byte-exact (and in
+    /// order), each session completed.
     pub exact: bool,
     /// The raw figures, for tools.
     pub data: serde_json::Value,
@@ -74,7 +75,7 @@ impl Section {
             );
         }
         if !self.exact {
-            println!("  BYTE-EXACT CHECK FAILED");
+            println!("  CHECK FAILED: a copy was not byte-exact or a session failed");
         }
     }
 }

@@ -33,8 +33,8 @@ pub fn locate() -> Option<PathBuf> {
 }
 
 impl Sshd {
-    /// Starts `sshd -D` accepting only `authorized_key`, for the user this
-    /// process runs as.
+    /// Starts `sshd -D` accepting only `authorized_key`, for the session
+    /// user (see `session_user`).
     pub fn start(sshd: &Path, authorized_key: &str) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot make a dir for sshd")?;
         let host_key = dir.path().join("host_ed25519");
@@ -106,8 +106,9 @@ impl Sshd {
         Ok(me)
     }
 
-    /// The listener's usage; its CPU includes every per-connection child
-    /// it has reaped, so it covers finished sessions too.
+    /// The listener's usage. `cpu_with_children` includes the processes it
+    /// reaped, but not the unprivileged session children, which their
+    /// monitor never waits for: a lower bound (see `sample_cpu`).
     pub fn usage(&self) -> Option<Usage> {
         procfs::usage(self.child.id())
     }
