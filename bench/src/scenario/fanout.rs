@@ -115,7 +115,7 @@ async fn one(
     let publisher = ctx.id.connect(addr).await?;
     let before = must_usage(server)?;
     let start = Instant::now();
-    let channel = client::exec(&publisher, &format!("pub {topic}")).await?;
+    let mut channel = client::exec(&publisher, &format!("pub {topic}")).await?;
     let mut sent = 0u64;
     while sent < per_copy {
         let len = SEND_CHUNK.min((per_copy - sent) as usize);
@@ -126,7 +126,6 @@ async fn one(
         sent += len as u64;
     }
     channel.eof().await.context("pub: eof")?;
-    let mut channel = channel;
     let done = client::finish(&mut channel, Duration::from_secs(600)).await?;
     if done.status != Some(0) {
         bail!(

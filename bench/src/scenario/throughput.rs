@@ -43,9 +43,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             if sshd_turn {
                 if let Some(sshd) = &sshd {
                     let cpu = sshd.sample_cpu();
-                    let r = relay_cat(ctx, sshd.addr, &sshd.user, bytes, &pattern)?;
+                    // Child processes and pipes: blocking work, kept off
+                    // the runtime's workers as relay_sshpipe's is.
+                    let r = tokio::task::block_in_place(|| {
+                        relay_cat(ctx, sshd.addr, &sshd.user, bytes, &pattern)
+                    })?;
                     // Let the session's processes finish before the last sample.
-                    std::thread::sleep(Duration::from_millis(200));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     exact &= r.exact;
                     base.push(r.secs);
                     base_cpu.extend(cpu.finish().map(|c| per_gib(c, bytes)));
