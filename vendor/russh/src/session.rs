@@ -302,6 +302,53 @@ impl Encrypted {
         }
     }
 
+    /// Debits a channel's receive window by `len` bytes that just arrived,
+    /// without re-opening it: the window grows again only as the channel's
+    /// reader consumes (`grant_window`). A peer that sends beyond the window
+    /// it was given breaks RFC 4254 §5.2 and is disconnected rather than
+    /// buffered without bound (sshpipe patch).
+    pub(crate) fn debit_window(
+        &mut self,
+        channel: ChannelId,
+        len: usize,
+    ) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            let len = u32::try_from(len).map_err(|_| crate::Error::Inconsistent)?;
+            if len > channel.sender_window_size {
+                debug!(
+                    "peer sent {len} bytes on channel {:?} with a window of {}",
+                    channel.sender_channel, channel.sender_window_size
+                );
+                return Err(crate::Error::Inconsistent);
+            }
+            channel.sender_window_size -= len;
+        }
+        Ok(())
+    }
+
+    /// The receive window the peer still has on `channel`.
+    pub(crate) fn receive_window(&self, channel: ChannelId) -> Option<u32> {
+        self.channels.get(&channel).map(|c| c.sender_window_size)
+    }
+
+    /// Gives the peer `amount` more bytes of window on `channel` (sshpipe
+    /// patch: called for bytes the channel's reader has consumed).
+    pub(crate) fn grant_window(
+        &mut self,
+        channel: ChannelId,
+        amount: u32,
+    ) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                amount.encode(&mut self.write)?;
+            });
+            channel.sender_window_size = channel.sender_window_size.saturating_add(amount);
+        }
+        Ok(())
+    }
+
     pub fn adjust_window_size(
         &mut self,
         channel: ChannelId,

@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -140,11 +141,89 @@ impl WindowSizeRef {
     }
 }
 
+/// What a channel's reader has taken out of its queue, shared between the
+/// reader and the session (sshpipe patch: per-channel flow control).
+///
+/// The session re-opens a channel's receive window only by the bytes counted
+/// here, so a reader that stops reading stops its peer, and the session loop
+/// never has to wait on the channel's queue (RFC 4254 §5.2).
+#[derive(Debug, Default)]
+pub(crate) struct ReadCredit {
+    /// Data bytes dequeued by the reader that the peer has not been given
+    /// back as window yet.
+    consumed: AtomicUsize,
+    /// The session holds messages for this channel that did not fit its
+    /// queue: every dequeue must wake the session so it can move them on.
+    backlogged: AtomicBool,
+    /// Wake the session once `consumed` reaches this many bytes.
+    threshold: AtomicUsize,
+    /// The session's wake-up, set when the channel's first data arrives.
+    wake: OnceLock<Arc<Notify>>,
+}
+
+impl ReadCredit {
+    /// Called by the reader for every message it takes out of the queue.
+    pub(crate) fn dequeued(&self, msg: &ChannelMsg) {
+        let len = match msg {
+            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+            _ => 0,
+        };
+        let consumed = self.consumed.fetch_add(len, Ordering::AcqRel) + len;
+        // Pairs with the fence in `set_backlogged`: either the session sees
+        // the room this dequeue made, or this sees its backlog flag.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(wake) = self.wake.get()
+            && (self.backlogged.load(Ordering::SeqCst)
+                || (len > 0 && consumed >= self.threshold.load(Ordering::Relaxed)))
+        {
+            wake.notify_one();
+        }
+    }
+
+    /// Lets the reader wake `wake` once it has consumed `threshold` bytes.
+    pub(crate) fn attach(&self, wake: &Arc<Notify>, threshold: usize) {
+        self.threshold.store(threshold.max(1), Ordering::Relaxed);
+        let _ = self.wake.set(Arc::clone(wake));
+    }
+
+    /// Counts bytes as consumed without a reader (its queue is gone).
+    pub(crate) fn discard(&self, len: usize) {
+        self.consumed.fetch_add(len, Ordering::AcqRel);
+    }
+
+    pub(crate) fn consumed(&self) -> usize {
+        self.consumed.load(Ordering::Acquire)
+    }
+
+    /// Takes up to `max` consumed bytes, to be granted to the peer.
+    pub(crate) fn take_consumed(&self, max: usize) -> usize {
+        let mut current = self.consumed.load(Ordering::Acquire);
+        loop {
+            let take = current.min(max);
+            match self.consumed.compare_exchange_weak(
+                current,
+                current - take,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return take,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    pub(crate) fn set_backlogged(&self, backlogged: bool) {
+        self.backlogged.store(backlogged, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
 /// A handle to the reading part of a session channel.
 ///
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
     pub(crate) receiver: Receiver<ChannelMsg>,
+    pub(crate) credit: Arc<ReadCredit>,
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -156,7 +235,11 @@ impl std::fmt::Debug for ChannelReadHalf {
 impl ChannelReadHalf {
     /// Awaits an incoming [`ChannelMsg`], this method returns [`None`] if the channel has been closed.
     pub async fn wait(&mut self) -> Option<ChannelMsg> {
-        self.receiver.recv().await
+        let msg = self.receiver.recv().await;
+        if let Some(msg) = &msg {
+            self.credit.dequeued(msg);
+        }
+        msg
     }
 
     /// Make a reader for the [`Channel`] to receive [`ChannelMsg::Data`]
@@ -470,7 +553,11 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     ) -> (Self, ChannelRef) {
         let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf { receiver: rx };
+        let credit = Arc::new(ReadCredit::default());
+        let read_half = ChannelReadHalf {
+            receiver: rx,
+            credit: Arc::clone(&credit),
+        };
         let write_half = ChannelWriteHalf {
             id,
             sender,
@@ -483,10 +570,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
                 write_half,
                 read_half,
             },
-            ChannelRef {
-                sender: tx,
-                window_size,
-            },
+            ChannelRef::with_credit(tx, window_size, credit),
         )
     }
 

@@ -759,7 +759,11 @@ impl<H: Handler> Handle<H> {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf {
+                            receiver,
+                            // The client side still re-opens windows on arrival.
+                            credit: Default::default(),
+                        },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {

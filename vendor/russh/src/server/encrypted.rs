@@ -861,6 +861,7 @@ mod tests {
             channels: std::collections::HashMap::new(),
             open_global_requests: std::collections::VecDeque::new(),
             kex: SessionKexState::Idle,
+            read_wake: Arc::default(),
         }
     }
 
@@ -1451,13 +1452,13 @@ impl Session {
                     // Reply with CHANNEL_CLOSE per RFC 4254 Section 5.3.
                     enc.close(channel_num)?;
                 }
-                // Forward the close to the channel before removing it, so that
+                // Forward the close to the channel as it is removed, so that
                 // consumers waiting on `Channel::wait()` receive an explicit
-                // `ChannelMsg::Close` instead of just seeing `None`.
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    chan.send(ChannelMsg::Close).await.unwrap_or(())
+                // `ChannelMsg::Close` (after anything still held for them)
+                // instead of just seeing `None`; never waiting for them.
+                if let Some(chan) = self.channels.remove(&channel_num) {
+                    chan.close();
                 }
-                self.channels.remove(&channel_num);
                 debug!("handler.channel_close {channel_num:?}");
                 handler.channel_close(channel_num, self).await
             }
@@ -1467,9 +1468,7 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    chan.send(ChannelMsg::Eof).await.unwrap_or(())
-                }
+                self.deliver_to_channel(channel_num, ChannelMsg::Eof);
                 debug!("handler.channel_eof {channel_num:?}");
                 handler.channel_eof(channel_num, self).await
             }
@@ -1487,34 +1486,26 @@ impl Session {
                 trace!("handler.data {ext:?} {channel_num:?}");
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
-                let target = self.target_window_size;
-
-                #[allow(clippy::collapsible_if)]
+                // The window is debited now and re-opened only as the reader
+                // consumes (`grant_consumed`); the bytes are handed over
+                // without waiting, so a reader that stops reading stops its
+                // peer, never this loop (sshpipe patch).
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let window = handler.adjust_window(channel_num, self.target_window_size);
-                        if window > 0 {
-                            self.target_window_size = window
-                        }
-                    }
+                    enc.debit_window(channel_num, data.len())?;
                 }
-                self.flush()?;
                 if let Some(ext) = ext {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::ExtendedData {
+                    self.deliver_to_channel(
+                        channel_num,
+                        ChannelMsg::ExtendedData {
                             ext,
                             data: data.clone(),
-                        })
-                        .await
-                        .unwrap_or(())
-                    }
+                        },
+                    );
+                    self.grant_consumed(Some(channel_num))?;
                     handler.extended_data(channel_num, ext, &data, self).await
                 } else {
-                    if let Some(chan) = self.channels.get(&channel_num) {
-                        chan.send(ChannelMsg::Data { data: data.clone() })
-                            .await
-                            .unwrap_or(())
-                    }
+                    self.deliver_to_channel(channel_num, ChannelMsg::Data { data: data.clone() });
+                    self.grant_consumed(Some(channel_num))?;
                     handler.data(channel_num, &data, self).await
                 }
             }
@@ -1658,14 +1649,15 @@ impl Session {
                         }
                         map_err!(ensure_end(r))?;
 
-                        if let Some(chan) = self.channels.get(&channel_num) {
+                        {
                             // Only the first `i` entries were decoded from the
                             // request; the rest of `modes` is padding and must
                             // not be passed on as if the client had sent it.
                             #[allow(clippy::indexing_slicing)] // `i <= modes.len()` checked above
                             let terminal_modes = modes[..i].to_vec();
-                            let _ = chan
-                                .send(ChannelMsg::RequestPty {
+                            self.deliver_to_channel(
+                                channel_num,
+                                ChannelMsg::RequestPty {
                                     want_reply: true,
                                     term: term.clone(),
                                     col_width,
@@ -1673,8 +1665,8 @@ impl Session {
                                     pix_width,
                                     pix_height,
                                     terminal_modes,
-                                })
-                                .await;
+                                },
+                            );
                         }
 
                         debug!("handler.pty_request {channel_num:?}");
@@ -1699,17 +1691,16 @@ impl Session {
                         let x11_screen_number = map_err!(u32::decode(r))?;
                         map_err!(ensure_end(r))?;
 
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::RequestX11 {
-                                    want_reply: true,
-                                    single_connection,
-                                    x11_authentication_cookie: x11_auth_cookie.clone(),
-                                    x11_authentication_protocol: x11_auth_protocol.clone(),
-                                    x11_screen_number,
-                                })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::RequestX11 {
+                                want_reply: true,
+                                single_connection,
+                                x11_authentication_cookie: x11_auth_cookie.clone(),
+                                x11_authentication_protocol: x11_auth_protocol.clone(),
+                                x11_screen_number,
+                            },
+                        );
                         debug!("handler.x11_request {channel_num:?}");
                         handler
                             .x11_request(
@@ -1727,15 +1718,14 @@ impl Session {
                         let env_value = map_err!(String::decode(r))?;
                         map_err!(ensure_end(r))?;
 
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::SetEnv {
-                                    want_reply: true,
-                                    variable_name: env_variable.clone(),
-                                    variable_value: env_value.clone(),
-                                })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::SetEnv {
+                                want_reply: true,
+                                variable_name: env_variable.clone(),
+                                variable_value: env_value.clone(),
+                            },
+                        );
 
                         debug!("handler.env_request {channel_num:?}");
                         handler
@@ -1744,21 +1734,19 @@ impl Session {
                     }
                     "shell" => {
                         map_err!(ensure_end(r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::RequestShell { want_reply: true })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::RequestShell { want_reply: true },
+                        );
                         debug!("handler.shell_request {channel_num:?}");
                         handler.shell_request(channel_num, self).await
                     }
                     "auth-agent-req@openssh.com" => {
                         map_err!(ensure_end(r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::AgentForward { want_reply: true })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::AgentForward { want_reply: true },
+                        );
                         debug!("handler.agent_request {channel_num:?}");
 
                         let response = handler.agent_request(channel_num, self).await?;
@@ -1772,14 +1760,13 @@ impl Session {
                     "exec" => {
                         let req = map_err!(Bytes::decode(r))?;
                         map_err!(ensure_end(r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::Exec {
-                                    want_reply: true,
-                                    command: req.to_vec(),
-                                })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::Exec {
+                                want_reply: true,
+                                command: req.to_vec(),
+                            },
+                        );
                         debug!("handler.exec_request {channel_num:?}");
                         handler.exec_request(channel_num, &req, self).await
                     }
@@ -1787,14 +1774,13 @@ impl Session {
                         let name = map_err!(String::decode(r))?;
                         map_err!(ensure_end(r))?;
 
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::RequestSubsystem {
-                                    want_reply: true,
-                                    name: name.clone(),
-                                })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::RequestSubsystem {
+                                want_reply: true,
+                                name: name.clone(),
+                            },
+                        );
                         debug!("handler.subsystem_request {channel_num:?}");
                         handler.subsystem_request(channel_num, &name, self).await
                     }
@@ -1805,16 +1791,15 @@ impl Session {
                         let pix_height = map_err!(u32::decode(r))?;
                         map_err!(ensure_end(r))?;
 
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            let _ = chan
-                                .send(ChannelMsg::WindowChange {
-                                    col_width,
-                                    row_height,
-                                    pix_width,
-                                    pix_height,
-                                })
-                                .await;
-                        }
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::WindowChange {
+                                col_width,
+                                row_height,
+                                pix_width,
+                                pix_height,
+                            },
+                        );
 
                         debug!("handler.window_change {channel_num:?}");
                         handler
@@ -1831,13 +1816,12 @@ impl Session {
                     "signal" => {
                         let signal = Sig::from_name(&map_err!(String::decode(r))?);
                         map_err!(ensure_end(r))?;
-                        if let Some(chan) = self.channels.get(&channel_num) {
-                            chan.send(ChannelMsg::Signal {
+                        self.deliver_to_channel(
+                            channel_num,
+                            ChannelMsg::Signal {
                                 signal: signal.clone(),
-                            })
-                            .await
-                            .unwrap_or(())
-                        }
+                            },
+                        );
                         debug!("handler.signal {channel_num:?} {signal:?}");
                         handler.signal(channel_num, signal, self).await
                     }

@@ -1126,6 +1126,7 @@ where
         channels: HashMap::new(),
         open_global_requests: VecDeque::new(),
         kex: SessionKexState::Idle,
+        read_wake: Arc::default(),
     };
 
     session.begin_rekey()?;

@@ -29,6 +29,9 @@ pub struct Session {
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
     pub(crate) open_global_requests: VecDeque<GlobalRequestResponse>,
     pub(crate) kex: SessionKexState<ServerKex>,
+    /// Woken by channel readers that consumed data or have held messages
+    /// waiting (sshpipe patch: per-channel flow control).
+    pub(crate) read_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -249,13 +252,14 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenAgent { channel_ref })
             .await
             .map_err(|_| Error::SendError)?;
 
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -268,13 +272,14 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenSession { channel_ref })
             .await
             .map_err(|_| Error::SendError)?;
 
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -293,6 +298,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenDirectTcpIp {
@@ -304,7 +310,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -316,6 +322,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenDirectStreamLocal {
@@ -324,7 +331,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -338,6 +345,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenForwardedTcpIp {
@@ -349,7 +357,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -360,6 +368,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenForwardedStreamLocal {
@@ -368,7 +377,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -380,6 +389,7 @@ impl Handle {
         let (sender, receiver) = channel(self.channel_buffer_size);
         let channel_ref = ChannelRef::new(sender);
         let window_size_ref = channel_ref.window_size().clone();
+        let credit = Arc::clone(channel_ref.credit());
 
         self.sender
             .send(Msg::ChannelOpenX11 {
@@ -389,7 +399,7 @@ impl Handle {
             })
             .await
             .map_err(|_| Error::SendError)?;
-        self.wait_channel_confirmation(receiver, window_size_ref)
+        self.wait_channel_confirmation(receiver, window_size_ref, credit)
             .await
     }
 
@@ -397,6 +407,7 @@ impl Handle {
         &self,
         mut receiver: Receiver<ChannelMsg>,
         window_size_ref: WindowSizeRef,
+        credit: Arc<crate::channels::ReadCredit>,
     ) -> Result<Channel<Msg>, Error> {
         loop {
             match receiver.recv().await {
@@ -414,7 +425,7 @@ impl Handle {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf { receiver, credit },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -629,6 +640,46 @@ impl Session {
         Ok(())
     }
 
+    /// Hands `msg` to channel `id`'s reader without waiting (sshpipe patch:
+    /// the session loop never blocks on one channel's queue).
+    pub(crate) fn deliver_to_channel(&mut self, id: ChannelId, msg: ChannelMsg) {
+        let threshold = (self.target_window_size / 8) as usize;
+        if let Some(chan) = self.channels.get_mut(&id) {
+            chan.credit().attach(&self.read_wake, threshold);
+            chan.deliver(msg);
+        }
+    }
+
+    /// Moves held messages on to their readers, and gives each peer back the
+    /// window its reader consumed (RFC 4254 §5.2), batched as OpenSSH does:
+    /// once the peer's window is below half, or an eighth has been consumed
+    /// (sshpipe patch).
+    pub(crate) fn grant_consumed(&mut self, only: Option<ChannelId>) -> Result<(), Error> {
+        let target = self.target_window_size;
+        let Some(enc) = self.common.encrypted.as_mut() else {
+            return Ok(());
+        };
+        for (&id, chan) in self.channels.iter_mut() {
+            if only.is_some_and(|only| only != id) {
+                continue;
+            }
+            chan.pump();
+            let Some(window) = enc.receive_window(id) else {
+                continue;
+            };
+            let consumed = chan.credit().consumed();
+            if consumed == 0 || (window >= target / 2 && consumed < (target / 8) as usize) {
+                continue;
+            }
+            let room = u32::MAX - window;
+            let amount = chan.credit().take_consumed(room as usize) as u32;
+            if amount > 0 {
+                enc.grant_window(id, amount)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn run<H, R>(
         mut self,
         mut stream: SshRead<R>,
@@ -713,6 +764,7 @@ impl Session {
 
             let rekey_timer = future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
+            let read_wake = Arc::clone(&self.read_wake);
 
             tokio::select! {
                 r = &mut reading => {
@@ -762,6 +814,10 @@ impl Session {
                         }
                     }
                     reading.set(start_reading(stream_read, buffer, opening_cipher));
+                }
+                () = read_wake.notified(), if !self.kex.active() => {
+                    // A reader consumed data or has held messages waiting.
+                    self.grant_consumed(None)?;
                 }
                 () = &mut rekey_timer => {
                     // The flush after the select sees the elapsed limit.
@@ -1672,6 +1728,7 @@ mod tests {
             channels: HashMap::new(),
             open_global_requests: VecDeque::new(),
             kex: SessionKexState::Idle,
+            read_wake: Arc::default(),
         }
     }
 
