@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -118,6 +118,8 @@ pub enum ChannelMsg {
 pub(crate) struct WindowSizeRef {
     value: Arc<Mutex<u32>>,
     notifier: Arc<Notify>,
+    /// Window that data (not extended data) leaves unused (sshpipe patch).
+    kept_for_extended: Arc<AtomicU32>,
 }
 
 impl WindowSizeRef {
@@ -126,6 +128,7 @@ impl WindowSizeRef {
         Self {
             value: Arc::new(Mutex::new(initial)),
             notifier,
+            kept_for_extended: Arc::default(),
         }
     }
 
@@ -444,14 +447,27 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
         Ok(())
     }
 
-    async fn reserve_writable_chunk(&self, remaining: usize) -> Result<usize, Error> {
+    /// Makes data (not extended data) leave `bytes` of the peer's window
+    /// unused, so that a line on stderr and the exit status can still reach
+    /// a peer that stopped reading stdout (sshpipe patch).
+    pub fn keep_window_for_extended_data(&self, bytes: u32) {
+        self.window_size
+            .kept_for_extended
+            .store(bytes, Ordering::Relaxed);
+    }
+
+    async fn reserve_writable_chunk(&self, remaining: usize, ext: bool) -> Result<usize, Error> {
         if self.max_packet_size == 0 {
             return Err(Error::Inconsistent);
         }
+        let kept = match ext {
+            true => 0,
+            false => self.window_size.kept_for_extended.load(Ordering::Relaxed),
+        };
         loop {
             let mut window_size = self.window_size.value.lock().await;
             let writable = (self.max_packet_size as usize)
-                .min(*window_size as usize)
+                .min(window_size.saturating_sub(kept) as usize)
                 .min(remaining);
             if writable > 0 {
                 *window_size -= writable as u32;
@@ -473,7 +489,9 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
 
         let mut offset = 0;
         while offset < data.len() {
-            let writable = self.reserve_writable_chunk(data.len() - offset).await?;
+            let writable = self
+                .reserve_writable_chunk(data.len() - offset, ext.is_some())
+                .await?;
             let end = offset + writable;
             let chunk = data.slice(offset..end);
             let msg = match ext {
