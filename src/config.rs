@@ -116,6 +116,33 @@ pub struct ServeArgs {
     /// Most commands one user may run at once.
     #[arg(long, env = "SSHPIPE_MAX_SESSIONS_PER_USER", default_value = "1000")]
     pub max_sessions_per_user: usize,
+    /// Most session channels open at once on one SSH connection.
+    #[arg(
+        long,
+        env = "SSHPIPE_MAX_CHANNELS_PER_CONNECTION",
+        default_value = "10"
+    )]
+    pub max_channels_per_connection: usize,
+    /// Channel requests (env, pty-req, …) a channel may send before its
+    /// command; later ones are refused.
+    #[arg(long, env = "SSHPIPE_MAX_CHANNEL_REQUESTS", default_value = "64")]
+    pub max_channel_requests: usize,
+    /// How often an idle client is probed (Go duration: `15s`).
+    #[arg(long, env = "SSHPIPE_KEEPALIVE_INTERVAL", default_value = "15s", value_parser = parse_keepalive_interval)]
+    pub keepalive_interval: std::time::Duration,
+    /// Unanswered probes after which a client is dropped.
+    #[arg(long, env = "SSHPIPE_KEEPALIVE_MAX", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keepalive_max: u32,
+}
+
+/// A keepalive interval: at least 1 s (a shorter one would probe clients
+/// many times a second), at most a day.
+fn parse_keepalive_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::command::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("keepalive interval {s:?} must be from 1s to 24h"));
+    }
+    Ok(d)
 }
 
 impl ServeArgs {
@@ -131,7 +158,7 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
-    /// The SSH limits these options set (keepalive stays at its default).
+    /// The SSH limits these options set.
     pub fn ssh_limits(&self) -> crate::ssh::SshLimits {
         crate::ssh::SshLimits {
             max_connections: self.max_connections,
@@ -140,7 +167,10 @@ impl ServeArgs {
             max_auth_attempts: self.max_auth_attempts,
             max_exec_bytes: self.max_exec_bytes,
             max_sessions_per_user: self.max_sessions_per_user,
-            ..Default::default()
+            max_channels_per_connection: self.max_channels_per_connection,
+            max_channel_requests: self.max_channel_requests,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_max: self.keepalive_max as usize,
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct Request {
     pub shared: Arc<Shared>,
     pub identity: Identity,
     pub peer: SocketAddr,
-    /// Cancelled when the connection ends.
+    /// Cancelled when the connection ends or the client closes this channel.
     pub conn: CancellationToken,
     /// `None` for a shell request (no command).
     pub exec: Option<Vec<u8>>,
@@ -54,6 +54,8 @@ impl Report {
 
 /// Runs one command on a channel; spawned by the handler.
 pub async fn run(req: Request, channel: Channel<Msg>) {
+    // The handler counts this channel as open until its token is cancelled.
+    let _ended = req.conn.clone().drop_guard();
     let started = Instant::now();
     let (mut read, write) = channel.split();
     let mut out = Out::new(write, req.conn.clone(), req.pty);
@@ -250,8 +252,8 @@ pub fn format_listing(listing: &[TopicListing], viewer: &str) -> String {
     s
 }
 
-/// Reads and discards stdin until the client closes the channel; the
-/// connection's read loop stalls if a kept channel is not drained.
+/// Reads and discards stdin until the client closes the channel, for
+/// commands that take no input (a client piping into `sub` is not held up).
 pub async fn drain_until_closed(read: &mut ChannelReadHalf) {
     while let Some(msg) = read.wait().await {
         if matches!(msg, ChannelMsg::Close) {

@@ -5,7 +5,7 @@
 //! anything slow: they decide, reply, and spawn. Every request that wants a
 //! reply gets one — an unanswered request hangs the OpenSSH client.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,9 +28,12 @@ pub struct Conn {
     peer: SocketAddr,
     identity: Option<Identity>,
     /// Session channels opened but not yet given a command.
-    channels: HashMap<ChannelId, Channel<Msg>>,
-    /// Channels that asked for a PTY.
-    ptys: HashSet<ChannelId>,
+    channels: HashMap<ChannelId, Pending>,
+    /// Channels running a command, each with a token cancelled when the
+    /// client closes the channel (or the command ends), so a command whose
+    /// client went away ends even while it reads nothing from the channel
+    /// (a waiting pub over a ControlMaster connection).
+    running: HashMap<ChannelId, CancellationToken>,
     /// Cancelled when this connection ends.
     conn: CancellationToken,
     tracker: TaskTracker,
@@ -53,7 +56,7 @@ impl Conn {
             peer,
             identity: None,
             channels: HashMap::new(),
-            ptys: HashSet::new(),
+            running: HashMap::new(),
             conn,
             tracker,
             authed: Some(authed),
@@ -71,23 +74,62 @@ impl Conn {
     }
 
     fn start(&mut self, channel: ChannelId, exec: Option<Vec<u8>>, session: &mut Session) {
-        let (Some(ch), Some(identity)) = (self.channels.remove(&channel), self.identity.clone())
+        let (Some(pending), Some(identity)) =
+            (self.channels.remove(&channel), self.identity.clone())
         else {
             let _ = session.channel_failure(channel);
             return;
         };
         let _ = session.channel_success(channel);
+        let token = self.conn.child_token();
+        self.running.insert(channel, token.clone());
         let req = Request {
             app: Arc::clone(&self.app),
             shared: Arc::clone(&self.shared),
             identity,
             peer: self.peer,
-            conn: self.conn.clone(),
+            conn: token,
             exec,
-            pty: self.ptys.remove(&channel),
+            pty: pending.pty,
         };
-        self.tracker.spawn(exec::run(req, ch));
+        self.tracker.spawn(exec::run(req, pending.channel));
     }
+
+    /// Session channels open now: waiting for a command, or running one
+    /// (a command's token is cancelled when it ends).
+    fn open_channels(&mut self) -> usize {
+        self.running.retain(|_, token| !token.is_cancelled());
+        self.channels.len() + self.running.len()
+    }
+
+    /// Counts a request made before the command; past the limit it is
+    /// refused (SPEC §9), so a client cannot make us hold requests.
+    fn request_allowed(&mut self, channel: ChannelId) -> bool {
+        let max = self.shared.limits.max_channel_requests;
+        match self.channels.get_mut(&channel) {
+            Some(p) if p.requests < max => {
+                p.requests += 1;
+                true
+            }
+            Some(_) => {
+                if let Some(suppressed) = self.shared.refusal_logs.check(std::time::Instant::now())
+                {
+                    tracing::info!(peer = %self.peer, limit = max, suppressed, "too many channel requests before a command; refusing");
+                }
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// A session channel waiting for its command.
+struct Pending {
+    channel: Channel<Msg>,
+    /// The client asked for a PTY.
+    pty: bool,
+    /// Requests seen so far.
+    requests: usize,
 }
 
 fn publickey_only() -> MethodSet {
@@ -143,7 +185,22 @@ impl russh::server::Handler for Conn {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.insert(channel.id(), channel);
+        let max = self.shared.limits.max_channels_per_connection;
+        if self.open_channels() >= max {
+            if let Some(suppressed) = self.shared.refusal_logs.check(std::time::Instant::now()) {
+                tracing::info!(peer = %self.peer, limit = max, suppressed, "too many channels on one connection; refusing");
+            }
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        }
+        let pending = Pending {
+            channel,
+            pty: false,
+            requests: 0,
+        };
+        self.channels.insert(pending.channel.id(), pending);
         reply.accept().await;
         Ok(())
     }
@@ -153,9 +210,12 @@ impl russh::server::Handler for Conn {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // A channel closed before any command: drop it so nothing queues on it.
+        // A channel closed before any command: drop it so nothing queues on
+        // it. One running a command: its client is gone, so the command ends.
         self.channels.remove(&channel);
-        self.ptys.remove(&channel);
+        if let Some(token) = self.running.remove(&channel) {
+            token.cancel();
+        }
         Ok(())
     }
 
@@ -191,7 +251,12 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         // Accepted so interactive `ssh host` works; we never translate data.
-        self.ptys.insert(channel);
+        if !self.request_allowed(channel) {
+            return session.channel_failure(channel);
+        }
+        if let Some(p) = self.channels.get_mut(&channel) {
+            p.pty = true;
+        }
         session.channel_success(channel)
     }
 
@@ -202,6 +267,8 @@ impl russh::server::Handler for Conn {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // Ignored (SPEC §9), but counted like every request before a command.
+        self.request_allowed(channel);
         session.channel_failure(channel)
     }
 

@@ -26,6 +26,10 @@ pub struct SshLimits {
     pub max_exec_bytes: usize,
     /// Commands one user may run at once, over all connections.
     pub max_sessions_per_user: usize,
+    /// Session channels open at once on one connection.
+    pub max_channels_per_connection: usize,
+    /// Requests a channel may send before its command (SPEC §9).
+    pub max_channel_requests: usize,
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
 }
@@ -39,6 +43,8 @@ impl Default for SshLimits {
             max_auth_attempts: 6,
             max_exec_bytes: crate::command::MAX_EXEC_LEN,
             max_sessions_per_user: 1000,
+            max_channels_per_connection: 10,
+            max_channel_requests: 64,
             keepalive_interval: Duration::from_secs(15),
             keepalive_max: 4,
         }

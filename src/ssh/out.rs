@@ -9,6 +9,9 @@ use russh::ChannelWriteHalf;
 use russh::server::Msg;
 use tokio_util::sync::CancellationToken;
 
+/// Window kept for stderr lines: several of our longest status lines.
+const STDERR_RESERVE: u32 = 1024;
+
 /// The client went away; nothing more can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gone;
@@ -26,6 +29,10 @@ pub struct Out {
 
 impl Out {
     pub fn new(write: ChannelWriteHalf<Msg>, conn: CancellationToken, crlf: bool) -> Self {
+        // Stdout never takes the last of the client's window, so a status
+        // line (`server shutting down`, `sender disconnected …`) still
+        // reaches a client that stopped reading its stdout.
+        write.keep_window_for_extended_data(STDERR_RESERVE);
         Out {
             write,
             conn,

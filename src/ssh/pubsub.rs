@@ -1,9 +1,9 @@
 //! `pub`, `sub` and `pipe` over an SSH channel: glue between the channel's
 //! halves and the broker's `Publisher` / `Subscription`.
 //!
-//! Reading stdin and writing stdout always run concurrently: a client that
-//! sends while we wait for its window would otherwise deadlock, because
-//! russh only reads window adjustments while our channel queue has room.
+//! A pipe reads stdin and writes stdout concurrently, as the two ends of a
+//! Unix pipe run independently: its client may send while it waits for
+//! output, and the reverse.
 
 use std::io;
 
