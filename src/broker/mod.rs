@@ -129,12 +129,16 @@ pub(crate) struct Registration {
     shared: Arc<Shared>,
     topic: Arc<Topic>,
     pub id: u64,
+    /// A sender's input reached its end and was delivered; a sender that
+    /// leaves without this set vanished (SPEC §5.3).
+    pub finished: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        let vanished = !self.finished.load(std::sync::atomic::Ordering::Acquire);
         let mut state = lock(&self.shared.state);
-        if self.topic.remove(self.id) {
+        if self.topic.remove(self.id, vanished) {
             let name = &self.topic.name.full;
             if state
                 .topics
@@ -306,6 +310,7 @@ impl Broker {
             shared: Arc::clone(&self.shared),
             topic: Arc::clone(&topic),
             id,
+            finished: Default::default(),
         });
         let publisher = req.role.sends().then(|| {
             let replay = matches!(req.role, Role::Pipe { replay: true });

@@ -70,7 +70,7 @@ pub(crate) fn sync_one(
             Some(entry.slot.clone_handle()),
         );
     } else if has && !wants {
-        topic.remove_locked(inner, id);
+        topic.remove_locked(inner, id, false);
     }
 }
 
@@ -100,7 +100,7 @@ impl Drop for PatternRegistration {
         state.patterns.remove(&self.id);
         for topic in state.topics.values() {
             let mut inner = topic.lock();
-            topic.remove_locked(&mut inner, self.id);
+            topic.remove_locked(&mut inner, self.id, false);
         }
     }
 }

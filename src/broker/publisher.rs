@@ -98,14 +98,15 @@ impl Publisher {
         self.topic.counts.borrow().receivers
     }
 
-    /// Waits (up to `timeout`) until someone can receive, reporting the wait.
+    /// Waits (up to `timeout`) until someone can receive, reporting the
+    /// wait; true when it had to wait.
     async fn await_receivers(
         &mut self,
         timeout: Duration,
         sink: &mut impl StageSink,
-    ) -> Result<(), PumpError> {
+    ) -> Result<bool, PumpError> {
         if self.receivers() > 0 {
-            return Ok(());
+            return Ok(false);
         }
         sink.stage(PubStage::Waiting(timeout)).await;
         self.topic.lock().waiting_pubs += 1;
@@ -125,7 +126,21 @@ impl Publisher {
         };
         tokio::time::timeout(timeout, wait)
             .await
-            .map_err(|_| PumpError::Timeout)
+            .map_err(|_| PumpError::Timeout)?;
+        Ok(true)
+    }
+
+    /// A wait in mid-stream, after every receiver left: reported like the
+    /// first one, and the resumption too (SPEC §4.2).
+    async fn await_again(
+        &mut self,
+        timeout: Duration,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
+        if self.await_receivers(timeout, sink).await? {
+            sink.stage(PubStage::Sending).await;
+        }
+        Ok(())
     }
 
     /// Sends one chunk to every receiver connected now, pacing on the
@@ -152,10 +167,15 @@ impl Publisher {
 
     /// Delivers a chunk; a blocking sender keeps it until some receiver took
     /// it, so a receiver leaving at the wrong moment never loses data.
-    async fn deliver_or_wait(&mut self, chunk: Bytes, opts: PumpOptions) -> Result<(), PumpError> {
+    async fn deliver_or_wait(
+        &mut self,
+        chunk: Bytes,
+        opts: PumpOptions,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
         loop {
             if opts.block {
-                self.await_receivers(opts.timeout, &mut ()).await?;
+                self.await_again(opts.timeout, sink).await?;
             }
             let taken = if opts.round_robin {
                 self.dispatch_line(&chunk).await
@@ -182,28 +202,37 @@ impl Publisher {
 
     /// Hands a chunk to the framer (or the line splitter), delivering what
     /// it releases.
-    async fn send(&mut self, chunk: Bytes, opts: PumpOptions) -> Result<(), PumpError> {
+    async fn send(
+        &mut self,
+        chunk: Bytes,
+        opts: PumpOptions,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
         if opts.round_robin {
             for line in self.lines.push(chunk) {
-                self.deliver_or_wait(line, opts).await?;
+                self.deliver_or_wait(line, opts, sink).await?;
             }
             return Ok(());
         }
         let shared = self.topic.counts.borrow().senders >= 2;
         match self.framer.push(chunk, shared) {
-            Some(out) => self.deliver_or_wait(out, opts).await,
+            Some(out) => self.deliver_or_wait(out, opts, sink).await,
             None => Ok(()),
         }
     }
 
     /// Delivers a held partial line (after the idle pause or at the end).
-    async fn release_held(&mut self, opts: PumpOptions) -> Result<(), PumpError> {
+    async fn release_held(
+        &mut self,
+        opts: PumpOptions,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
         let held = match opts.round_robin {
             true => self.lines.finish(),
             false => self.framer.take_held(),
         };
         match held {
-            Some(rest) => self.deliver_or_wait(rest, opts).await,
+            Some(rest) => self.deliver_or_wait(rest, opts, sink).await,
             None => Ok(()),
         }
     }
@@ -240,10 +269,13 @@ impl Publisher {
         }
         sink.stage(PubStage::Sending).await;
         if !opts.empty {
-            self.pump_input(source, opts).await?;
+            self.pump_input(source, opts, sink).await?;
         }
-        self.release_held(opts).await?;
+        self.release_held(opts, sink).await?;
         self.flush().await;
+        self.registration
+            .finished
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -251,11 +283,12 @@ impl Publisher {
         &mut self,
         source: &mut impl ByteSource,
         opts: PumpOptions,
+        sink: &mut impl StageSink,
     ) -> Result<(), PumpError> {
         loop {
             if opts.block {
                 // Read nothing while nobody listens (SPEC §5.2).
-                self.await_receivers(opts.timeout, &mut ()).await?;
+                self.await_again(opts.timeout, sink).await?;
             }
             // A partial line waits at most LINE_HOLD (not for round-robin,
             // where a line is only ever sent whole).
@@ -263,10 +296,10 @@ impl Publisher {
             let topic = Arc::clone(&self.topic);
             tokio::select! {
                 next = source.next_chunk() => match next? {
-                    Some(chunk) => self.send(chunk, opts).await?,
+                    Some(chunk) => self.send(chunk, opts, sink).await?,
                     None => return Ok(()),
                 },
-                () = tokio::time::sleep(LINE_HOLD), if hold => self.release_held(opts).await?,
+                () = tokio::time::sleep(LINE_HOLD), if hold => self.release_held(opts, sink).await?,
                 // Every receiver left while stdin was quiet: go back to the
                 // bounded wait at the top instead of reading on (SPEC §5.2).
                 () = receivers_gone(&topic), if opts.block => {}

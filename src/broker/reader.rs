@@ -26,6 +26,10 @@ pub enum ReadError {
     Join(#[from] BrokerError),
     #[error("cannot read a queued message: {0}")]
     Queue(#[from] QueueError),
+    /// The topic's senders are gone and one of them left before the end
+    /// of its data (SPEC §5.3).
+    #[error("sender disconnected before the end of its data")]
+    SenderVanished,
 }
 
 /// Where a reader is.
@@ -147,7 +151,12 @@ impl Reader {
                     tokio::select! {
                         next = sub.next() => match next {
                             Some(chunk) => return Ok(Some(chunk)),
-                            None => self.stage = Stage::Done,
+                            None => {
+                                self.stage = Stage::Done;
+                                if sub.sender_vanished() {
+                                    return Err(ReadError::SenderVanished);
+                                }
+                            }
                         },
                         changed = self.changes.changed(), if queue_open => match changed {
                             Ok(()) => self.stage = Stage::Drain,

@@ -24,6 +24,9 @@ pub struct Subscription {
     counts: watch::Receiver<Counts>,
     /// Sender joins seen at join time; a later value means a sender came.
     joined_at: u64,
+    /// Vanished senders counted at join time; a later value means one of
+    /// this receiver's senders left before the end of its data.
+    vanished_at_join: u64,
     /// A sender was present at some point since this receiver joined.
     had_sender: bool,
     /// False for `sub -k` and pipes, which never end because senders left.
@@ -52,12 +55,19 @@ impl Subscription {
             rx,
             counts,
             joined_at: at_join.sender_joins,
+            vanished_at_join: at_join.sender_vanished,
             had_sender: at_join.senders > 0,
             ends_with_senders,
             draining: false,
             skipped,
             received: 0,
         }
+    }
+
+    /// A sender left before the end of its data while this receiver was
+    /// on the topic: what it received is not the whole of it (SPEC §5.3).
+    pub fn sender_vanished(&self) -> bool {
+        self.counts.borrow().sender_vanished > self.vanished_at_join
     }
 
     /// Bytes a lossy receiver had to skip (SPEC §5.4).

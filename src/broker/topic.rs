@@ -38,6 +38,10 @@ pub struct Counts {
     pub sender_joins: u64,
     /// Receivers (subs and pipes) now on the topic.
     pub receivers: usize,
+    /// Senders that ever left before the end of their input (killed,
+    /// vanished, timed out): a sub that saw one go ends with an error
+    /// instead of passing truncated data off as whole (SPEC §5.3).
+    pub sender_vanished: u64,
 }
 
 /// The role a client plays on a topic.
@@ -193,9 +197,10 @@ impl Topic {
 
     /// Removes a member; returns true when no direct member is left (pattern
     /// attachments alone do not keep a topic).
-    pub fn remove(&self, id: u64) -> bool {
+    /// `vanished`: a sender left before the end of its input.
+    pub fn remove(&self, id: u64, vanished: bool) -> bool {
         let mut inner = self.lock();
-        self.remove_locked(&mut inner, id);
+        self.remove_locked(&mut inner, id, vanished);
         let empty = inner.members.values().all(|m| m.via_pattern);
         if empty {
             inner.public_acl = None;
@@ -203,7 +208,7 @@ impl Topic {
         empty
     }
 
-    pub fn remove_locked(&self, inner: &mut TopicInner, id: u64) {
+    pub fn remove_locked(&self, inner: &mut TopicInner, id: u64, vanished: bool) {
         let Some(info) = inner.members.remove(&id) else {
             return;
         };
@@ -219,6 +224,9 @@ impl Topic {
         self.counts.send_modify(|c| {
             if info.role.sends() {
                 c.senders = c.senders.saturating_sub(1);
+                if vanished {
+                    c.sender_vanished += 1;
+                }
             }
             if info.role.receives() {
                 c.receivers = c.receivers.saturating_sub(1);

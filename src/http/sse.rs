@@ -56,7 +56,7 @@ struct Cursor {
     /// `MAX_EVENT`: a stream without newlines goes out in pieces rather
     /// than growing this buffer without bound.
     lines: LineSplitter,
-    ready: VecDeque<String>,
+    ready: VecDeque<Event>,
     ended: bool,
 }
 
@@ -73,26 +73,41 @@ fn events(
     };
     stream::unfold(start, |mut st| async move {
         loop {
-            if let Some(line) = st.ready.pop_front() {
-                return Some((Ok(Event::default().data(line)), st));
+            if let Some(event) = st.ready.pop_front() {
+                return Some((Ok(event), st));
             }
             if st.ended {
                 return None;
             }
             let next = tokio::select! {
                 biased;
-                () = st.stop.cancelled() => None,
+                () = st.stop.cancelled() => Ok(None),
                 c = next_chunk(&mut st.sub) => c,
             };
-            let lines = match next {
-                Some(chunk) => st.lines.push(chunk),
-                None => {
+            let (lines, failed) = match next {
+                Ok(Some(chunk)) => (st.lines.push(chunk), None),
+                Ok(None) => {
                     st.ended = true;
-                    st.lines.finish().into_iter().collect()
+                    (st.lines.finish().into_iter().collect(), None)
+                }
+                Err(e) => {
+                    st.ended = true;
+                    (st.lines.finish().into_iter().collect(), Some(e))
                 }
             };
-            st.ready
-                .extend(lines.iter().map(|l| line_text(l)).filter(|l| !l.is_empty()));
+            st.ready.extend(
+                lines
+                    .iter()
+                    .map(|l| line_text(l))
+                    .filter(|l| !l.is_empty())
+                    .map(|l| Event::default().data(l)),
+            );
+            // What arrived went out first; an `error` event then says the
+            // stream is not whole (SPEC §5.3).
+            if let Some(e) = failed {
+                st.ready
+                    .push_back(Event::default().event("error").data(e.to_string()));
+            }
         }
     })
 }

@@ -6,7 +6,6 @@
 //! slow SSH one), and the request body is read only as fast as the broker
 //! delivers, so a 1 GiB POST holds at most a few chunks in memory.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::HttpError;
 use super::query::Params;
 use super::{HttpState, join, subscribe};
-use crate::broker::{ByteSource, PumpError, PumpOptions, Reader, Role};
+use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader, Role};
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
 /// it bounds what each receiver queue can hold.
@@ -57,31 +56,35 @@ pub async fn get(
 }
 
 /// A reader as a body stream; it ends with the sub, or cleanly (a proper
-/// end of the chunked body) when the server shuts down.
+/// end of the chunked body) when the server shuts down. A sub that ends in
+/// error (a sender vanished, a store failure) yields the error, which makes
+/// hyper abort the response: no final chunk, so `curl` exits 18 and
+/// `curl … > file && use file` never uses a truncated file (SPEC §5.3).
 pub fn chunks(
     reader: Reader,
     stop: CancellationToken,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    stream::unfold((reader, stop), |(mut reader, stop)| async move {
+) -> impl Stream<Item = Result<Bytes, ReadError>> + Send {
+    stream::unfold(Some((reader, stop)), |state| async move {
+        let (mut reader, stop) = state?;
         let next = tokio::select! {
             biased;
-            () = stop.cancelled() => None,
+            () = stop.cancelled() => Ok(None),
             c = next_chunk(&mut reader) => c,
         };
-        next.map(|chunk| (Ok(chunk), (reader, stop)))
+        match next {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some((reader, stop)))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
     })
 }
 
-/// The reader's next chunk; a store failure ends the stream (the status
-/// line has gone out already), and is logged.
-pub async fn next_chunk(reader: &mut Reader) -> Option<Bytes> {
-    match reader.next().await {
-        Ok(next) => next,
-        Err(e) => {
-            tracing::error!(error = %e, "http sub ended early");
-            None
-        }
-    }
+/// The reader's next chunk; an error is logged here (the status line has
+/// gone out already) and handed on, so each route ends the way it should.
+pub async fn next_chunk(reader: &mut Reader) -> Result<Option<Bytes>, ReadError> {
+    reader.next().await.inspect_err(|e| {
+        tracing::info!(error = %e, "http sub ended early");
+    })
 }
 
 /// `POST /topic/{t}`: a blocking `pub -p t` (`?timeout=` as `-t`).
