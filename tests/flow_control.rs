@@ -394,3 +394,63 @@ fn a_connection_gets_ten_session_channels() {
     master.kill().unwrap();
     let _ = master.wait();
 }
+
+/// paramiko is there (CI installs it); elsewhere a test that needs it says
+/// it is skipped.
+fn paramiko_ready(test: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import paramiko"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: paramiko is missing (pip install paramiko)"
+        );
+        eprintln!("{test}: skipped, paramiko is not installed (pip install paramiko)");
+    }
+    ok
+}
+
+/// A client whose window is shut still hears why it was cut at shutdown:
+/// stdout leaves room in the window for the stderr line (SPEC §9).
+#[test]
+fn shutdown_reaches_a_client_that_stopped_reading() {
+    if !paramiko_ready("shutdown_reaches_a_client_that_stopped_reading") {
+        return;
+    }
+    let server = TestServer::start();
+    let key = server.key("stalled");
+    let topic = format!("{}/stall", key.anonymous_name());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/flow/stalled_reader.py");
+    let mut reader = std::process::Command::new("python3")
+        .arg(script)
+        .arg(server.addr.port().to_string())
+        .arg(&key.path)
+        .args(["sub", "stall"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut reader);
+    server.wait_receivers(&topic, 1);
+    let mut publ = server.spawn(&key, &["pub", "-c", "stall"]);
+    let _writer = feed(&mut publ, Arc::new(random_bytes(4 << 20, 15)));
+    wait_until("the reader's window to fill", || {
+        lines.lock().unwrap().iter().any(|l| l == "stalled")
+    });
+    server.stop();
+    let status = wait_child(&mut reader, "the stalled reader");
+    let mut err = String::new();
+    if let Some(mut e) = reader.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "stalled reader failed: {err}");
+    let last = lines.lock().unwrap().last().cloned().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(report["status"], 1, "{report}");
+    assert_eq!(report["stderr"], "server shutting down\n", "{report}");
+    let _ = publ.kill();
+    let _ = publ.wait();
+}
