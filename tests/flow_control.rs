@@ -454,3 +454,63 @@ fn shutdown_reaches_a_client_that_stopped_reading() {
     let _ = publ.kill();
     let _ = publ.wait();
 }
+
+/// Over HTTP a cut stream must not look whole either: the GET response is
+/// aborted (no final chunk) and SSE ends with an `error` event (SPEC §5.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_subs_whose_sender_vanished_are_not_ended_cleanly() {
+    let server = TestServer::with(Config {
+        http: true,
+        ..Config::default()
+    });
+    let key = server.key("cut-http");
+    let base = format!("http://{}", server.http_addr.unwrap());
+    let client = reqwest::Client::new();
+    let mut get = client
+        .get(format!("{base}/topic/cut"))
+        .send()
+        .await
+        .unwrap();
+    let mut sse = client.get(format!("{base}/sse/cut")).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(sse.status(), 200);
+    server.wait_receivers("public/cut", 2);
+    let mut publ = server.spawn(&key, &["pub", "-p", "-c", "cut"]);
+    let mut input = publ.stdin.take().unwrap();
+    input.write_all(b"line one\n").unwrap();
+    input.flush().unwrap();
+    let within = |what: &'static str| {
+        move |r: Result<_, tokio::time::error::Elapsed>| r.unwrap_or_else(|_| panic!("{what}"))
+    };
+    let mut body = Vec::new();
+    while body.len() < 9 {
+        let chunk = tokio::time::timeout(WAIT, get.chunk()).await;
+        body.extend_from_slice(&within("GET chunk")(chunk).unwrap().unwrap());
+    }
+    assert_eq!(body, b"line one\n");
+    let mut events = String::new();
+    while !events.contains("data: line one\n") {
+        let chunk = tokio::time::timeout(WAIT, sse.chunk()).await;
+        let chunk = within("SSE chunk")(chunk).unwrap().unwrap();
+        events.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    kill(&publ, "-KILL");
+    let _ = publ.wait();
+    let end = tokio::time::timeout(WAIT, get.chunk()).await;
+    assert!(
+        within("GET end")(end).is_err(),
+        "the GET of a cut stream ended cleanly"
+    );
+    loop {
+        let chunk = tokio::time::timeout(WAIT, sse.chunk()).await;
+        match within("SSE end")(chunk).unwrap() {
+            Some(c) => events.push_str(&String::from_utf8_lossy(&c)),
+            None => break,
+        }
+    }
+    assert!(
+        events.contains("event: error\ndata: sender disconnected before the end of its data\n"),
+        "{events}"
+    );
+    drop(input);
+}
