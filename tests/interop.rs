@@ -19,7 +19,7 @@ use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clients::{KeyKind, Paramiko, Tool, setup};
+use clients::{Dropbear, KeyKind, Paramiko, Tool, setup};
 use process::{Proc, Stdin};
 
 const MIB: usize = 1024 * 1024;
@@ -273,3 +273,4 @@ macro_rules! interop_tests {
 }
 
 interop_tests!(paramiko, Paramiko, 0x1e7_0100);
+interop_tests!(dbclient, Dropbear, 0x1e7_0200);

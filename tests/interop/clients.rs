@@ -110,6 +110,19 @@ pub fn setup<T: Tool>(kind: KeyKind) -> Option<(TestServer, Key, T)> {
     Some((server, key, tool))
 }
 
+/// Whether `program args` can be started (installed and on PATH).
+fn runs(program: &str, args: &[&str]) -> Result<(), String> {
+    run_bounded(Command::new(program).args(args), program).map(drop)
+}
+
+/// A directory of the test's own for a client's `$HOME`, so nothing is
+/// written to the real one.
+fn home(server: &TestServer, name: &str) -> PathBuf {
+    let dir = server.dir.path().join(format!("home-{name}"));
+    std::fs::create_dir_all(&dir).expect("client home");
+    dir
+}
+
 /// Appends the exec words; no agent, so only the key given is offered.
 fn with_words(mut cmd: Command, args: &[&str]) -> Command {
     cmd.args(args).env_remove("SSH_AUTH_SOCK");
@@ -164,5 +177,62 @@ impl Tool for Paramiko {
             .arg(&self.key)
             .args(["--host-key", &self.host_key, "--"]);
         with_words(cmd, args)
+    }
+}
+
+// ---------------------------------------------------------------- dbclient
+
+/// Dropbear's `dbclient` (Debian `dropbear-bin`), with the key converted by
+/// `dropbearconvert` (dbclient 2022.83 cannot read OpenSSH's key format).
+pub struct Dropbear {
+    port: u16,
+    key: PathBuf,
+    home: PathBuf,
+}
+
+/// What `dbclient -y -y` prints before anything else.
+const DROPBEAR_NO_HOSTKEY_CHECK: &str =
+    "dbclient: Caution, skipping hostkey check for 127.0.0.1\n\n";
+
+impl Tool for Dropbear {
+    const NAME: &'static str = "dbclient";
+
+    fn available() -> Result<(), String> {
+        runs("dbclient", &["-V"])?;
+        runs("dropbearconvert", &[])
+    }
+
+    fn new(server: &TestServer, key: &Key) -> Self {
+        let converted = key.path.with_extension("dropbear");
+        run_tool(
+            Command::new("dropbearconvert")
+                .args(["openssh", "dropbear"])
+                .arg(&key.path)
+                .arg(&converted),
+            "dropbearconvert",
+        );
+        Dropbear {
+            port: server.addr.port(),
+            key: converted,
+            home: home(server, "dropbear"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("dbclient");
+        // -y -y: no host key check at all (it has no option to pin a key,
+        // and a single -y asks on the terminal); -T: no PTY.
+        cmd.env("HOME", &self.home)
+            .args(["-y", "-y", "-T", "-i"])
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string(), "tester@127.0.0.1"]);
+        with_words(cmd, args)
+    }
+
+    fn server_stderr(stderr: &str) -> String {
+        stderr
+            .strip_prefix(DROPBEAR_NO_HOSTKEY_CHECK)
+            .unwrap_or(stderr)
+            .to_string()
     }
 }
