@@ -16,10 +16,11 @@ mod process;
 
 use common::*;
 
+use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clients::{Dropbear, KeyKind, Paramiko, Tool, setup};
+use clients::{Dropbear, KeyKind, Paramiko, Plink, Tool, setup, signed_pubkey_algorithms};
 use process::{Proc, Stdin};
 
 const MIB: usize = 1024 * 1024;
@@ -225,6 +226,38 @@ fn unknown_command_is_exit_2<T: Tool>() {
     exit_status::<T>(UNKNOWN, 2, "unknown command: frobnicate");
 }
 
+/// plink signs with an RSA algorithm the server's `server-sig-algs` names
+/// and falls back to SHA-1 `ssh-rsa` when it names none; SPEC §3 refuses
+/// SHA-1, so a login must have been signed with rsa-sha2-256 or -512.
+fn plink_rsa_login_signs_with_sha2() {
+    let Some((server, key, tool)) = setup::<Plink>(KeyKind::Rsa3072) else {
+        return;
+    };
+    let log = server.dir.path().join("plink-rsa.sshlog");
+    let mut out = Proc::spawn(
+        tool.command_with(&[OsStr::new("-sshlog"), log.as_os_str()], &["whoami"]),
+        "plink -sshlog whoami".to_string(),
+        Stdin::Feed(Arc::default()),
+    )
+    .wait(WAIT);
+    out.stderr = Plink::server_stderr(&out.stderr);
+    let algorithms = signed_pubkey_algorithms(&std::fs::read_to_string(&log).expect("sshlog"));
+    assert!(
+        !(out.code() == 0 && algorithms.iter().any(|a| a == "ssh-rsa")),
+        "the server accepted a SHA-1 ssh-rsa signature from plink (SPEC §3 refuses it); \
+         signed requests: {algorithms:?}"
+    );
+    assert_status(&out, 0, "plink whoami with an RSA key");
+    assert_eq!(
+        out.stdout_str().lines().nth(1),
+        Some(format!("fingerprint: {}", key.fingerprint).as_str())
+    );
+    assert!(
+        !algorithms.is_empty() && algorithms.iter().all(|a| a.starts_with("rsa-sha2-")),
+        "plink signed with {algorithms:?}"
+    );
+}
+
 // ----------------------------------------------------------------- tests
 
 /// One test per (client, behaviour), so a failure names both.
@@ -274,3 +307,12 @@ macro_rules! interop_tests {
 
 interop_tests!(paramiko, Paramiko, 0x1e7_0100);
 interop_tests!(dbclient, Dropbear, 0x1e7_0200);
+interop_tests!(
+    plink,
+    Plink,
+    0x1e7_0300,
+    #[test]
+    fn rsa_signature_is_sha2_not_sha1() {
+        plink_rsa_login_signs_with_sha2();
+    }
+);

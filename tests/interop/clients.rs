@@ -2,6 +2,7 @@
 //! tell it is installed, convert a key to its format, and run a command on
 //! the test server with it (no PTY, never a prompt).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -115,8 +116,8 @@ fn runs(program: &str, args: &[&str]) -> Result<(), String> {
     run_bounded(Command::new(program).args(args), program).map(drop)
 }
 
-/// A directory of the test's own for a client's `$HOME`, so nothing is
-/// written to the real one.
+/// A directory of the test's own for a client's `$HOME` (PuTTY keeps a
+/// random seed file there), so nothing is written to the real one.
 fn home(server: &TestServer, name: &str) -> PathBuf {
     let dir = server.dir.path().join(format!("home-{name}"));
     std::fs::create_dir_all(&dir).expect("client home");
@@ -235,4 +236,109 @@ impl Tool for Dropbear {
             .unwrap_or(stderr)
             .to_string()
     }
+}
+
+// ------------------------------------------------------------------- plink
+
+/// PuTTY's `plink` (Debian `putty-tools`), with the key converted to PPK by
+/// `puttygen` and the server's host key pinned by fingerprint.
+pub struct Plink {
+    port: u16,
+    key: PathBuf,
+    host_key: String,
+    home: PathBuf,
+}
+
+impl Plink {
+    /// plink running `args`, with the extra options `opts` first.
+    pub fn command_with(&self, opts: &[&OsStr], args: &[&str]) -> Command {
+        let mut cmd = Command::new("plink");
+        // -batch: never prompt; -hostkey: accept exactly the server's key;
+        // -T: no PTY; -noagent: only the key given.
+        cmd.env("HOME", &self.home)
+            .args(opts)
+            .args(["-batch", "-ssh", "-noagent", "-T"])
+            .args(["-P", &self.port.to_string()])
+            .args(["-hostkey", &self.host_key, "-i"])
+            .arg(&self.key)
+            .arg("tester@127.0.0.1");
+        with_words(cmd, args)
+    }
+}
+
+impl Tool for Plink {
+    const NAME: &'static str = "plink";
+
+    fn available() -> Result<(), String> {
+        runs("plink", &["-V"])?;
+        runs("puttygen", &["-V"])
+    }
+
+    fn new(server: &TestServer, key: &Key) -> Self {
+        let home = home(server, "plink");
+        let converted = key.path.with_extension("ppk");
+        run_tool(
+            Command::new("puttygen")
+                .env("HOME", &home)
+                .arg(&key.path)
+                .args(["-O", "private", "-o"])
+                .arg(&converted),
+            "puttygen",
+        );
+        Plink {
+            port: server.addr.port(),
+            key: converted,
+            host_key: server.host_key_fingerprint.clone(),
+            home,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&[], args)
+    }
+}
+
+/// Takes one SSH `string` (RFC 4251 §5) off the front of `r`.
+fn take_string<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_be_bytes(r.get(..4)?.try_into().ok()?) as usize;
+    let s = r.get(4..4 + len)?;
+    *r = &r[4 + len..];
+    Some(s)
+}
+
+/// The algorithm of a signed `publickey` USERAUTH_REQUEST payload (RFC 4252
+/// §7: user, service, "publickey", TRUE, algorithm, key, signature).
+fn signed_algorithm(payload: &[u8]) -> Option<String> {
+    let mut r = payload;
+    take_string(&mut r)?;
+    take_string(&mut r)?;
+    if take_string(&mut r)? != b"publickey" || *r.first()? != 1 {
+        return None;
+    }
+    r = &r[1..];
+    Some(String::from_utf8_lossy(take_string(&mut r)?).into_owned())
+}
+
+/// The algorithms plink signed with, from its `-sshlog` packet log: each
+/// packet is a header line, then lines `  OFFSET  XX XX ...(16)  ASCII`.
+pub fn signed_pubkey_algorithms(log: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut lines = log.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("Outgoing packet") && line.contains("SSH2_MSG_USERAUTH_REQUEST")) {
+            continue;
+        }
+        let mut payload = Vec::new();
+        while let Some(hex) = lines.next_if(|l| l.starts_with("  0")) {
+            // The hex columns: after the offset, before the ASCII.
+            let bytes = hex.get(12..hex.len().min(59)).unwrap_or("");
+            payload.extend(
+                bytes
+                    .split_whitespace()
+                    .map(|b| u8::from_str_radix(b, 16).expect("hex byte in -sshlog")),
+            );
+        }
+        found.extend(signed_algorithm(&payload));
+    }
+    found
 }
