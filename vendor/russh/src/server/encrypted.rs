@@ -105,6 +105,19 @@ impl Session {
                 }
                 Ok(())
             }
+            // sshpipe: a client may ask for ssh-userauth again between
+            // attempts (paramiko does before every key, and OpenSSH's sshd
+            // answers). Unanswered, such a client waits forever. Accept it
+            // again; the attempt count is kept.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                debug!("repeated service request: {request:?}");
+                if request == "ssh-userauth" {
+                    server_accept_service(None, MethodSet::empty(), &mut enc.write)?;
+                }
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
                 enc.server_read_auth_request(
                     rejection_wait_until,
