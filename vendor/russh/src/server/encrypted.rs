@@ -122,6 +122,7 @@ impl Session {
                 enc.server_read_auth_request(
                     rejection_wait_until,
                     initial_none_rejection_wait_until,
+                    self.common.auth_attempts == 0,
                     handler,
                     buf,
                     &mut r,
@@ -930,6 +931,7 @@ impl Encrypted {
         &mut self,
         mut until: Instant,
         initial_auth_until: Instant,
+        first_request: bool,
         handler: &mut H,
         original_packet: &[u8],
         r: &mut &[u8],
@@ -1043,7 +1045,13 @@ impl Encrypted {
                     } else {
                         auth_request.methods.remove(MethodKind::None);
                     }
+                    // sshpipe: the client's opening `none` probe only asks
+                    // which methods exist; as in sshd, it is not an attempt.
+                    let count = auth_request.rejection_count;
                     reject_auth_request(until, &mut self.write, auth_request).await?;
+                    if first_request {
+                        auth_request.rejection_count = count;
+                    }
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {
