@@ -1157,6 +1157,12 @@ impl Encrypted {
                     }
                 };
 
+                // sshpipe: handed to `auth_publickey_offered`.
+                let offered_certificate = match &pk_or_cert {
+                    PublicKeyOrCertificate::Certificate(cert) => Some(cert),
+                    PublicKeyOrCertificate::PublicKey { .. } => None,
+                };
+
                 // The algorithm named in the request (RFC 4252 §7). For a
                 // certificate, the signature algorithm its type maps to.
                 let requested_algo = match pk_or_cert {
@@ -1220,6 +1226,7 @@ impl Encrypted {
                         let offer = PublicKeyOffer {
                             public_key: &pubkey,
                             algorithm: &algorithm,
+                            certificate: offered_certificate,
                         };
                         let auth = handler.auth_publickey_offered(user, offer).await?;
                         auth == Auth::Accept
@@ -1291,6 +1298,7 @@ impl Encrypted {
                     let offer = PublicKeyOffer {
                         public_key: &pubkey,
                         algorithm: &algorithm,
+                        certificate: offered_certificate,
                     };
                     let auth = handler.auth_publickey_offered(user, offer).await?;
                     match auth {
