@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use russh::keys::{HashAlg, PublicKey};
 use serde::Deserialize;
 
+pub mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -246,6 +247,13 @@ impl Users {
                     user: name.clone(),
                     key: shorten(text),
                     reason: one_line(&e.to_string()),
+                    line: key_line,
+                })?;
+                // A listed key that could never log in is a mistake to show now.
+                keys::check_key(parsed.key_data()).map_err(|e| UsersError::BadKey {
+                    user: name.clone(),
+                    key: shorten(text),
+                    reason: e.to_string(),
                     line: key_line,
                 })?;
                 entries.push((fingerprint(&parsed), key_line, name.clone(), user.admin));

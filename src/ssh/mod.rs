@@ -5,6 +5,7 @@
 //! connection has a cancellation token that fires when it ends, and
 //! shutdown can wait for all of them.
 
+mod auth;
 mod exec;
 mod handler;
 mod limits;
@@ -18,7 +19,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use russh::keys::{Algorithm, PrivateKey};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
 use russh::server::Config;
 use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use tokio::net::TcpListener;
@@ -30,6 +31,30 @@ use crate::app::App;
 pub use limits::SshLimits;
 use limits::{Shared, Slot};
 
+/// Client key algorithms (SPEC §3). russh advertises exactly this list in
+/// `server-sig-algs`, so RSA and ECDSA must be here or OpenSSH and paramiko
+/// never offer those keys. The host key algorithms russh offers are this
+/// list filtered to the keys it holds, so the host key stays ed25519 only.
+/// `ssh-rsa` (SHA-1) is left out, and refused if a client uses it anyway.
+const KEY_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
 /// Only algorithms of current strength (SPEC §9).
 fn preferred() -> Preferred {
     Preferred {
@@ -40,7 +65,7 @@ fn preferred() -> Preferred {
             kex::EXTENSION_SUPPORT_AS_SERVER,
             kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
         ]),
-        key: Cow::Borrowed(&[Algorithm::Ed25519]),
+        key: Cow::Borrowed(KEY_ALGORITHMS),
         cipher: Cow::Borrowed(&[
             cipher::CHACHA20_POLY1305,
             cipher::AES_256_GCM,

@@ -49,10 +49,18 @@ pub struct Key {
 }
 
 impl Key {
+    /// An ed25519 key.
     pub fn new(dir: &Path, name: &str) -> Key {
+        Key::generate(dir, name, &["-t", "ed25519"])
+    }
+
+    /// A key of the type `keygen` asks `ssh-keygen` for (`-t rsa -b 2048`).
+    pub fn generate(dir: &Path, name: &str, keygen: &[&str]) -> Key {
         let path = dir.join(name);
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .args(["-q", "-N", "", "-C", name])
+            .args(keygen)
+            .arg("-f")
             .arg(&path)
             .status()
             .expect("ssh-keygen runs");

@@ -1,0 +1,225 @@
+//! Keys (SPEC §3), seen by clients we did not write: OpenSSH's `ssh` and
+//! paramiko (tests/py). paramiko is skipped with a message where it is
+//! missing, except under CI, where `.ci/run` installs it and a missing one
+//! fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+// ---------------------------------------------------------------- helpers
+
+/// Every key type SPEC §3 accepts, as `ssh-keygen` arguments.
+const KEY_TYPES: &[(&str, &[&str])] = &[
+    ("ed25519", &["-t", "ed25519"]),
+    ("ecdsa256", &["-t", "ecdsa", "-b", "256"]),
+    ("ecdsa384", &["-t", "ecdsa", "-b", "384"]),
+    ("ecdsa521", &["-t", "ecdsa", "-b", "521"]),
+    ("rsa2048", &["-t", "rsa", "-b", "2048"]),
+    ("rsa3072", &["-t", "rsa", "-b", "3072"]),
+];
+
+/// `ssh` with `opts` first (they win), then the harness defaults.
+fn ssh(server: &TestServer, key: &Key, opts: &[&str], args: &[&str]) -> Out {
+    let child = server
+        .ssh_with(key, opts, args)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssh");
+    finish(child, b"", &format!("ssh {opts:?} {args:?}"))
+}
+
+/// `whoami` as the given user and fingerprint.
+fn whoami(name: &str, fingerprint: &str) -> String {
+    format!("user: {name}\nfingerprint: {fingerprint}\nadmin: no\n")
+}
+
+fn assert_logged_in_as(out: &Out, name: &str, fingerprint: &str, ctx: &str) {
+    assert_eq!(out.code(), 0, "{ctx}: stderr: {}", out.stderr);
+    assert_eq!(out.stdout_str(), whoami(name, fingerprint), "{ctx}");
+}
+
+fn assert_refused(out: &Out, ctx: &str) {
+    assert_eq!(out.code(), 255, "{ctx}: stdout: {}", out.stdout_str());
+    assert!(out.stdout.is_empty(), "{ctx}");
+    assert!(
+        out.stderr.contains("Permission denied (publickey)"),
+        "{ctx}: {}",
+        out.stderr
+    );
+}
+
+/// Is the Python tool there? Under CI a missing one fails the test: `.ci/run`
+/// must install it.
+fn have_python_tool(what: &str, check: &mut Command) -> bool {
+    let ok = check
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing under CI: .ci/run must install it"
+        );
+        println!("SKIPPED: {what} is not installed (pip install -r .ci/requirements.txt)");
+    }
+    ok
+}
+
+fn have_paramiko() -> bool {
+    have_python_tool(
+        "paramiko >= 5.1",
+        Command::new("python3").args([
+            "-c",
+            "import paramiko, sys; v = tuple(int(x) for x in paramiko.__version__.split('.')[:2]); sys.exit(v < (5, 1))",
+        ]),
+    )
+}
+
+/// What `tests/py/paramiko_login.py` reports.
+struct Paramiko(serde_json::Value);
+
+impl Paramiko {
+    fn ok(&self) -> bool {
+        self.0["ok"] == true
+    }
+    fn stdout(&self) -> &str {
+        self.0["stdout"].as_str().unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Paramiko {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Logs in with paramiko offering `keys` in order, runs `whoami`.
+fn paramiko(server: &TestServer, keys: &[&Key], extra: &[&str]) -> Paramiko {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paramiko_login.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["--port", &server.addr.port().to_string()])
+        .args(extra);
+    for k in keys {
+        cmd.arg("--key").arg(&k.path);
+    }
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let out = finish(child, b"", "paramiko_login.py");
+    out.expect_code(0);
+    let text = out.stdout_str();
+    Paramiko(serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "paramiko_login.py printed no JSON ({e}): {text} {}",
+            out.stderr
+        )
+    }))
+}
+
+// ---------------------------------------------------------------- key types
+
+#[test]
+fn every_key_type_logs_in_with_openssh() {
+    let server = TestServer::start();
+    for (name, keygen) in KEY_TYPES {
+        let key = Key::generate(server.dir.path(), name, keygen);
+        let out = ssh(&server, &key, &[], &["whoami"]);
+        assert_logged_in_as(&out, &key.anonymous_name(), &key.fingerprint, name);
+    }
+}
+
+#[test]
+fn every_key_type_logs_in_with_paramiko() {
+    if !have_paramiko() {
+        return;
+    }
+    let server = TestServer::start();
+    for (name, keygen) in KEY_TYPES {
+        let key = Key::generate(server.dir.path(), name, keygen);
+        let r = paramiko(&server, &[&key], &[]);
+        assert!(r.ok(), "{name}: {r:?}");
+        assert_eq!(
+            r.stdout(),
+            whoami(&key.anonymous_name(), &key.fingerprint),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn server_sig_algs_lists_every_key_type_and_the_host_key_stays_ed25519() {
+    let server = TestServer::start();
+    let key = server.key("k");
+    let out = ssh(&server, &key, &["-o", "LogLevel=DEBUG2"], &["whoami"]);
+    out.expect_code(0);
+    let sig_algs = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("server-sig-algs=<").map(|(_, r)| r))
+        .and_then(|r| r.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("no server-sig-algs: {}", out.stderr));
+    assert_eq!(
+        sig_algs,
+        "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256"
+    );
+    // The server's KEXINIT: only the host key it has.
+    let proposal = out
+        .stderr
+        .split("peer server KEXINIT proposal")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no server proposal: {}", out.stderr));
+    let host_keys = proposal
+        .lines()
+        .find_map(|l| l.strip_prefix("debug2: host key algorithms: "))
+        .expect("host key algorithms line");
+    assert_eq!(host_keys, "ssh-ed25519");
+}
+
+#[test]
+fn sha1_rsa_signatures_are_refused_and_sha2_ones_work() {
+    let server = TestServer::start();
+    let key = Key::generate(server.dir.path(), "rsa", &["-t", "rsa", "-b", "2048"]);
+    let anon = key.anonymous_name();
+    for algos in ["ssh-rsa", "+ssh-rsa"] {
+        let opt = format!("PubkeyAcceptedAlgorithms={algos}");
+        let out = ssh(&server, &key, &["-o", &opt], &["whoami"]);
+        if algos == "ssh-rsa" {
+            assert_refused(&out, &opt);
+        } else {
+            // Adding ssh-rsa changes nothing: the server offers SHA-2.
+            assert_logged_in_as(&out, &anon, &key.fingerprint, &opt);
+        }
+    }
+    for algos in ["rsa-sha2-512", "rsa-sha2-256"] {
+        let opt = format!("PubkeyAcceptedAlgorithms={algos}");
+        let out = ssh(&server, &key, &["-o", &opt], &["whoami"]);
+        assert_logged_in_as(&out, &anon, &key.fingerprint, &opt);
+    }
+    // OpenSSH will not even send ssh-rsa to us; paramiko made to sign with
+    // SHA-1 anyway shows that the server itself refuses it.
+    if have_paramiko() {
+        let r = paramiko(&server, &[&key], &["--force-ssh-rsa"]);
+        assert!(!r.ok(), "ssh-rsa signature accepted: {r:?}");
+        let r = paramiko(&server, &[&key], &[]);
+        assert!(r.ok(), "{r:?}");
+    }
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_are_refused() {
+    let server = TestServer::start();
+    let key = Key::generate(server.dir.path(), "rsa1024", &["-t", "rsa", "-b", "1024"]);
+    let out = ssh(&server, &key, &[], &["whoami"]);
+    assert_refused(&out, "1024-bit RSA");
+}
