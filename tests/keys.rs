@@ -1,13 +1,17 @@
-//! Keys (SPEC §3), seen by clients we did not write: OpenSSH's `ssh` and
-//! paramiko (tests/py). paramiko is skipped with a message where it is
-//! missing, except under CI, where `.ci/run` installs it and a missing one
-//! fails.
+//! Keys and auth attempts (SPEC §3), seen by clients we did not write:
+//! OpenSSH's `ssh` and paramiko (tests/py). paramiko is skipped with a
+//! message where it is missing, except under CI, where `.ci/run` installs it
+//! and a missing one fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 use common::*;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sshpipe::config::AuthMode;
+use sshpipe::ssh::SshLimits;
 
 // ---------------------------------------------------------------- helpers
 
@@ -127,6 +131,15 @@ fn paramiko(server: &TestServer, keys: &[&Key], extra: &[&str]) -> Paramiko {
     }))
 }
 
+fn users_server(users: &[(&str, &Key)], limits: SshLimits) -> TestServer {
+    TestServer::with(Config {
+        users_toml: Some(users_toml(users)),
+        auth: AuthMode::Users,
+        ssh_limits: limits,
+        ..Default::default()
+    })
+}
+
 // ---------------------------------------------------------------- key types
 
 #[test]
@@ -222,4 +235,125 @@ fn rsa_keys_under_2048_bits_are_refused() {
     let key = Key::generate(server.dir.path(), "rsa1024", &["-t", "rsa", "-b", "1024"]);
     let out = ssh(&server, &key, &[], &["whoami"]);
     assert_refused(&out, "1024-bit RSA");
+}
+
+// ---------------------------------------------------------------- attempts
+
+/// `n` keys the users file does not list, named `TAG-N`.
+fn strangers(server: &TestServer, tag: &str, n: usize) -> Vec<Key> {
+    (0..n).map(|i| server.key(&format!("{tag}-{i}"))).collect()
+}
+
+/// `-i` options for `keys`, to try them before the harness's own key.
+fn identity_opts(keys: &[Key]) -> Vec<&str> {
+    keys.iter()
+        .flat_map(|k| ["-i", k.path.to_str().expect("utf-8 path")])
+        .collect()
+}
+
+#[test]
+fn six_keys_are_tried_and_the_none_probe_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Key::new(dir.path(), "alice");
+    let server = users_server(&[("alice", &alice)], SshLimits::default());
+    let five = strangers(&server, "five", 5);
+    let out = ssh(&server, &alice, &identity_opts(&five), &["whoami"]);
+    assert_logged_in_as(
+        &out,
+        "alice",
+        &alice.fingerprint,
+        "5 unknown keys, then alice's",
+    );
+
+    let six = strangers(&server, "six", 6);
+    let out = ssh(&server, &alice, &identity_opts(&six), &["whoami"]);
+    assert_eq!(
+        out.code(),
+        255,
+        "the 7th key was tried: {}",
+        out.stdout_str()
+    );
+    assert!(
+        out.stderr.contains("Too many authentication attempts"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn max_auth_attempts_is_the_number_of_keys_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Key::new(dir.path(), "alice");
+    let limits = SshLimits {
+        max_auth_attempts: 2,
+        ..Default::default()
+    };
+    let server = users_server(&[("alice", &alice)], limits);
+    let out = ssh(
+        &server,
+        &alice,
+        &identity_opts(&strangers(&server, "one", 1)),
+        &["whoami"],
+    );
+    assert_logged_in_as(
+        &out,
+        "alice",
+        &alice.fingerprint,
+        "1 unknown key, then alice's",
+    );
+    let out = ssh(
+        &server,
+        &alice,
+        &identity_opts(&strangers(&server, "two", 2)),
+        &["whoami"],
+    );
+    assert!(
+        out.stderr.contains("Too many authentication attempts"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An auth time limit that a client paying a second per refused key, or
+/// waiting for an unanswered request, cannot meet.
+fn short_auth_timeout() -> SshLimits {
+    SshLimits {
+        auth_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn after_refused_keys_openssh_logs_in_well_within_the_auth_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Key::new(dir.path(), "alice");
+    let server = users_server(&[("alice", &alice)], short_auth_timeout());
+    let out = ssh(
+        &server,
+        &alice,
+        &identity_opts(&strangers(&server, "five", 5)),
+        &["whoami"],
+    );
+    assert_logged_in_as(
+        &out,
+        "alice",
+        &alice.fingerprint,
+        "5 refused keys, --auth-timeout 5s",
+    );
+}
+
+#[test]
+fn after_a_refused_key_paramiko_logs_in_well_within_the_auth_timeout() {
+    if !have_paramiko() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Key::new(dir.path(), "alice");
+    let server = users_server(&[("alice", &alice)], short_auth_timeout());
+    // paramiko signs without probing, so this is a refused *signed* attempt,
+    // and it asks for the ssh-userauth service again before the next key.
+    let stranger = server.key("stranger");
+    let r = paramiko(&server, &[&stranger, &alice], &[]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.stdout(), whoami("alice", &alice.fingerprint));
 }

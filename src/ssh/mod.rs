@@ -86,8 +86,12 @@ pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
             env!("CARGO_PKG_VERSION")
         ))),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        auth_rejection_time: Duration::from_secs(1),
-        // OpenSSH probes with `none` first; do not make every login wait.
+        // No penalty after a rejected key: russh would sleep it inside the
+        // read loop before even sending the failure, so each refused key of
+        // an honest client (OpenSSH tries them in turn) cost a second. With
+        // public keys only, timing reveals nothing the answer does not, and
+        // `max_auth_attempts` bounds what one connection may try.
+        auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
         max_auth_attempts: limits.max_auth_attempts,
