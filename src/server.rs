@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::broker::{Broker, BrokerConfig};
-use crate::config::{AuthMode, load_users};
+use crate::config::{AuthMode, KexPolicy, load_users};
 use crate::hostkey;
 use crate::http;
 use crate::ssh::{self, SshLimits};
@@ -32,6 +32,8 @@ pub struct Options {
     pub advertise_port: Option<u16>,
     pub ssh_limits: SshLimits,
     pub broker: BrokerConfig,
+    /// Key exchange algorithms offered (SPEC §9).
+    pub kex: KexPolicy,
 }
 
 /// A started server. `shutdown` stops it; `join` waits for it.
@@ -89,7 +91,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         opts.advertise_port.unwrap_or(ssh_addr.port()),
         shutdown.clone(),
     ));
-    let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits));
+    let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
         Arc::clone(&app),

@@ -1,7 +1,8 @@
-//! Keys and auth attempts (SPEC §3), seen by clients we did not write:
-//! OpenSSH's `ssh` and paramiko (tests/py). paramiko is skipped with a
-//! message where it is missing, except under CI, where `.ci/run` installs it
-//! and a missing one fails.
+//! Keys, auth attempts and key exchange (SPEC §2, §3, §9), seen by
+//! clients we did not write: OpenSSH's `ssh`, paramiko (tests/py) and
+//! ssh-audit. The Python tools are skipped with a message where they are
+//! missing, except under CI, where `.ci/run` installs them and a missing
+//! one fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 use common::*;
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sshpipe::config::AuthMode;
+use sshpipe::config::{AuthMode, KexPolicy};
 use sshpipe::ssh::SshLimits;
 
 // ---------------------------------------------------------------- helpers
@@ -86,12 +87,19 @@ fn have_paramiko() -> bool {
     )
 }
 
+fn have_ssh_audit() -> bool {
+    have_python_tool("ssh-audit", Command::new("ssh-audit").arg("--help"))
+}
+
 /// What `tests/py/paramiko_login.py` reports.
 struct Paramiko(serde_json::Value);
 
 impl Paramiko {
     fn ok(&self) -> bool {
         self.0["ok"] == true
+    }
+    fn kex(&self) -> &str {
+        self.0["kex"].as_str().unwrap_or("")
     }
     fn stdout(&self) -> &str {
         self.0["stdout"].as_str().unwrap_or("")
@@ -356,4 +364,231 @@ fn after_a_refused_key_paramiko_logs_in_well_within_the_auth_timeout() {
     let r = paramiko(&server, &[&stranger, &alice], &[]);
     assert!(r.ok(), "{r:?}");
     assert_eq!(r.stdout(), whoami("alice", &alice.fingerprint));
+}
+
+// ---------------------------------------------------------------- key exchange
+
+#[test]
+fn paramiko_negotiates_mlkem768x25519() {
+    if !have_paramiko() {
+        return;
+    }
+    let server = TestServer::start();
+    let key = server.key("k");
+    let r = paramiko(&server, &[&key], &[]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.kex(), "mlkem768x25519-sha256", "{r:?}");
+    assert_eq!(r.stdout(), whoami(&key.anonymous_name(), &key.fingerprint));
+    // Without ML-KEM, compat falls back to curve25519 (paramiko has only the
+    // @libssh.org name).
+    let r = paramiko(&server, &[&key], &["--no-mlkem"]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.kex(), "curve25519-sha256@libssh.org", "{r:?}");
+}
+
+#[test]
+fn post_quantum_kex_refuses_clients_without_mlkem() {
+    let server = TestServer::with(Config {
+        kex: KexPolicy::PostQuantum,
+        ..Default::default()
+    });
+    let key = server.key("k");
+    // An OpenSSH without ML-KEM (before 9.9): what Debian 12's 9.2 offers.
+    let old_kex = "KexAlgorithms=sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org";
+    // (ssh says why only at LogLevel INFO or above.)
+    let out = ssh(
+        &server,
+        &key,
+        &["-o", "LogLevel=INFO", "-o", old_kex],
+        &["whoami"],
+    );
+    assert_eq!(out.code(), 255, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no matching key exchange method found")
+            && out.stderr.contains(
+                "Their offer: mlkem768x25519-sha256,ext-info-s,kex-strict-s-v00@openssh.com"
+            ),
+        "{}",
+        out.stderr
+    );
+    if have_paramiko() {
+        let r = paramiko(&server, &[&key], &[]);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.kex(), "mlkem768x25519-sha256");
+        let r = paramiko(&server, &[&key], &["--no-mlkem"]);
+        assert!(!r.ok(), "{r:?}");
+    }
+}
+
+#[test]
+fn compat_kex_serves_openssh_without_mlkem_with_curve25519() {
+    let server = TestServer::start();
+    let key = server.key("k");
+    let out = ssh(&server, &key, &["-o", "LogLevel=DEBUG"], &["whoami"]);
+    out.expect_code(0);
+    let kex = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("debug1: kex: algorithm: "))
+        .unwrap_or_else(|| panic!("no kex line: {}", out.stderr));
+    let want = if openssh_has_mlkem() {
+        "mlkem768x25519-sha256"
+    } else {
+        "curve25519-sha256"
+    };
+    assert_eq!(kex, want);
+}
+
+/// Does this `ssh` know ML-KEM (OpenSSH >= 9.9)? Debian 12's 9.2 does not.
+fn openssh_has_mlkem() -> bool {
+    let out = Command::new("ssh").args(["-Q", "kex"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l == "mlkem768x25519-sha256")
+}
+
+/// ssh-audit's JSON report of `server`: (exit status, report).
+fn ssh_audit(server: &TestServer) -> (i32, serde_json::Value) {
+    let child = Command::new("ssh-audit")
+        .args(["-j", "--skip-rate-test", "-t", "20", "-p"])
+        .arg(server.addr.port().to_string())
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh-audit runs");
+    let out = collect(child, "ssh-audit");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ssh-audit printed no JSON ({e}): {} {}",
+            out.stdout_str(),
+            out.stderr
+        )
+    });
+    (out.code(), report)
+}
+
+/// `(section, algorithm, level, note)` for every fail and warn in a report.
+fn audit_findings(report: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let mut found = Vec::new();
+    for section in ["kex", "key", "enc", "mac"] {
+        let algos = report[section]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {section}: {report}"));
+        assert!(!algos.is_empty(), "{section} empty: {report}");
+        for a in algos {
+            for level in ["fail", "warn"] {
+                for note in a["notes"][level].as_array().into_iter().flatten() {
+                    found.push((
+                        section.to_string(),
+                        a["algorithm"].as_str().unwrap_or("?").to_string(),
+                        level.to_string(),
+                        note.as_str().unwrap_or("?").to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn algorithms(report: &serde_json::Value, section: &str) -> Vec<String> {
+    report[section]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["algorithm"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// What must hold in both policies: ed25519 only, the ciphers and MACs of
+/// SPEC §9, no CVE, nothing recommended.
+fn assert_audit_common(report: &serde_json::Value) {
+    assert_eq!(algorithms(report, "key"), ["ssh-ed25519"]);
+    assert_eq!(
+        algorithms(report, "enc"),
+        [
+            "chacha20-poly1305@openssh.com",
+            "aes256-gcm@openssh.com",
+            "aes128-gcm@openssh.com",
+            "aes256-ctr",
+            "aes192-ctr",
+            "aes128-ctr"
+        ]
+    );
+    assert_eq!(
+        algorithms(report, "mac"),
+        [
+            "hmac-sha2-512-etm@openssh.com",
+            "hmac-sha2-256-etm@openssh.com"
+        ]
+    );
+    assert_eq!(report["cves"], serde_json::json!([]), "{report}");
+    let recommendations = &report["recommendations"];
+    assert!(
+        recommendations.as_object().is_none_or(|r| r.is_empty()),
+        "ssh-audit recommends changes: {recommendations}"
+    );
+}
+
+#[test]
+fn ssh_audit_finds_no_fail_and_no_warn_with_post_quantum_kex() {
+    if !have_ssh_audit() {
+        return;
+    }
+    let server = TestServer::with(Config {
+        kex: KexPolicy::PostQuantum,
+        ..Default::default()
+    });
+    let (code, report) = ssh_audit(&server);
+    assert_eq!(audit_findings(&report), [], "{report}");
+    // ssh-audit's exit status: 0 good, 2 warning, 3 failure.
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        algorithms(&report, "kex"),
+        [
+            "mlkem768x25519-sha256",
+            "ext-info-s",
+            "kex-strict-s-v00@openssh.com"
+        ]
+    );
+    assert_audit_common(&report);
+}
+
+#[test]
+fn ssh_audit_warns_only_on_curve25519_with_compat_kex() {
+    if !have_ssh_audit() {
+        return;
+    }
+    let server = TestServer::start();
+    let (code, report) = ssh_audit(&server);
+    let findings = audit_findings(&report);
+    let mut warned: Vec<&str> = Vec::new();
+    for (section, algorithm, level, note) in &findings {
+        assert_eq!(
+            (section.as_str(), level.as_str()),
+            ("kex", "warn"),
+            "{algorithm}: {note}"
+        );
+        assert!(note.contains("post-quantum"), "{algorithm}: {note}");
+        warned.push(algorithm);
+    }
+    assert_eq!(
+        warned,
+        ["curve25519-sha256", "curve25519-sha256@libssh.org"],
+        "{report}"
+    );
+    assert_eq!(code, 2, "warnings only: {report}");
+    assert_eq!(
+        algorithms(&report, "kex"),
+        [
+            "mlkem768x25519-sha256",
+            "curve25519-sha256",
+            "curve25519-sha256@libssh.org",
+            "ext-info-s",
+            "kex-strict-s-v00@openssh.com"
+        ]
+    );
+    assert_audit_common(&report);
 }

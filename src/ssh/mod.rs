@@ -28,8 +28,27 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+use crate::config::KexPolicy;
 pub use limits::SshLimits;
 use limits::{Shared, Slot};
+
+/// Key exchanges of `--kex compat`: the ML-KEM hybrid first, curve25519
+/// for clients without it (OpenSSH < 9.9, PuTTY, Dropbear, paramiko < 5.1).
+const KEX_COMPAT: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+/// `--kex post-quantum`: the hybrids only (russh 0.65 has one; it has no
+/// sntrup761).
+const KEX_POST_QUANTUM: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
 
 /// Client key algorithms (SPEC §3). russh advertises exactly this list in
 /// `server-sig-algs`, so RSA and ECDSA must be here or OpenSSH and paramiko
@@ -56,15 +75,12 @@ const KEY_ALGORITHMS: &[Algorithm] = &[
 ];
 
 /// Only algorithms of current strength (SPEC §9).
-fn preferred() -> Preferred {
+fn preferred(kex_policy: KexPolicy) -> Preferred {
     Preferred {
-        kex: Cow::Borrowed(&[
-            kex::MLKEM768X25519_SHA256,
-            kex::CURVE25519,
-            kex::CURVE25519_PRE_RFC_8731,
-            kex::EXTENSION_SUPPORT_AS_SERVER,
-            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-        ]),
+        kex: Cow::Borrowed(match kex_policy {
+            KexPolicy::Compat => KEX_COMPAT,
+            KexPolicy::PostQuantum => KEX_POST_QUANTUM,
+        }),
         key: Cow::Borrowed(KEY_ALGORITHMS),
         cipher: Cow::Borrowed(&[
             cipher::CHACHA20_POLY1305,
@@ -79,7 +95,7 @@ fn preferred() -> Preferred {
     }
 }
 
-pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
+pub fn russh_config(host_key: PrivateKey, limits: &SshLimits, kex_policy: KexPolicy) -> Config {
     Config {
         server_id: russh::SshId::Standard(Cow::Owned(format!(
             "SSH-2.0-sshpipe_{}",
@@ -101,7 +117,7 @@ pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
         // stopped moving entirely.
         inactivity_timeout: Some(limits.keepalive_interval * (limits.keepalive_max as u32 + 1)),
         nodelay: true,
-        preferred: preferred(),
+        preferred: preferred(kex_policy),
         ..Config::default()
     }
 }

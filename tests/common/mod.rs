@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sshpipe::app::App;
 use sshpipe::broker::Counts;
-use sshpipe::config::AuthMode;
+use sshpipe::config::{AuthMode, KexPolicy};
 use sshpipe::server::{self, Options};
 use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +102,8 @@ pub struct Config {
     pub ssh_limits: SshLimits,
     /// Also serve HTTP (on 127.0.0.1:0; see `TestServer::http_addr`).
     pub http: bool,
+    /// `--kex`.
+    pub kex: KexPolicy,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             domain: "testhost".to_string(),
             ssh_limits: SshLimits::default(),
             http: false,
+            kex: KexPolicy::default(),
         }
     }
 }
@@ -129,6 +132,7 @@ pub fn options_for(data_dir: &Path) -> Options {
         http_listen: None,
         ssh_limits: SshLimits::default(),
         broker: Default::default(),
+        kex: KexPolicy::default(),
     }
 }
 
@@ -166,6 +170,7 @@ impl TestServer {
             http_listen: cfg.http.then(|| "127.0.0.1:0".parse().expect("addr")),
             ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
+            kex: cfg.kex,
         };
         TestServer::from_options(opts, dir)
     }
