@@ -98,6 +98,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_topics: args.max_topics,
         },
         kex: args.kex,
+        trusted_user_ca: args.trusted_user_ca.clone(),
     };
     let running = server::start(opts).await?;
     let http = running

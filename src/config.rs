@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::identity::Users;
+use crate::identity::cert::TrustedCas;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,6 +95,9 @@ pub struct ServeArgs {
     /// clients) or `post-quantum` (ML-KEM hybrids only).
     #[arg(long, env = "SSHPIPE_KEX", value_enum, default_value = "compat")]
     pub kex: KexPolicy,
+    /// OpenSSH CA public keys, one per line, whose user certificates log in.
+    #[arg(long, env = "SSHPIPE_TRUSTED_USER_CA")]
+    pub trusted_user_ca: Option<PathBuf>,
     /// `text` or `json` log lines on stderr; level via RUST_LOG.
     #[arg(long, env = "SSHPIPE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -214,6 +218,16 @@ pub fn load_users(path: Option<&Path>, auth: AuthMode) -> anyhow::Result<Users> 
         .with_context(|| format!("cannot read users file {}", path.display()))?;
     // The parser's message already says "users file … line N"; add the path.
     Users::parse(&text).with_context(|| path.display().to_string())
+}
+
+/// Reads the `--trusted-user-ca` file; none named trusts no CA.
+pub fn load_trusted_cas(path: Option<&Path>) -> anyhow::Result<TrustedCas> {
+    let Some(path) = path else {
+        return Ok(TrustedCas::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read trusted user CA file {}", path.display()))?;
+    TrustedCas::parse(&text).with_context(|| format!("trusted user CA file {}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Keys, auth attempts and key exchange (SPEC §2, §3, §9), seen by
+//! Keys, attempts, certificates and key exchange (SPEC §2, §3, §9), seen by
 //! clients we did not write: OpenSSH's `ssh`, paramiko (tests/py) and
 //! ssh-audit. The Python tools are skipped with a message where they are
 //! missing, except under CI, where `.ci/run` installs them and a missing
@@ -7,8 +7,9 @@
 mod common;
 use common::*;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sshpipe::config::{AuthMode, KexPolicy};
@@ -366,6 +367,199 @@ fn after_a_refused_key_paramiko_logs_in_well_within_the_auth_timeout() {
     assert_eq!(r.stdout(), whoami("alice", &alice.fingerprint));
 }
 
+// ---------------------------------------------------------------- certificates
+
+/// A CA and a signer of user certificates with `ssh-keygen -s`.
+struct Ca {
+    key: Key,
+    dir: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        Ca {
+            key: Key::new(dir, name),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Signs `user`'s key with `ssh-keygen -s CA -I id ARGS`; returns the
+    /// certificate's path (`NAME.cert`, so `ssh` only uses it when told).
+    fn sign(&self, user: &Key, name: &str, args: &[&str]) -> PathBuf {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&self.key.path)
+            .args(["-I", name])
+            .args(args)
+            .arg(user.path.with_extension("pub"))
+            .output()
+            .expect("ssh-keygen -s");
+        assert!(
+            out.status.success(),
+            "ssh-keygen -s {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made = PathBuf::from(format!("{}-cert.pub", user.path.display()));
+        let cert = self.dir.join(format!("{name}.cert"));
+        std::fs::rename(made, &cert).unwrap();
+        cert
+    }
+}
+
+/// `ssh` offering the certificate first, then the plain key, with the
+/// debug lines that show which one the server accepted.
+fn ssh_cert(server: &TestServer, key: &Key, cert: &Path) -> Out {
+    let opt = format!("CertificateFile={}", cert.display());
+    ssh(
+        server,
+        key,
+        &["-o", "LogLevel=DEBUG", "-o", &opt],
+        &["whoami"],
+    )
+}
+
+/// The server never said PK_OK to the certificate: OpenSSH went straight to
+/// the plain key.
+fn assert_cert_refused_before_signing(out: &Out, ctx: &str) {
+    let offered = out
+        .stderr
+        .lines()
+        .any(|l| l.contains("Offering public key") && l.contains("-CERT"));
+    assert!(
+        offered,
+        "{ctx}: the certificate was not offered: {}",
+        out.stderr
+    );
+    let accepted = out
+        .stderr
+        .lines()
+        .any(|l| l.contains("Server accepts key") && l.contains("-CERT"));
+    assert!(
+        !accepted,
+        "{ctx}: PK_OK for a refused certificate: {}",
+        out.stderr
+    );
+}
+
+/// A users-mode server that trusts `ca`, whose users file lists alice with
+/// no key (a certificate is her only way in) and `extra`.
+fn cert_server(ca: &Ca, extra: &[(&str, &Key)]) -> TestServer {
+    let mut users = String::from("[users.alice]\nkeys = []\n\n");
+    users.push_str(&users_toml(extra));
+    TestServer::with(Config {
+        users_toml: Some(users),
+        auth: AuthMode::Users,
+        trusted_user_ca: Some(format!("# test CA\n\n{}\n", ca.key.public)),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_trusted_certificate_logs_in_as_its_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = cert_server(&ca, &[]);
+    let key = Key::new(dir.path(), "laptop");
+    // Principals that name nobody are passed over: an invalid name, a
+    // reserved one, a valid name not in the users file.
+    let cert = ca.sign(&key, "alice-laptop", &["-n", "Alice,public,carol,alice"]);
+    let out = ssh_cert(&server, &key, &cert);
+    // The fingerprint is the certified key's (ssh-keygen -lf prints the same
+    // for the key and its certificate).
+    assert_logged_in_as(&out, "alice", &key.fingerprint, "trusted certificate");
+
+    let cert = ca.sign(&key, "windowed", &["-n", "alice", "-V", "-5m:+5m"]);
+    let out = ssh_cert(&server, &key, &cert);
+    assert_logged_in_as(
+        &out,
+        "alice",
+        &key.fingerprint,
+        "inside its validity interval",
+    );
+
+    let cert = ca.sign(
+        &key,
+        "from-here",
+        &[
+            "-n",
+            "alice",
+            "-O",
+            "source-address=10.0.0.0/8,127.0.0.1/32",
+        ],
+    );
+    let out = ssh_cert(&server, &key, &cert);
+    assert_logged_in_as(
+        &out,
+        "alice",
+        &key.fingerprint,
+        "source-address includes us",
+    );
+}
+
+#[test]
+fn in_open_mode_a_certificate_names_any_valid_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = TestServer::with(Config {
+        trusted_user_ca: Some(ca.key.public.clone()),
+        ..Default::default()
+    });
+    let key = Key::new(dir.path(), "laptop");
+    let cert = ca.sign(&key, "carol", &["-n", "fp-AAAAAAAAAAAAAAAA,carol"]);
+    let out = ssh_cert(&server, &key, &cert);
+    assert_logged_in_as(&out, "carol", &key.fingerprint, "open mode");
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_ca_falls_back_to_the_plain_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let rogue = Ca::new(dir.path(), "rogue");
+    let bob = Key::new(dir.path(), "bob");
+    let server = cert_server(&ca, &[("bob", &bob)]);
+    let cert = rogue.sign(&bob, "rogue-alice", &["-n", "alice"]);
+    let out = ssh_cert(&server, &bob, &cert);
+    assert_cert_refused_before_signing(&out, "untrusted CA");
+    assert_logged_in_as(
+        &out,
+        "bob",
+        &bob.fingerprint,
+        "plain key after the certificate",
+    );
+
+    // A key the users file does not list has nothing to fall back to.
+    let stranger = Key::new(dir.path(), "stranger");
+    let cert = rogue.sign(&stranger, "rogue-stranger", &["-n", "alice"]);
+    let out = ssh_cert(&server, &stranger, &cert);
+    assert_cert_refused_before_signing(&out, "untrusted CA, unlisted key");
+    assert_refused(&out, "untrusted CA, unlisted key");
+}
+
+#[test]
+fn certificates_that_break_a_rule_are_refused_before_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let server = cert_server(&ca, &[]);
+    let key = Key::new(dir.path(), "laptop");
+    let cases: &[(&str, &[&str])] = &[
+        ("expired", &["-n", "alice", "-V", "20000101:20000102"]),
+        ("not-yet-valid", &["-n", "alice", "-V", "+1d:+2d"]),
+        (
+            "elsewhere",
+            &["-n", "alice", "-O", "source-address=10.0.0.0/8,::1"],
+        ),
+        ("no-valid-principal", &["-n", "Alice,public,fp-x,carol"]),
+        ("force-command", &["-n", "alice", "-O", "force-command=ls"]),
+        ("verify-required", &["-n", "alice", "-O", "verify-required"]),
+    ];
+    for (name, args) in cases {
+        let cert = ca.sign(&key, name, args);
+        let out = ssh_cert(&server, &key, &cert);
+        assert_cert_refused_before_signing(&out, name);
+        assert_refused(&out, name);
+    }
+}
+
 // ---------------------------------------------------------------- key exchange
 
 #[test]
@@ -591,4 +785,165 @@ fn ssh_audit_warns_only_on_curve25519_with_compat_kex() {
         ]
     );
     assert_audit_common(&report);
+}
+
+// ---------------------------------------------------------------- the binary
+
+/// The `sshpipe` binary with none of our variables inherited.
+fn sshpipe(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshpipe"));
+    for (var, _) in std::env::vars() {
+        if var.starts_with("SSHPIPE_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.args([
+        "--ssh-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "off",
+        "--log-format",
+        "json",
+    ])
+    .arg("--data-dir")
+    .arg(data)
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+#[test]
+fn a_bad_trusted_ca_line_is_a_start_up_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Key::new(dir.path(), "ca");
+    let file = dir.path().join("cas");
+    std::fs::write(
+        &file,
+        format!("# CAs\n{}\n\nssh-ed25519 AAAAnot-a-key\n", ca.public),
+    )
+    .unwrap();
+    let short = Key::generate(dir.path(), "short", &["-t", "rsa", "-b", "1024"]);
+    let short_file = dir.path().join("short-cas");
+    std::fs::write(&short_file, format!("{}\n", short.public)).unwrap();
+    let missing = dir.path().join("missing");
+    let cases = [
+        (&file, "line 4: not an OpenSSH public key"),
+        (&short_file, "line 1: CA key refused: RSA key of 1024 bits"),
+        (&missing, "cannot read trusted user CA file"),
+    ];
+    for (path, needle) in cases {
+        for via_env in [false, true] {
+            let mut cmd = sshpipe(&dir.path().join("data"));
+            if via_env {
+                cmd.env("SSHPIPE_TRUSTED_USER_CA", path);
+            } else {
+                cmd.arg("--trusted-user-ca").arg(path);
+            }
+            let out = collect(cmd.spawn().unwrap(), "sshpipe with a bad CA file");
+            assert_ne!(out.code(), 0, "{needle}");
+            let lines: Vec<&str> = out.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
+            assert!(
+                lines[0].contains(needle) && lines[0].contains(&path.display().to_string()),
+                "{needle} (env: {via_env}): {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// A started binary; killed on drop.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and reads its SSH port from the start line.
+fn start_binary(mut cmd: Command) -> Running {
+    let mut child = cmd.spawn().expect("sshpipe starts");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // {"…","fields":{"message":"sshpipe listening","ssh":"127.0.0.1:PORT",…}}
+            if let Some((_, rest)) = line.split_once("\"ssh\":\"127.0.0.1:") {
+                let _ = tx.send(rest.split('"').next().and_then(|p| p.parse::<u16>().ok()));
+            }
+        }
+    });
+    let port = rx.recv_timeout(WAIT).ok().flatten();
+    let running = Running {
+        child,
+        port: port.unwrap_or(0),
+    };
+    assert!(port.is_some(), "no start line with the SSH address");
+    running
+}
+
+#[test]
+fn kex_and_trusted_ca_also_read_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let cas = dir.path().join("cas");
+    std::fs::write(&cas, &ca.key.public).unwrap();
+    let mut cmd = sshpipe(&dir.path().join("data"));
+    cmd.env("SSHPIPE_KEX", "post-quantum")
+        .env("SSHPIPE_TRUSTED_USER_CA", &cas);
+    let srv = start_binary(cmd);
+    let key = Key::new(dir.path(), "laptop");
+    let cert = ca.sign(&key, "dana", &["-n", "dana"]);
+    let run = |opts: &[&str]| {
+        let mut c = Command::new("ssh");
+        c.args(opts)
+            .args(CLIENT_OPTS)
+            .args(["-o", "LogLevel=ERROR", "-i"])
+            .arg(&key.path)
+            .args(["-p", &srv.port.to_string(), "tester@127.0.0.1", "whoami"])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        finish(c.spawn().unwrap(), b"", "ssh to the binary")
+    };
+    // SSHPIPE_KEX: an OpenSSH without ML-KEM finds no key exchange.
+    let out = run(&["-o", "LogLevel=INFO"]);
+    if openssh_has_mlkem() {
+        out.expect_code(0);
+    } else {
+        assert_eq!(out.code(), 255, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("no matching key exchange method"),
+            "{}",
+            out.stderr
+        );
+    }
+    // SSHPIPE_TRUSTED_USER_CA, seen through a client that has ML-KEM.
+    if have_paramiko() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paramiko_login.py");
+        // paramiko picks up KEY-cert.pub beside KEY.
+        std::fs::copy(
+            &cert,
+            PathBuf::from(format!("{}-cert.pub", key.path.display())),
+        )
+        .unwrap();
+        let out = Command::new("python3")
+            .arg(script)
+            .args(["--port", &srv.port.to_string(), "--key"])
+            .arg(&key.path)
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["kex"], "mlkem768x25519-sha256", "{r}");
+        assert_eq!(r["stdout"], whoami("dana", &key.fingerprint), "{r}");
+    }
 }

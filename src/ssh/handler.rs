@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
+use russh::keys::Certificate;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::oneshot;
@@ -69,6 +70,7 @@ impl Conn {
             Ok(id) => return Some(id),
             Err(Refusal::Unknown) => return None,
             Err(Refusal::Key(why)) => why.to_string(),
+            Err(Refusal::Cert(why)) => format!("certificate {why}"),
         };
         if let Some(suppressed) = self.shared.refusal_logs.check(Instant::now()) {
             tracing::info!(peer = %self.peer, reason = %why, suppressed, "key refused");
@@ -129,9 +131,14 @@ impl russh::server::Handler for Conn {
         _user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Say no before the client signs with a key that cannot log in, so
-        // OpenSSH moves on to its next key at once.
-        let decision = auth::key_identity(&self.app, offer.public_key, offer.algorithm);
+        // Say no before the client signs with a key or certificate that
+        // cannot log in, so OpenSSH moves on to its next one at once (a
+        // certificate from an untrusted CA falls back to the plain key).
+        let peer = self.peer.ip();
+        let decision = match offer.certificate {
+            Some(cert) => auth::cert_offer_identity(&self.app, cert, offer.algorithm, peer),
+            None => auth::key_identity(&self.app, offer.public_key, offer.algorithm),
+        };
         Ok(match self.admit(decision) {
             Some(_) => Auth::Accept,
             None => reject(),
@@ -144,6 +151,22 @@ impl russh::server::Handler for Conn {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let decision = auth::key_identity(&self.app, key.public_key, key.algorithm);
+        Ok(match self.admit(decision) {
+            Some(identity) => self.authenticated(identity),
+            None => reject(),
+        })
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        _user: &str,
+        cert: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        // The signature algorithm was checked when this certificate was
+        // offered: russh calls the offer callback for every signed request
+        // except one that repeats the PK_OK'd probe byte for byte (same
+        // algorithm name and blob).
+        let decision = auth::cert_identity(&self.app, cert, self.peer.ip());
         Ok(match self.admit(decision) {
             Some(identity) => self.authenticated(identity),
             None => reject(),

@@ -104,6 +104,8 @@ pub struct Config {
     pub http: bool,
     /// `--kex`.
     pub kex: KexPolicy,
+    /// Contents of the `--trusted-user-ca` file, if any.
+    pub trusted_user_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             ssh_limits: SshLimits::default(),
             http: false,
             kex: KexPolicy::default(),
+            trusted_user_ca: None,
         }
     }
 }
@@ -133,6 +136,7 @@ pub fn options_for(data_dir: &Path) -> Options {
         ssh_limits: SshLimits::default(),
         broker: Default::default(),
         kex: KexPolicy::default(),
+        trusted_user_ca: None,
     }
 }
 
@@ -160,6 +164,11 @@ impl TestServer {
             std::fs::write(&p, text).expect("write users file");
             p
         });
+        let trusted_user_ca = cfg.trusted_user_ca.as_ref().map(|text| {
+            let p = dir.path().join("trusted_user_ca");
+            std::fs::write(&p, text).expect("write trusted CA file");
+            p
+        });
         let opts = Options {
             ssh_listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("data"),
@@ -171,6 +180,7 @@ impl TestServer {
             ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
             kex: cfg.kex,
+            trusted_user_ca,
         };
         TestServer::from_options(opts, dir)
     }
