@@ -8,11 +8,14 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::AuthMode;
 use crate::identity::Users;
+use crate::identity::cert::TrustedCas;
 
 #[derive(Debug)]
 pub struct App {
     pub broker: Broker,
     pub users: Users,
+    /// CAs whose user certificates log in (`--trusted-user-ca`).
+    pub trusted_cas: TrustedCas,
     pub auth: AuthMode,
     /// Host name printed in hints.
     pub domain: String,
@@ -28,6 +31,7 @@ impl App {
     pub fn new(
         broker: Broker,
         users: Users,
+        trusted_cas: TrustedCas,
         auth: AuthMode,
         domain: String,
         advertise_port: u16,
@@ -36,6 +40,7 @@ impl App {
         App {
             broker,
             users,
+            trusted_cas,
             auth,
             domain,
             advertise_port,

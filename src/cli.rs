@@ -97,6 +97,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             queue: args.queue_limits(),
             max_topics: args.max_topics,
         },
+        kex: args.kex,
+        trusted_user_ca: args.trusted_user_ca.clone(),
     };
     let running = server::start(opts).await?;
     let http = running
@@ -107,6 +109,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         http = %http,
         host_key = %running.host_key_fingerprint,
         auth = ?args.auth,
+        kex = ?args.kex,
         data_dir = %args.data_dir.display(),
         "sshpipe listening"
     );

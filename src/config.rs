@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::identity::Users;
+use crate::identity::cert::TrustedCas;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +52,16 @@ pub enum AuthMode {
     Users,
 }
 
+/// Which key exchanges the SSH server offers (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum KexPolicy {
+    /// ML-KEM hybrid first; curve25519 kept for clients without ML-KEM.
+    #[default]
+    Compat,
+    /// ML-KEM hybrids only.
+    PostQuantum,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -80,6 +91,13 @@ pub struct ServeArgs {
     /// Port printed in hints (default: the SSH listen port; 22 prints no -p).
     #[arg(long, env = "SSHPIPE_ADVERTISE_PORT")]
     pub advertise_port: Option<u16>,
+    /// Key exchange: `compat` (ML-KEM hybrid first, curve25519 for older
+    /// clients) or `post-quantum` (ML-KEM hybrids only).
+    #[arg(long, env = "SSHPIPE_KEX", value_enum, default_value = "compat")]
+    pub kex: KexPolicy,
+    /// OpenSSH CA public keys, one per line, whose user certificates log in.
+    #[arg(long, env = "SSHPIPE_TRUSTED_USER_CA")]
+    pub trusted_user_ca: Option<PathBuf>,
     /// `text` or `json` log lines on stderr; level via RUST_LOG.
     #[arg(long, env = "SSHPIPE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -232,6 +250,16 @@ pub fn load_users(path: Option<&Path>, auth: AuthMode) -> anyhow::Result<Users> 
     Users::parse(&text).with_context(|| path.display().to_string())
 }
 
+/// Reads the `--trusted-user-ca` file; none named trusts no CA.
+pub fn load_trusted_cas(path: Option<&Path>) -> anyhow::Result<TrustedCas> {
+    let Some(path) = path else {
+        return Ok(TrustedCas::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read trusted user CA file {}", path.display()))?;
+    TrustedCas::parse(&text).with_context(|| format!("trusted user CA file {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +278,16 @@ mod tests {
         assert_eq!(l.max_exec_bytes, 4096);
         assert_eq!(l.max_sessions_per_user, 1000);
         assert_eq!(args.max_topics, 10_000);
+        assert_eq!(args.kex, KexPolicy::Compat);
+    }
+
+    #[test]
+    fn kex_policy_values() {
+        let kex =
+            |v: &str| Cli::try_parse_from(["sshpipe", "--kex", v]).map(|c| c.into_serve().kex);
+        assert_eq!(kex("post-quantum").ok(), Some(KexPolicy::PostQuantum));
+        assert_eq!(kex("compat").ok(), Some(KexPolicy::Compat));
+        assert!(kex("sntrup").is_err());
     }
 
     #[test]

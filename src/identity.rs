@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use russh::keys::{HashAlg, PublicKey};
 use serde::Deserialize;
 
+pub mod cert;
+pub mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -116,6 +118,9 @@ pub struct Users {
     /// fingerprint → (name, admin)
     by_fingerprint: HashMap<String, (String, bool)>,
     names: BTreeSet<String>,
+    /// Listed users with `admin = true` (also those with no key, who can
+    /// log in only with a certificate).
+    admins: BTreeSet<String>,
 }
 
 /// A users-file problem. Every message is one line and names the line where it can.
@@ -234,11 +239,15 @@ impl Users {
         // duplicate message names the earlier user first.
         let mut entries: Vec<(String, usize, String, bool)> = Vec::new();
         let mut names = BTreeSet::new();
+        let mut admins = BTreeSet::new();
         for (name, user) in &file.users {
             let line = line_of(toml_text, name.span().start);
             let name = name.get_ref();
             check_name(name, line)?;
             names.insert(name.clone());
+            if user.admin {
+                admins.insert(name.clone());
+            }
             for key in &user.keys {
                 let key_line = line_of(toml_text, key.span().start);
                 let text = key.get_ref().trim();
@@ -246,6 +255,13 @@ impl Users {
                     user: name.clone(),
                     key: shorten(text),
                     reason: one_line(&e.to_string()),
+                    line: key_line,
+                })?;
+                // A listed key that could never log in is a mistake to show now.
+                keys::check_key(parsed.key_data()).map_err(|e| UsersError::BadKey {
+                    user: name.clone(),
+                    key: shorten(text),
+                    reason: e.to_string(),
                     line: key_line,
                 })?;
                 entries.push((fingerprint(&parsed), key_line, name.clone(), user.admin));
@@ -271,6 +287,7 @@ impl Users {
         Ok(Users {
             by_fingerprint,
             names,
+            admins,
         })
     }
 
@@ -284,6 +301,11 @@ impl Users {
     /// Is `name` a user of the users file?
     pub fn is_user(&self, name: &str) -> bool {
         self.names.contains(name)
+    }
+
+    /// Is `name` a listed user with `admin = true`?
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.admins.contains(name)
     }
 
     /// Listed user names, sorted.
@@ -343,5 +365,16 @@ pub fn anonymous(fingerprint: &str) -> Identity {
         fingerprint: fingerprint.to_string(),
         admin: false,
         anonymous: true,
+    }
+}
+
+/// Identity of a certificate (SPEC §3) naming `name`: a listed user keeps
+/// that user's admin flag; the fingerprint is the certified key's.
+pub fn certified(users: &Users, name: &str, fingerprint: &str) -> Identity {
+    Identity {
+        name: name.to_string(),
+        fingerprint: fingerprint.to_string(),
+        admin: users.is_admin(name),
+        anonymous: false,
     }
 }

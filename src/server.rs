@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::broker::{Broker, BrokerConfig};
-use crate::config::{AuthMode, load_users};
+use crate::config::{AuthMode, KexPolicy, load_trusted_cas, load_users};
 use crate::hostkey;
 use crate::http;
 use crate::ssh::{self, SshLimits};
@@ -32,6 +32,10 @@ pub struct Options {
     pub advertise_port: Option<u16>,
     pub ssh_limits: SshLimits,
     pub broker: BrokerConfig,
+    /// Key exchange algorithms offered (SPEC §9).
+    pub kex: KexPolicy,
+    /// `--trusted-user-ca`: CA keys whose user certificates log in.
+    pub trusted_user_ca: Option<PathBuf>,
 }
 
 /// A started server. `shutdown` stops it; `join` waits for it.
@@ -51,6 +55,7 @@ pub struct Running {
 /// serving in the background.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let users = load_users(opts.users.as_deref(), opts.auth)?;
+    let trusted_cas = load_trusted_cas(opts.trusted_user_ca.as_deref())?;
     hostkey::ensure_data_dir(&opts.data_dir)?;
     let key = hostkey::load_or_create(&opts.data_dir)?;
     let host_key_fingerprint = hostkey::fingerprint(&key);
@@ -84,12 +89,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let app = Arc::new(App::new(
         broker,
         users,
+        trusted_cas,
         opts.auth,
         opts.domain.clone(),
         opts.advertise_port.unwrap_or(ssh_addr.port()),
         shutdown.clone(),
     ));
-    let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits));
+    let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
         Arc::clone(&app),

@@ -156,18 +156,11 @@ fn six_concurrent_subs_each_get_exactly_one_message() {
 fn limited(limits: QueueLimits) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
-        ssh_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        users: None,
-        auth: sshpipe::config::AuthMode::Open,
-        domain: "testhost".into(),
-        advertise_port: None,
-        http_listen: None,
-        ssh_limits: Default::default(),
         broker: BrokerConfig {
             queue: limits,
             ..Default::default()
         },
+        ..options_for(&dir.path().join("data"))
     };
     TestServer::from_options(opts, dir)
 }

@@ -282,3 +282,14 @@ fn a_bad_key_message_is_one_line_whatever_the_key_decodes_to() {
     assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
     assert!(e.ends_with("(line 2)"), "{e}");
 }
+
+#[test]
+fn a_listed_key_that_could_never_log_in_is_an_error() {
+    let short = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDAgQMR66ZdeecQbq7tyajSjE5ArCDC9cLXIcvhhcnVG2BPgMliOKPiGJS0UuYnwqSTim6LUhznmB6ie/Q8NkmLaA+GmzrpLv5DC2Ze23g6077x1z0uWxPtMW1s0BN0XT6F2MDCF7aUGGJGejm6R3SOGfBUOfGGDILDfws3mB956Q== short";
+    let err = Users::parse(&format!("[users.alice]\nkeys = [\n  \"{short}\",\n]\n")).unwrap_err();
+    let UsersError::BadKey { line, reason, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*line, 3);
+    assert!(reason.contains("RSA key of 1024 bits"), "{err}");
+}

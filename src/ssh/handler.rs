@@ -9,18 +9,20 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use russh::keys::HashAlg;
+use std::time::Instant;
+
+use russh::keys::Certificate;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::{self, Refusal};
 use super::exec::{self, Request};
 use super::limits::Shared;
 use crate::app::App;
-use crate::config::AuthMode;
-use crate::identity::{self, Identity};
+use crate::identity::Identity;
 
 pub struct Conn {
     app: Arc<App>,
@@ -63,14 +65,30 @@ impl Conn {
         }
     }
 
-    /// The identity a key would get, or `None` when it may not log in.
-    fn identity_for(&self, key: &russh::keys::PublicKey) -> Option<Identity> {
-        let fp = key.fingerprint(HashAlg::Sha256).to_string();
-        match identity::identify(&self.app.users, &fp) {
-            Some(id) => Some(id),
-            None if self.app.auth == AuthMode::Open => Some(identity::anonymous(&fp)),
-            None => None,
+    /// `Some` when `decision` lets the client in; a refusal other than an
+    /// unknown key is logged (rate-limited), as it usually means a client
+    /// or CA to fix.
+    fn admit(&self, decision: Result<Identity, Refusal>) -> Option<Identity> {
+        let why = match decision {
+            Ok(id) => return Some(id),
+            Err(Refusal::Unknown) => return None,
+            Err(Refusal::Key(why)) => why.to_string(),
+            Err(Refusal::Cert(why)) => format!("certificate {why}"),
+        };
+        if let Some(suppressed) = self.shared.refusal_logs.check(Instant::now()) {
+            tracing::info!(peer = %self.peer, reason = %why, suppressed, "key refused");
         }
+        None
+    }
+
+    /// Authentication succeeded as `identity`.
+    fn authenticated(&mut self, identity: Identity) -> Auth {
+        tracing::debug!(peer = %self.peer, user = %identity.name, "authenticated");
+        self.identity = Some(identity);
+        if let Some(tx) = self.authed.take() {
+            let _ = tx.send(());
+        }
+        Auth::Accept
     }
 
     fn start(&mut self, channel: ChannelId, exec: Option<Vec<u8>>, session: &mut Session) {
@@ -155,9 +173,15 @@ impl russh::server::Handler for Conn {
         _user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Say no before the client signs with a key that cannot log in, so
-        // OpenSSH moves on to its next key.
-        Ok(match self.identity_for(offer.public_key) {
+        // Say no before the client signs with a key or certificate that
+        // cannot log in, so OpenSSH moves on to its next one at once (a
+        // certificate from an untrusted CA falls back to the plain key).
+        let peer = self.peer.ip();
+        let decision = match offer.certificate {
+            Some(cert) => auth::cert_offer_identity(&self.app, cert, offer.algorithm, peer),
+            None => auth::key_identity(&self.app, offer.public_key, offer.algorithm),
+        };
+        Ok(match self.admit(decision) {
             Some(_) => Auth::Accept,
             None => reject(),
         })
@@ -168,15 +192,27 @@ impl russh::server::Handler for Conn {
         _user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(identity) = self.identity_for(key.public_key) else {
-            return Ok(reject());
-        };
-        tracing::debug!(peer = %self.peer, user = %identity.name, "authenticated");
-        self.identity = Some(identity);
-        if let Some(tx) = self.authed.take() {
-            let _ = tx.send(());
-        }
-        Ok(Auth::Accept)
+        let decision = auth::key_identity(&self.app, key.public_key, key.algorithm);
+        Ok(match self.admit(decision) {
+            Some(identity) => self.authenticated(identity),
+            None => reject(),
+        })
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        _user: &str,
+        cert: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        // The signature algorithm was checked when this certificate was
+        // offered: russh calls the offer callback for every signed request
+        // except one that repeats the PK_OK'd probe byte for byte (same
+        // algorithm name and blob).
+        let decision = auth::cert_identity(&self.app, cert, self.peer.ip());
+        Ok(match self.admit(decision) {
+            Some(identity) => self.authenticated(identity),
+            None => reject(),
+        })
     }
 
     async fn channel_open_session(

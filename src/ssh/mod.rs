@@ -5,6 +5,7 @@
 //! connection has a cancellation token that fires when it ends, and
 //! shutdown can wait for all of them.
 
+mod auth;
 mod exec;
 mod handler;
 mod limits;
@@ -18,7 +19,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use russh::keys::{Algorithm, PrivateKey};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
 use russh::server::Config;
 use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use tokio::net::TcpListener;
@@ -27,20 +28,60 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+use crate::config::KexPolicy;
 pub use limits::SshLimits;
 use limits::{Shared, Slot};
 
+/// Key exchanges of `--kex compat`: the ML-KEM hybrid first, curve25519
+/// for clients without it (OpenSSH < 9.9, PuTTY, Dropbear, paramiko < 5.1).
+const KEX_COMPAT: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+/// `--kex post-quantum`: the hybrids only (russh 0.65 has one; it has no
+/// sntrup761).
+const KEX_POST_QUANTUM: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+/// Client key algorithms (SPEC §3). russh advertises exactly this list in
+/// `server-sig-algs`, so RSA and ECDSA must be here or OpenSSH and paramiko
+/// never offer those keys. The host key algorithms russh offers are this
+/// list filtered to the keys it holds, so the host key stays ed25519 only.
+/// `ssh-rsa` (SHA-1) is left out, and refused if a client uses it anyway.
+const KEY_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
 /// Only algorithms of current strength (SPEC §9).
-fn preferred() -> Preferred {
+fn preferred(kex_policy: KexPolicy) -> Preferred {
     Preferred {
-        kex: Cow::Borrowed(&[
-            kex::MLKEM768X25519_SHA256,
-            kex::CURVE25519,
-            kex::CURVE25519_PRE_RFC_8731,
-            kex::EXTENSION_SUPPORT_AS_SERVER,
-            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-        ]),
-        key: Cow::Borrowed(&[Algorithm::Ed25519]),
+        kex: Cow::Borrowed(match kex_policy {
+            KexPolicy::Compat => KEX_COMPAT,
+            KexPolicy::PostQuantum => KEX_POST_QUANTUM,
+        }),
+        key: Cow::Borrowed(KEY_ALGORITHMS),
         cipher: Cow::Borrowed(&[
             cipher::CHACHA20_POLY1305,
             cipher::AES_256_GCM,
@@ -54,15 +95,19 @@ fn preferred() -> Preferred {
     }
 }
 
-pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
+pub fn russh_config(host_key: PrivateKey, limits: &SshLimits, kex_policy: KexPolicy) -> Config {
     Config {
         server_id: russh::SshId::Standard(Cow::Owned(format!(
             "SSH-2.0-sshpipe_{}",
             env!("CARGO_PKG_VERSION")
         ))),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        auth_rejection_time: Duration::from_secs(1),
-        // OpenSSH probes with `none` first; do not make every login wait.
+        // No penalty after a rejected key: russh would sleep it inside the
+        // read loop before even sending the failure, so each refused key of
+        // an honest client (OpenSSH tries them in turn) cost a second. With
+        // public keys only, timing reveals nothing the answer does not, and
+        // `max_auth_attempts` bounds what one connection may try.
+        auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
         max_auth_attempts: limits.max_auth_attempts,
@@ -72,7 +117,7 @@ pub fn russh_config(host_key: PrivateKey, limits: &SshLimits) -> Config {
         // stopped moving entirely.
         inactivity_timeout: Some(limits.keepalive_interval * (limits.keepalive_max as u32 + 1)),
         nodelay: true,
-        preferred: preferred(),
+        preferred: preferred(kex_policy),
         ..Config::default()
     }
 }

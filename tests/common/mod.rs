@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sshpipe::app::App;
 use sshpipe::broker::Counts;
-use sshpipe::config::AuthMode;
+use sshpipe::config::{AuthMode, KexPolicy};
 use sshpipe::server::{self, Options};
 use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
@@ -49,10 +49,18 @@ pub struct Key {
 }
 
 impl Key {
+    /// An ed25519 key.
     pub fn new(dir: &Path, name: &str) -> Key {
+        Key::generate(dir, name, &["-t", "ed25519"])
+    }
+
+    /// A key of the type `keygen` asks `ssh-keygen` for (`-t rsa -b 2048`).
+    pub fn generate(dir: &Path, name: &str, keygen: &[&str]) -> Key {
         let path = dir.join(name);
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .args(["-q", "-N", "", "-C", name])
+            .args(keygen)
+            .arg("-f")
             .arg(&path)
             .status()
             .expect("ssh-keygen runs");
@@ -94,6 +102,10 @@ pub struct Config {
     pub ssh_limits: SshLimits,
     /// Also serve HTTP (on 127.0.0.1:0; see `TestServer::http_addr`).
     pub http: bool,
+    /// `--kex`.
+    pub kex: KexPolicy,
+    /// Contents of the `--trusted-user-ca` file, if any.
+    pub trusted_user_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +116,8 @@ impl Default for Config {
             domain: "testhost".to_string(),
             ssh_limits: SshLimits::default(),
             http: false,
+            kex: KexPolicy::default(),
+            trusted_user_ca: None,
         }
     }
 }
@@ -121,6 +135,8 @@ pub fn options_for(data_dir: &Path) -> Options {
         http_listen: None,
         ssh_limits: SshLimits::default(),
         broker: Default::default(),
+        kex: KexPolicy::default(),
+        trusted_user_ca: None,
     }
 }
 
@@ -148,6 +164,11 @@ impl TestServer {
             std::fs::write(&p, text).expect("write users file");
             p
         });
+        let trusted_user_ca = cfg.trusted_user_ca.as_ref().map(|text| {
+            let p = dir.path().join("trusted_user_ca");
+            std::fs::write(&p, text).expect("write trusted CA file");
+            p
+        });
         let opts = Options {
             ssh_listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("data"),
@@ -158,6 +179,8 @@ impl TestServer {
             http_listen: cfg.http.then(|| "127.0.0.1:0".parse().expect("addr")),
             ssh_limits: cfg.ssh_limits,
             broker: Default::default(),
+            kex: cfg.kex,
+            trusted_user_ca,
         };
         TestServer::from_options(opts, dir)
     }

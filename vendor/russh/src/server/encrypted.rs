@@ -105,10 +105,24 @@ impl Session {
                 }
                 Ok(())
             }
+            // sshpipe: a client may ask for ssh-userauth again between
+            // attempts (paramiko does before every key, and OpenSSH's sshd
+            // answers). Unanswered, such a client waits forever. Accept it
+            // again; the attempt count is kept.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                debug!("repeated service request: {request:?}");
+                if request == "ssh-userauth" {
+                    server_accept_service(None, MethodSet::empty(), &mut enc.write)?;
+                }
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
                 enc.server_read_auth_request(
                     rejection_wait_until,
                     initial_none_rejection_wait_until,
+                    self.common.auth_attempts == 0,
                     handler,
                     buf,
                     &mut r,
@@ -918,6 +932,7 @@ impl Encrypted {
         &mut self,
         mut until: Instant,
         initial_auth_until: Instant,
+        first_request: bool,
         handler: &mut H,
         original_packet: &[u8],
         r: &mut &[u8],
@@ -1031,7 +1046,13 @@ impl Encrypted {
                     } else {
                         auth_request.methods.remove(MethodKind::None);
                     }
+                    // sshpipe: the client's opening `none` probe only asks
+                    // which methods exist; as in sshd, it is not an attempt.
+                    let count = auth_request.rejection_count;
                     reject_auth_request(until, &mut self.write, auth_request).await?;
+                    if first_request {
+                        auth_request.rejection_count = count;
+                    }
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {
@@ -1137,6 +1158,12 @@ impl Encrypted {
                     }
                 };
 
+                // sshpipe: handed to `auth_publickey_offered`.
+                let offered_certificate = match &pk_or_cert {
+                    PublicKeyOrCertificate::Certificate(cert) => Some(cert),
+                    PublicKeyOrCertificate::PublicKey { .. } => None,
+                };
+
                 // The algorithm named in the request (RFC 4252 §7). For a
                 // certificate, the signature algorithm its type maps to.
                 let requested_algo = match pk_or_cert {
@@ -1200,6 +1227,7 @@ impl Encrypted {
                         let offer = PublicKeyOffer {
                             public_key: &pubkey,
                             algorithm: &algorithm,
+                            certificate: offered_certificate,
                         };
                         let auth = handler.auth_publickey_offered(user, offer).await?;
                         auth == Auth::Accept
@@ -1271,6 +1299,7 @@ impl Encrypted {
                     let offer = PublicKeyOffer {
                         public_key: &pubkey,
                         algorithm: &algorithm,
+                        certificate: offered_certificate,
                     };
                     let auth = handler.auth_publickey_offered(user, offer).await?;
                     match auth {

@@ -223,6 +223,10 @@ pub struct PublicKeyOffer<'a> {
     /// signature algorithm the certificate type maps to (for example
     /// `rsa-sha2-256` for `rsa-sha2-256-cert-v01@openssh.com`).
     pub algorithm: &'a ssh_key::Algorithm,
+    /// sshpipe: the OpenSSH certificate offered, when it is one
+    /// (`public_key` is then the certified key). Its signature and validity
+    /// interval were checked; whether its CA is trusted was not.
+    pub certificate: Option<&'a Certificate>,
 }
 
 /// A public key whose ownership has been verified, passed to
