@@ -1,5 +1,6 @@
 //! Interop (GUIDE §4): SSH clients we did not write — paramiko, Dropbear's
-//! `dbclient`, PuTTY's `plink` — against the real in-process server. Each
+//! `dbclient`, PuTTY's `plink` (and libssh, for logins only) — against the
+//! real in-process server. Each
 //! client runs `whoami` with ed25519, ECDSA (nistp256) and RSA 3072 keys,
 //! moves 20 MiB of random binary byte-exact in both directions with OpenSSH
 //! on the other end, and sees the exit statuses 0/1/2 of SPEC §4.3 with the
@@ -20,7 +21,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clients::{Dropbear, KeyKind, Paramiko, Plink, Tool, setup, signed_pubkey_algorithms};
+use clients::{Dropbear, KeyKind, Libssh, Paramiko, Plink, Tool, setup, signed_pubkey_algorithms};
 use process::{Proc, Stdin};
 
 const MIB: usize = 1024 * 1024;
@@ -316,3 +317,23 @@ interop_tests!(
         plink_rsa_login_signs_with_sha2();
     }
 );
+
+/// libssh logs in with every key type (SPEC §3); it runs no transfers here.
+mod libssh {
+    use super::*;
+
+    #[test]
+    fn whoami_ed25519() {
+        whoami::<Libssh>(KeyKind::Ed25519);
+    }
+
+    #[test]
+    fn whoami_ecdsa_p256() {
+        whoami::<Libssh>(KeyKind::EcdsaP256);
+    }
+
+    #[test]
+    fn whoami_rsa_3072() {
+        whoami::<Libssh>(KeyKind::Rsa3072);
+    }
+}

@@ -342,3 +342,59 @@ pub fn signed_pubkey_algorithms(log: &str) -> Vec<String> {
     }
     found
 }
+
+// ------------------------------------------------------------------ libssh
+
+/// libssh, through `tests/interop/libssh_client.py` (PyPI ansible-pylibssh,
+/// which bundles libssh 0.12). Runs commands that read no stdin, so only
+/// the key-type logins use it.
+pub struct Libssh {
+    port: u16,
+    key: PathBuf,
+}
+
+const LIBSSH_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/libssh_client.py"
+);
+
+impl Tool for Libssh {
+    const NAME: &'static str = "libssh";
+
+    fn available() -> Result<(), String> {
+        let probe = "import pylibsshext.session";
+        let out = run_bounded(Command::new("python3").args(["-c", probe]), "python3")?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "python3 cannot import pylibsshext (pip install ansible-pylibssh): {}",
+                out.stderr.trim()
+            ))
+        }
+    }
+
+    fn new(server: &TestServer, key: &Key) -> Self {
+        Libssh {
+            port: server.addr.port(),
+            key: key.path.clone(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("python3");
+        cmd.arg(LIBSSH_SCRIPT)
+            .arg(self.port.to_string())
+            .arg(&self.key);
+        with_words(cmd, args)
+    }
+
+    /// libssh notes files it could not open on stderr (`ssh_strict_fopen`).
+    fn server_stderr(stderr: &str) -> String {
+        stderr
+            .lines()
+            .filter(|l| !l.starts_with("ssh_strict_fopen"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
