@@ -643,7 +643,7 @@ impl Session {
     /// Hands `msg` to channel `id`'s reader without waiting (sshpipe patch:
     /// the session loop never blocks on one channel's queue).
     pub(crate) fn deliver_to_channel(&mut self, id: ChannelId, msg: ChannelMsg) {
-        let threshold = (self.target_window_size / 8) as usize;
+        let threshold = (self.target_window_size / 2) as usize;
         if let Some(chan) = self.channels.get_mut(&id) {
             chan.credit().attach(&self.read_wake, threshold);
             chan.deliver(msg);
@@ -651,8 +651,9 @@ impl Session {
     }
 
     /// Moves held messages on to their readers, and gives each peer back the
-    /// window its reader consumed (RFC 4254 §5.2), batched as OpenSSH does:
-    /// once the peer's window is below half, or an eighth has been consumed
+    /// window its reader consumed (RFC 4254 §5.2), batched as russh always
+    /// did: once the peer's window is below half, or half of it has been
+    /// consumed, so a reader that keeps up costs one adjust per half window
     /// (sshpipe patch).
     pub(crate) fn grant_consumed(&mut self, only: Option<ChannelId>) -> Result<(), Error> {
         let target = self.target_window_size;
@@ -668,7 +669,7 @@ impl Session {
                 continue;
             };
             let consumed = chan.credit().consumed();
-            if consumed == 0 || (window >= target / 2 && consumed < (target / 8) as usize) {
+            if consumed == 0 || (window >= target / 2 && consumed < (target / 2) as usize) {
                 continue;
             }
             let room = u32::MAX - window;
