@@ -1135,7 +1135,10 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    // Boxed (sshpipe patch): `runtime::spawn` wraps the future in an async
+    // block, which would otherwise hold the ~12 KiB `run` future twice per
+    // connection (rust-lang/rust#62958); the box is allocated once instead.
+    let join = russh_util::runtime::spawn(Box::pin(session.run(stream, handler)));
 
     Ok(RunningSession { handle, join })
 }
