@@ -68,9 +68,15 @@ fn option_error(e: &clap::Error) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").is_some(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // `try_init`: now that the program is a library function, a caller that
     // already installed a subscriber keeps it instead of a panic.
@@ -78,6 +84,22 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Colour in text log lines only for a person at a terminal (SPEC §2):
+/// `docker logs`, journald and log files get plain text. Any `NO_COLOR`,
+/// even an empty one, turns it off: SPEC §2 says "unset", which is stricter
+/// than no-color.org's "set and not empty".
+fn use_colour(stderr_is_terminal: bool, no_color_set: bool) -> bool {
+    stderr_is_terminal && !no_color_set
+}
+
+/// An option's value as it is typed on the command line (`open`,
+/// `post-quantum`), not as the Rust variant is spelled (`Open`).
+fn typed<T: clap::ValueEnum>(value: &T) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -108,8 +130,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ssh = %running.ssh_addr,
         http = %http,
         host_key = %running.host_key_fingerprint,
-        auth = ?args.auth,
-        kex = ?args.kex,
+        auth = %typed(&args.auth),
+        kex = %typed(&args.kex),
         data_dir = %args.data_dir.display(),
         "sshpipe listening"
     );
@@ -133,4 +155,26 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMode, KexPolicy};
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(use_colour(true, false));
+        assert!(!use_colour(true, true));
+        assert!(!use_colour(false, false));
+        assert!(!use_colour(false, true));
+    }
+
+    #[test]
+    fn start_line_values_are_spelled_as_typed() {
+        assert_eq!(typed(&AuthMode::Open), "open");
+        assert_eq!(typed(&AuthMode::Users), "users");
+        assert_eq!(typed(&KexPolicy::PostQuantum), "post-quantum");
+        assert_eq!(typed(&KexPolicy::Compat), "compat");
+    }
 }

@@ -1053,3 +1053,20 @@ fn advertise_port_flag_shapes_the_hint() {
         drop(srv);
     }
 }
+
+#[test]
+fn log_lines_to_a_pipe_have_no_colour_and_values_as_typed() {
+    // stderr is a pipe here, as under `docker logs` or journald, and
+    // NO_COLOR is unset, so only the terminal check can keep colour out.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = sshpipe();
+    cmd.env_remove("NO_COLOR")
+        .args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"));
+    let mut srv = Proc::start(cmd, 0);
+    let start = srv.wait_line("sshpipe listening");
+    assert!(!start.contains("\x1b["), "no ANSI escapes: {start:?}");
+    assert!(start.contains("auth=open"), "auth as typed: {start}");
+    assert!(start.contains("kex=compat"), "kex as typed: {start}");
+}
