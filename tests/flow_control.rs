@@ -15,23 +15,10 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
 use common::*;
-use sshpipe::ssh::SshLimits;
 
 const TWENTY_MIB: usize = 20 << 20;
-
-fn fast_keepalive() -> TestServer {
-    TestServer::with(Config {
-        ssh_limits: SshLimits {
-            keepalive_interval: Duration::from_millis(300),
-            keepalive_max: 2,
-            ..SshLimits::default()
-        },
-        ..Config::default()
-    })
-}
 
 /// Everything a client printed on stderr so far, collected as it arrives.
 fn stderr_of(child: &mut Child) -> Arc<Mutex<String>> {
@@ -94,9 +81,25 @@ fn control_path(server: &TestServer) -> PathBuf {
     server.dir.path().join("cm")
 }
 
+/// A ControlMaster connection that runs no command of its own (`ssh -N`),
+/// once its socket is there; and the `ControlPath=` option that reaches it.
+fn control_master(server: &TestServer, key: &Key) -> (Child, String) {
+    let cm = control_path(server);
+    let path = format!("ControlPath={}", cm.display());
+    let master = server
+        .ssh_with(key, &["-N", "-o", "ControlMaster=yes", "-o", &path], &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the control socket", || cm.exists());
+    (master, path)
+}
+
 #[test]
 fn a_pub_waiting_with_20_mib_keeps_its_connection_alive_then_delivers_it_all() {
-    let server = fast_keepalive();
+    let server = fast_keepalive_server();
     let key = server.key("hand-off");
     let topic = format!("{}/file", key.anonymous_name());
     let data = Arc::new(random_bytes(TWENTY_MIB, 11));
@@ -176,7 +179,7 @@ fn a_pub_waiting_with_20_mib_keeps_its_connection_alive_then_delivers_it_all() {
 /// keepalive window, whichever way it dies.
 #[test]
 fn a_waiting_pub_whose_client_dies_leaves() {
-    let server = fast_keepalive();
+    let server = fast_keepalive_server();
     let key = server.key("dies");
     let data = Arc::new(random_bytes(TWENTY_MIB, 12));
     for (signal, name) in [("-KILL", "killed"), ("-STOP", "stopped")] {
@@ -199,19 +202,10 @@ fn a_waiting_pub_whose_client_dies_leaves() {
 /// channel is what ends the waiting pub.
 #[test]
 fn a_waiting_pub_whose_mux_client_is_killed_leaves() {
-    let server = fast_keepalive();
+    let server = fast_keepalive_server();
     let key = server.key("mux");
     let topic = format!("{}/muxed", key.anonymous_name());
-    let cm = control_path(&server);
-    let path = format!("ControlPath={}", cm.display());
-    let mut master = server
-        .ssh_with(&key, &["-N", "-o", "ControlMaster=yes", "-o", &path], &[])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the control socket", || cm.exists());
+    let (mut master, path) = control_master(&server, &key);
     let mux = ["-o", "ControlMaster=no", "-o", path.as_str()];
     let mut publ = server
         .ssh_with(&key, &mux, &["pub", "muxed"])
@@ -331,16 +325,7 @@ fn a_connection_gets_ten_session_channels() {
     let server = TestServer::start();
     let key = server.key("chans");
     let topic = format!("{}/chans", key.anonymous_name());
-    let cm = control_path(&server);
-    let path = format!("ControlPath={}", cm.display());
-    let mut master = server
-        .ssh_with(&key, &["-N", "-o", "ControlMaster=yes", "-o", &path], &[])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the control socket", || cm.exists());
+    let (mut master, path) = control_master(&server, &key);
     let mux = ["-o", "ControlMaster=no", "-o", path.as_str()];
     let mut subs: Vec<Child> = (0..10)
         .map(|_| {

@@ -7,22 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sshpipe::ssh::SshLimits;
-
-fn fast_keepalive() -> TestServer {
-    TestServer::with(Config {
-        ssh_limits: SshLimits {
-            keepalive_interval: Duration::from_millis(300),
-            keepalive_max: 2,
-            ..SshLimits::default()
-        },
-        ..Config::default()
-    })
-}
 
 #[test]
 fn idle_keepalive_sub_outlives_many_probe_rounds() {
-    let server = fast_keepalive();
+    let server = fast_keepalive_server();
     let key = server.key("idle");
     let topic = format!("{}/idle", key.anonymous_name());
     let mut sub = server.spawn(&key, &["sub", "-k", "idle"]);
@@ -46,7 +34,7 @@ fn idle_keepalive_sub_outlives_many_probe_rounds() {
 
 #[test]
 fn frozen_client_is_dropped_and_its_pub_goes_back_to_waiting() {
-    let server = fast_keepalive();
+    let server = fast_keepalive_server();
     let key = server.key("frozen");
     let topic = format!("{}/frozen", key.anonymous_name());
     let mut sub = server.spawn(&key, &["sub", "frozen"]);

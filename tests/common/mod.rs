@@ -321,6 +321,19 @@ impl Drop for TestServer {
     }
 }
 
+/// A server that probes every 300 ms and drops a client after two
+/// unanswered probes, so keepalive tests take seconds, not minutes.
+pub fn fast_keepalive_server() -> TestServer {
+    TestServer::with(Config {
+        ssh_limits: SshLimits {
+            keepalive_interval: Duration::from_millis(300),
+            keepalive_max: 2,
+            ..SshLimits::default()
+        },
+        ..Config::default()
+    })
+}
+
 /// Polls `cond` until true; fails the test after `WAIT`.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

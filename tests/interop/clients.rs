@@ -29,38 +29,9 @@ impl KeyKind {
     }
 }
 
-/// An OpenSSH-format key pair of `kind`, made with `ssh-keygen` (the
-/// harness's `Key::new` makes ed25519 only).
+/// An OpenSSH-format key pair of `kind`, made with `ssh-keygen`.
 pub fn make_key(server: &TestServer, name: &str, kind: KeyKind) -> Key {
-    let path = server.dir.path().join(name);
-    run_tool(
-        Command::new("ssh-keygen")
-            .args(["-q", "-N", "", "-C", name])
-            .args(kind.keygen_args())
-            .arg("-f")
-            .arg(&path),
-        &format!("ssh-keygen {kind:?}"),
-    );
-    let public = std::fs::read_to_string(path.with_extension("pub"))
-        .expect("public key")
-        .trim()
-        .to_string();
-    let out = run_tool(
-        Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(path.with_extension("pub")),
-        "ssh-keygen -lf",
-    );
-    let fingerprint = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint field")
-        .to_string();
-    Key {
-        path,
-        public,
-        fingerprint,
-    }
+    Key::generate(server.dir.path(), name, kind.keygen_args())
 }
 
 // --------------------------------------------------------------- the trait
