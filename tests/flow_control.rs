@@ -81,6 +81,19 @@ fn control_path(server: &TestServer) -> PathBuf {
     server.dir.path().join("cm")
 }
 
+/// Runs an ssh command with extra client options to completion, stdin
+/// empty, bounded like every other wait.
+fn run_with(server: &TestServer, key: &Key, opts: &[&str], args: &[&str]) -> Out {
+    let child = server
+        .ssh_with(key, opts, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    collect(child, &format!("ssh {opts:?} {args:?}"))
+}
+
 /// A ControlMaster connection that runs no command of its own (`ssh -N`),
 /// once its socket is there; and the `ControlPath=` option that reaches it.
 fn control_master(server: &TestServer, key: &Key) -> (Child, String) {
@@ -138,23 +151,13 @@ fn a_pub_waiting_with_20_mib_keeps_its_connection_alive_then_delivers_it_all() {
         "the waiting pub's client left"
     );
     // Another channel of the same connection answers at once.
-    let whoami = server
-        .ssh_with(
-            &key,
-            &[
-                "-o",
-                "ControlMaster=no",
-                "-o",
-                &format!("ControlPath={}", cm.display()),
-            ],
-            &["whoami"],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let who = collect(whoami, "whoami over the ControlMaster connection");
+    let cm_opts = [
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        &format!("ControlPath={}", cm.display()),
+    ];
+    let who = run_with(&server, &key, &cm_opts, &["whoami"]);
     who.expect_code(0);
     assert!(
         who.stdout_str().starts_with("user: "),
@@ -220,14 +223,7 @@ fn a_waiting_pub_whose_mux_client_is_killed_leaves() {
     let _ = publ.wait();
     server.wait_counts(&topic, "the muxed pub to leave", |c| c.senders == 0);
     // The shared connection is still there and serves new sessions.
-    let who = server
-        .ssh_with(&key, &mux, &["whoami"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    collect(who, "whoami after the kill").expect_code(0);
+    run_with(&server, &key, &mux, &["whoami"]).expect_code(0);
     master.kill().unwrap();
     let _ = master.wait();
 }
@@ -308,14 +304,7 @@ fn hundreds_of_requests_before_exec_do_not_stall_the_connection() {
     let key = server.key("envs");
     let envs: Vec<String> = (0..200).map(|i| format!("V{i}=x")).collect();
     let set_env = format!("SetEnv={}", envs.join(" "));
-    let out = server
-        .ssh_with(&key, &["-o", &set_env], &["whoami"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = collect(out, "whoami after 200 env requests");
+    let out = run_with(&server, &key, &["-o", &set_env], &["whoami"]);
     out.expect_code(0);
     assert!(out.stdout_str().starts_with("user: "));
 }
@@ -339,20 +328,8 @@ fn a_connection_gets_ten_session_channels() {
         })
         .collect();
     server.wait_receivers(&topic, 10);
-    let whoami = || {
-        let child = server
-            .ssh_with(
-                &key,
-                &[&["-o", "LogLevel=INFO"], &mux[..]].concat(),
-                &["whoami"],
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        collect(child, "whoami over the shared connection")
-    };
+    let opts = [&["-o", "LogLevel=INFO"], &mux[..]].concat();
+    let whoami = || run_with(&server, &key, &opts, &["whoami"]);
     // OpenSSH falls back to a connection of its own when the shared one
     // refuses a session, so the refusal shows on stderr, not in the status.
     let refused = whoami();
