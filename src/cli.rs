@@ -116,6 +116,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         ssh_limits: args.ssh_limits(),
         broker: crate::broker::BrokerConfig {
+            backend: args.broker,
             queue: args.queue_limits(),
             max_topics: args.max_topics,
         },
@@ -132,6 +133,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         host_key = %running.host_key_fingerprint,
         auth = %typed(&args.auth),
         kex = %typed(&args.kex),
+        broker = %typed(&args.broker),
         data_dir = %args.data_dir.display(),
         "sshpipe listening"
     );

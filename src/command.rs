@@ -31,6 +31,7 @@ use flags::{no_args, parse_kind};
 
 pub use duration::{format_duration, parse_duration};
 pub use error::UsageError;
+pub use flags::{parse_bool, split_access};
 pub use help::{help_text, usage_text};
 pub use words::split_words;
 

@@ -95,6 +95,9 @@ pub struct ServeArgs {
     /// clients) or `post-quantum` (ML-KEM hybrids only).
     #[arg(long, env = "SSHPIPE_KEX", value_enum, default_value = "compat")]
     pub kex: KexPolicy,
+    /// Where live topics are kept: `memory` (this process; one node).
+    #[arg(long, env = "SSHPIPE_BROKER", value_enum, default_value = "memory")]
+    pub broker: crate::broker::BackendKind,
     /// OpenSSH CA public keys, one per line, whose user certificates log in.
     #[arg(long, env = "SSHPIPE_TRUSTED_USER_CA")]
     pub trusted_user_ca: Option<PathBuf>,

@@ -22,6 +22,7 @@ pub mod broker;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod front;
 pub mod hostkey;
 pub mod http;
 pub mod identity;

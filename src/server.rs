@@ -80,7 +80,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .context("reading the HTTP listen address")?;
     // Opened before any port is bound: a bad store file is a start-up error.
     let store = Store::open(&opts.data_dir)?;
-    let broker = Broker::with_store(opts.broker.clone(), store)?;
+    let broker = Broker::open(opts.broker.clone(), Some(store))?;
     let shutdown = CancellationToken::new();
     let expiry = {
         let (broker, stop) = (broker.clone(), shutdown.clone());

@@ -1,53 +1,72 @@
 //! The topic broker: moves `Bytes` from senders to receivers.
 //!
-//! It knows nothing of SSH or HTTP — both front ends (and, later, a
-//! multi-node backend) talk to it through `join`, `Publisher` and
-//! `Subscription` only. It also owns the rules that must hold whatever the
-//! front end: access lists are checked and set atomically with joining, a
-//! topic with no members disappears, and private access lists outlive the
-//! sessions that set them.
+//! Front ends (`ssh/`, `http/`, through `front/`) ask for intents — open a
+//! pub, a sub, a pipe; list; read or set an access list — and get handles
+//! that carry the delivery rules of SPEC §5 and §8. They never see
+//! memberships or the queue protocol, and the broker knows nothing of SSH
+//! or HTTP.
+//!
+//! Below the intents sits a backend, chosen at start-up, that keeps live
+//! topics: who is on them and where their receivers' queues are
+//! (`link::TopicPort`). Everything a second backend must not get wrong is
+//! above it, written once: the waits, framing and line hold, pacing and
+//! flushes (`publisher`), the ending and vanished-sender rules and
+//! round-robin redispatch (`subscription`), queued messages first, then live
+//! data (`reader`). Durable state reaches the store through `stores`.
 
 mod claim;
 mod framer;
-mod listing;
-mod patterns;
+mod link;
+mod memory;
 mod publisher;
 mod queue;
-mod queued;
 mod reader;
+mod stores;
 mod subscription;
-mod topic;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::identity::Identity;
 use crate::store::{Store, StoreError};
-use crate::topic::{AccessList, Namespace, TopicRef, Who, may_set_access, may_use};
+use crate::topic::{AccessList, Namespace, TopicRef, Who, is_pattern};
 
 pub use claim::Claim;
 pub use framer::{Framer, LineSplitter, MAX_HELD, MAX_LINE};
-pub use listing::TopicListing;
+pub use link::{Counts, Role};
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
 pub use queue::{CHUNK_BYTES, QueueError, QueueLimits};
-pub use queued::JoinMode;
 pub use reader::{ReadError, Reader};
+pub use stores::AclStore;
 pub use subscription::Subscription;
-pub use topic::{Counts, Role};
 
-use patterns::PatternEntry;
-use topic::{MemberInfo, Slot, Topic, TopicInner};
+use memory::{JoinMode, JoinOutcome, JoinSpec, Joined, Memory};
+use subscription::SubscriptionParts;
 
 /// Chunks a receiver may have queued before lossless senders wait. With
 /// 32 KiB chunks this bounds a receiver to 256 KiB plus its SSH window.
 pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 
+/// How often expired messages are looked for.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+
+/// Which backend keeps the live topics (`--broker`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// This process's memory: one node.
+    #[default]
+    Memory,
+}
+
 /// Limits the broker enforces.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    pub backend: BackendKind,
     /// Most live topics at once (SPEC §9).
     pub max_topics: usize,
     /// Limits on queued messages (SPEC §8).
@@ -57,6 +76,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
+            backend: BackendKind::Memory,
             max_topics: 10_000,
             queue: QueueLimits::default(),
         }
@@ -69,92 +89,99 @@ pub enum BrokerError {
     AccessDenied,
     #[error("too many topics on this server ({0}); try again later")]
     TooManyTopics(usize),
-    #[error("only sub takes a pattern")]
-    PatternNeedsSub,
     /// The access list could not be stored; it was not changed.
     #[error("{0}")]
     Store(String),
 }
 
-#[derive(Debug, Default)]
-struct State {
-    topics: HashMap<String, Arc<Topic>>,
-    /// Private topics' access lists, by full name. They belong to the topic,
-    /// not to a session (SPEC §6), so they live here, not in `Topic`.
-    acls: HashMap<String, AccessList>,
-    /// Pattern subs by member id; attached to matching topics as they appear.
-    patterns: HashMap<u64, PatternEntry>,
+/// One topic as `ls` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicListing {
+    pub topic: TopicRef,
+    pub access: Option<AccessList>,
+    pub pubs: Vec<String>,
+    pub subs: Vec<String>,
+    pub pipes: Vec<String>,
+    pub waiting_pubs: usize,
+    /// Queued messages (SPEC §8) and their bytes.
+    pub queued: usize,
+    pub queued_bytes: u64,
+}
+
+/// Queued (messages, bytes, users who queued them) per full topic name.
+pub(crate) type QueuedTotals = HashMap<String, (usize, u64, Vec<String>)>;
+
+/// Who is asking, and how `ls` shows them (`USER@IP:PORT#N`).
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    pub identity: &'a Identity,
+    pub label: &'a str,
+}
+
+/// What a front end asks for. `access`: `-a`, where `Some(empty)` clears.
+#[derive(Debug, Clone, Copy)]
+pub struct Open<'a> {
+    pub topic: &'a TopicRef,
+    pub client: Client<'a>,
+    pub access: Option<&'a AccessList>,
+}
+
+/// A handle and whether its topic has an access list (others then reach
+/// it by its full name, which the hint line shows).
+pub struct Opened<T> {
+    pub end: T,
+    pub shared: bool,
+}
+
+/// Where a `pub` goes.
+pub enum PubEnd {
+    Live(Publisher),
+    /// `pub -q` with no receiver: the input is stored as one message.
+    Queued(QueuedPub),
+}
+
+/// Both ends of a `pipe`.
+pub struct Pipe {
+    pub publisher: Publisher,
+    pub subscription: Subscription,
+}
+
+/// A `pub -q` about to store its input.
+pub struct QueuedPub {
+    queue: Option<Arc<queue::Queue>>,
+    topic: String,
+    user: String,
+}
+
+impl QueuedPub {
+    /// Reads `source` to its end and stores it as one message; returns how
+    /// many messages then wait on the topic.
+    pub async fn store(self, source: &mut impl ByteSource) -> Result<usize, QueueError> {
+        let queue = self.queue.ok_or(QueueError::NoStore)?;
+        queue.enqueue(&self.topic, &self.user, source).await
+    }
 }
 
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    next_member: AtomicU64,
+enum Backend {
+    Memory(Arc<Memory>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
     config: BrokerConfig,
-    /// Where private access lists are written through (none: memory only).
-    store: Option<Store>,
     /// Queued messages (none without a store).
     queue: Option<Arc<queue::Queue>>,
+    /// Work that outlives the handle that started it (re-dispatching a
+    /// dead worker's lines), so shutdown can wait for it.
+    tasks: TaskTracker,
 }
 
 /// Cheap to clone; every clone is the same broker.
 #[derive(Debug, Clone)]
 pub struct Broker {
-    shared: Arc<Shared>,
-}
-
-/// A client's place on a topic. Dropping it (through its publisher and
-/// subscription) takes the client off the topic.
-pub struct Membership {
-    pub publisher: Option<Publisher>,
-    pub subscription: Option<Subscription>,
-    /// The topic has an access list: others reach it by its full name.
-    pub shared: bool,
-}
-
-/// What a client asks for when it joins.
-#[derive(Debug, Clone)]
-pub struct JoinRequest<'a> {
-    pub topic: &'a TopicRef,
-    pub who: &'a Identity,
-    /// `USER@IP:PORT#N` for `ls`.
-    pub label: &'a str,
-    pub role: Role,
-    /// `-a`: `Some(empty)` clears the list.
-    pub access: Option<&'a AccessList>,
-}
-
-/// Removes its member from the topic when the last handle to it drops.
-pub(crate) struct Registration {
-    shared: Arc<Shared>,
-    topic: Arc<Topic>,
-    pub id: u64,
-    /// A sender's input reached its end and was delivered; a sender that
-    /// leaves without this set vanished (SPEC §5.3).
-    pub finished: std::sync::atomic::AtomicBool,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let vanished = !self.finished.load(std::sync::atomic::Ordering::Acquire);
-        let mut state = lock(&self.shared.state);
-        if self.topic.remove(self.id, vanished) {
-            let name = &self.topic.name.full;
-            if state
-                .topics
-                .get(name)
-                .is_some_and(|t| Arc::ptr_eq(t, &self.topic))
-            {
-                state.topics.remove(name);
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoning only means a panic elsewhere; the maps are still consistent
-    // because every critical section leaves them whole.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    inner: Arc<Inner>,
 }
 
 pub(crate) fn who(identity: &Identity) -> Who<'_> {
@@ -165,233 +192,341 @@ pub(crate) fn who(identity: &Identity) -> Who<'_> {
     }
 }
 
+/// A join deferred until the queue has been drained (owned, since the
+/// reader keeps it).
+#[derive(Debug, Clone)]
+struct Deferred {
+    topic: TopicRef,
+    who: Identity,
+    label: String,
+    role: Role,
+    public_access: Option<AccessList>,
+}
+
 impl Broker {
-    /// A broker that keeps everything in memory: no queued messages, and
-    /// access lists end with the process.
-    pub fn new(config: BrokerConfig) -> Self {
-        Broker::build(config, None, None, HashMap::new())
-    }
-
-    /// A broker backed by the durable store: access lists are loaded from
-    /// it and written through, and queued messages are available.
-    pub fn with_store(config: BrokerConfig, store: Store) -> Result<Self, StoreError> {
-        let acls = store.load_acls()?;
-        let queue = queue::Queue::open(store.clone(), config.queue)?;
-        Ok(Broker::build(
-            config,
-            Some(store),
-            Some(Arc::new(queue)),
-            acls,
-        ))
-    }
-
-    fn build(
-        config: BrokerConfig,
-        store: Option<Store>,
-        queue: Option<Arc<queue::Queue>>,
-        acls: HashMap<String, AccessList>,
-    ) -> Self {
-        Broker {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    acls,
-                    ..State::default()
-                }),
-                next_member: AtomicU64::new(1),
+    /// A broker on the chosen backend. With a store, access lists are
+    /// loaded from it and written through, and queued messages are
+    /// available; without one, both end with the process.
+    pub fn open(config: BrokerConfig, store: Option<Store>) -> Result<Self, StoreError> {
+        let (acl_store, acls, queue) = match store {
+            Some(store) => {
+                let acls = AclStore::load_acls(&store)?;
+                let queue = queue::Queue::open(store.clone(), config.queue)?;
+                let acl_store: Arc<dyn AclStore> = Arc::new(store);
+                (Some(acl_store), acls, Some(Arc::new(queue)))
+            }
+            None => (None, HashMap::new(), None),
+        };
+        let backend = match config.backend {
+            BackendKind::Memory => Backend::Memory(Memory::new(config.max_topics, acl_store, acls)),
+        };
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                backend,
                 config,
-                store,
                 queue,
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+
+    fn memory(&self) -> &Arc<Memory> {
+        match &self.inner.backend {
+            Backend::Memory(m) => m,
+        }
+    }
+
+    /// A private topic's `-a` is stored before anything else happens (a
+    /// public one's is set with the join: it lives only while someone is on
+    /// the topic). Returns the list to set with the join.
+    async fn settle_access<'a>(
+        &self,
+        req: &Open<'a>,
+    ) -> Result<Option<&'a AccessList>, BrokerError> {
+        match (req.access, &req.topic.namespace) {
+            (Some(list), Namespace::User(_)) => {
+                self.memory()
+                    .set_private_access(req.topic, req.client.identity, list)
+                    .await?;
+                Ok(None)
+            }
+            (list, _) => Ok(list),
+        }
+    }
+
+    fn join(&self, spec: &JoinSpec<'_>) -> Result<JoinOutcome, BrokerError> {
+        self.memory().join(spec)
+    }
+
+    fn spec<'a>(
+        req: &Open<'a>,
+        role: Role,
+        public_access: Option<&'a AccessList>,
+        mode: JoinMode,
+    ) -> JoinSpec<'a> {
+        JoinSpec {
+            topic: req.topic,
+            who: req.client.identity,
+            label: req.client.label,
+            role,
+            public_access,
+            mode,
+            receiver_chunks: RECEIVER_QUEUE_CHUNKS,
+        }
+    }
+
+    fn subscription(&self, joined: Joined, ends_with_senders: bool) -> Option<Subscription> {
+        let rx = joined.rx?;
+        Some(Subscription::new(SubscriptionParts {
+            member: joined.registration.id,
+            guard: joined.registration,
+            rx,
+            senders: joined.senders,
+            at_join: joined.senders_at_join,
+            ends_with_senders,
+            skipped: joined.skipped,
+            tasks: self.inner.tasks.clone(),
+        }))
+    }
+
+    /// `pub`: live on the topic, or — with `queue` (`pub -q`) and no
+    /// receiver — a message to store. The choice is made under the topic's
+    /// lock, so a `pub -q` either delivers live or queues, never both or
+    /// neither.
+    pub async fn open_pub(
+        &self,
+        req: Open<'_>,
+        queue: bool,
+    ) -> Result<Opened<PubEnd>, BrokerError> {
+        let public_access = self.settle_access(&req).await?;
+        let mode = if queue {
+            JoinMode::IfReceivers
+        } else {
+            JoinMode::Join
+        };
+        match self.join(&Self::spec(&req, Role::Pub, public_access, mode))? {
+            JoinOutcome::Joined(j) => Ok(Opened {
+                shared: j.shared,
+                end: PubEnd::Live(Publisher::new(j.registration, false)),
+            }),
+            JoinOutcome::Granted { shared } => Ok(Opened {
+                shared,
+                end: PubEnd::Queued(QueuedPub {
+                    queue: self.inner.queue.clone(),
+                    topic: req.topic.full.clone(),
+                    user: req.client.identity.name.clone(),
+                }),
             }),
         }
     }
 
-    /// Puts a client on a topic after checking (and, with `-a`, setting) its
-    /// access list, all under one lock so no join slips between check and set.
-    pub fn join(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
-        // `Join` always yields a membership.
-        self.join_with(req, JoinMode::Join)?
-            .ok_or(BrokerError::PatternNeedsSub)
+    /// `sub` by name (queued messages first, then live data) or by pattern
+    /// (live data of every matching topic it may use, now and later).
+    pub async fn open_sub(
+        &self,
+        req: Open<'_>,
+        keep_alive: bool,
+        lossy: bool,
+    ) -> Result<Opened<Reader>, BrokerError> {
+        let role = Role::Sub { keep_alive, lossy };
+        if is_pattern(&req.topic.local) {
+            let joined = self.memory().join_pattern(
+                req.topic,
+                req.client.identity,
+                req.client.label,
+                lossy,
+                RECEIVER_QUEUE_CHUNKS,
+            );
+            let Some(sub) = self.subscription(joined, false) else {
+                return Err(BrokerError::Store("a pattern sub without a queue".into()));
+            };
+            return Ok(Opened {
+                end: Reader::live(sub),
+                shared: false,
+            });
+        }
+        let public_access = self.settle_access(&req).await?;
+        // Watch before the first look at the queue, so a message linked in
+        // between is never missed.
+        let changes = self.queue_changes();
+        let shared = match self.join(&Self::spec(&req, role, public_access, JoinMode::Check))? {
+            JoinOutcome::Granted { shared } => shared,
+            JoinOutcome::Joined(_) => false,
+        };
+        let deferred = Deferred {
+            topic: req.topic.clone(),
+            who: req.client.identity.clone(),
+            label: req.client.label.to_string(),
+            role,
+            // Given again: a new public topic keeps its list only once
+            // someone is on it.
+            public_access: public_access.cloned(),
+        };
+        Ok(Opened {
+            end: Reader::queued(self.clone(), deferred, keep_alive, changes),
+            shared,
+        })
     }
 
-    /// `join` with a choice of what to do once access is settled: join,
-    /// only check (a sub about to drain the queue), or join only if the
-    /// topic has receivers (`pub -q`). `None`: access granted, not joined.
-    pub fn join_with(
+    /// Joins a deferred sub as a live receiver.
+    fn join_deferred(&self, d: &Deferred) -> Result<Option<Subscription>, BrokerError> {
+        let spec = JoinSpec {
+            topic: &d.topic,
+            who: &d.who,
+            label: &d.label,
+            role: d.role,
+            public_access: d.public_access.as_ref(),
+            mode: JoinMode::Join,
+            receiver_chunks: RECEIVER_QUEUE_CHUNKS,
+        };
+        let ends = matches!(
+            d.role,
+            Role::Sub {
+                keep_alive: false,
+                ..
+            }
+        );
+        match self.join(&spec)? {
+            JoinOutcome::Joined(j) => Ok(self.subscription(j, ends)),
+            JoinOutcome::Granted { .. } => Ok(None),
+        }
+    }
+
+    /// `pipe`: a sender and a receiver on the same topic, together.
+    pub async fn open_pipe(
         &self,
-        req: JoinRequest<'_>,
-        mode: JoinMode,
-    ) -> Result<Option<Membership>, BrokerError> {
-        let who = who(req.who);
-        let mut state = lock(&self.shared.state);
-        let existing = state.topics.get(&req.topic.full).cloned();
-        let existing_is_new = existing.is_none();
-        let topic = match existing {
-            Some(t) => t,
-            None => {
-                if state.topics.len() >= self.shared.config.max_topics {
-                    return Err(BrokerError::TooManyTopics(self.shared.config.max_topics));
-                }
-                Arc::new(Topic::new(req.topic.clone()))
-            }
+        req: Open<'_>,
+        replay: bool,
+    ) -> Result<Opened<Pipe>, BrokerError> {
+        let public_access = self.settle_access(&req).await?;
+        let role = Role::Pipe { replay };
+        let JoinOutcome::Joined(j) =
+            self.join(&Self::spec(&req, role, public_access, JoinMode::Join))?
+        else {
+            return Err(BrokerError::Store("a pipe was not joined".into()));
         };
-        let mut inner = topic.lock();
-        let is_public = req.topic.namespace == Namespace::Public;
-        if let Some(list) = req.access {
-            let (has_acl, owner) = match (is_public, &inner.public_acl) {
-                (true, Some((_, owner))) => (true, Some(owner.as_str())),
-                (true, None) => (false, None),
-                (false, _) => (state.acls.contains_key(&req.topic.full), None),
-            };
-            if !may_set_access(req.topic, has_acl, owner, &who) {
-                return Err(BrokerError::AccessDenied);
-            }
-            match (is_public, list.0.is_empty()) {
-                (true, true) => inner.public_acl = None,
-                (true, false) => inner.public_acl = Some((list.clone(), req.who.name.clone())),
-                (false, _) => {
-                    self.persist_acl(&req.topic.full, list)?;
-                    if list.0.is_empty() {
-                        state.acls.remove(&req.topic.full);
-                    } else {
-                        state.acls.insert(req.topic.full.clone(), list.clone());
-                    }
-                }
-            }
-        }
-        let (acl, owner) = acl_of(&state.acls, &topic, &inner);
-        if !may_use(req.topic, acl, owner, &who) {
-            return Err(BrokerError::AccessDenied);
-        }
-        let receivers = topic.counts.borrow().receivers;
-        match mode {
-            JoinMode::Join => {}
-            JoinMode::Check => return Ok(None),
-            JoinMode::PubOrQueue if receivers == 0 => return Ok(None),
-            JoinMode::PubOrQueue => {}
-        }
-        let shared = acl.is_some();
-        if existing_is_new || req.access.is_some() {
-            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
-            patterns::sync_topic(
-                &state.patterns,
-                &topic,
-                &mut inner,
-                acl.as_ref(),
-                owner.as_deref(),
-            );
-        }
-
-        let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
-        let info = MemberInfo {
-            role: req.role,
-            label: req.label.to_string(),
-            user: req.who.name.clone(),
-            via_pattern: false,
+        let shared = j.shared;
+        let registration = Arc::clone(&j.registration);
+        let Some(subscription) = self.subscription(j, false) else {
+            return Err(BrokerError::Store("a pipe without a queue".into()));
         };
-        let (slot, rx) = match req.role {
-            Role::Sub { lossy, .. } => new_slot(id, lossy),
-            Role::Pipe { .. } => new_slot(id, false),
-            Role::Pub => (None, None),
-        };
-        let skipped = slot.as_ref().map(|s| Arc::clone(&s.skipped));
-        let joined_counts = *topic.counts.borrow();
-        topic.add(&mut inner, id, info, slot);
-        // Subscribe while still holding the lock, so no sender can come and
-        // go unseen between the join and the subscription.
-        let counts_rx = topic.counts.subscribe();
-        drop(inner);
-        state
-            .topics
-            .entry(req.topic.full.clone())
-            .or_insert_with(|| Arc::clone(&topic));
-        drop(state);
-
-        let registration = Arc::new(Registration {
-            shared: Arc::clone(&self.shared),
-            topic: Arc::clone(&topic),
-            id,
-            finished: Default::default(),
-        });
-        let publisher = req.role.sends().then(|| {
-            let replay = matches!(req.role, Role::Pipe { replay: true });
-            Publisher::new(Arc::clone(&registration), Arc::clone(&topic), replay)
-        });
-        let subscription = rx.map(|rx| {
-            let ends_with_senders = matches!(
-                req.role,
-                Role::Sub {
-                    keep_alive: false,
-                    ..
-                }
-            );
-            Subscription::new(
-                Arc::clone(&registration) as Arc<dyn Send + Sync>,
-                id,
-                rx,
-                counts_rx,
-                joined_counts,
-                ends_with_senders,
-                skipped.unwrap_or_default(),
-            )
-        });
-        Ok(Some(Membership {
-            publisher,
-            subscription,
+        Ok(Opened {
+            end: Pipe {
+                publisher: Publisher::new(registration, replay),
+                subscription,
+            },
             shared,
-        }))
+        })
     }
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
-    pub fn list(&self, viewer: &Identity) -> Vec<TopicListing> {
-        let state = lock(&self.shared.state);
+    pub async fn list(&self, viewer: &Identity) -> Vec<TopicListing> {
         let queued = self
-            .shared
+            .inner
             .queue
             .as_ref()
             .map(|q| q.totals())
             .unwrap_or_default();
-        listing::visible(&state, &queued, &who(viewer))
+        self.memory().list(viewer, &queued)
+    }
+
+    /// A topic's access list, for whoever may use the topic.
+    pub async fn access(
+        &self,
+        topic: &TopicRef,
+        who_is: &Identity,
+    ) -> Result<Option<AccessList>, BrokerError> {
+        let (list, owner) = self.memory().access_list(topic);
+        if !crate::topic::may_use(topic, list.as_ref(), owner.as_deref(), &who(who_is)) {
+            return Err(BrokerError::AccessDenied);
+        }
+        Ok(list)
+    }
+
+    /// Sets (an empty list clears) a private topic's access list, durably
+    /// before it takes effect.
+    pub async fn set_access(
+        &self,
+        topic: &TopicRef,
+        who_is: &Identity,
+        list: &AccessList,
+    ) -> Result<(), BrokerError> {
+        self.memory().set_private_access(topic, who_is, list).await
+    }
+
+    /// Has this private topic an access list (so others type its full name)?
+    pub fn has_access_list(&self, full: &str) -> bool {
+        self.memory().has_access_list(full)
     }
 
     /// The live counts of a topic by full name (`None`: no such live topic).
     /// Lets tests and metrics wait on a condition instead of sleeping.
     pub fn counts(&self, full: &str) -> Option<Counts> {
-        let state = lock(&self.shared.state);
-        state.topics.get(full).map(|t| *t.counts.borrow())
+        self.memory().counts(full)
     }
 
     /// Pubs waiting for a receiver on a topic (0 when there is no such topic).
     pub fn waiting_pubs(&self, full: &str) -> usize {
-        let state = lock(&self.shared.state);
-        state.topics.get(full).map_or(0, |t| t.lock().waiting_pubs)
+        self.memory().waiting_pubs(full)
     }
 
-    /// How many live topics there are (for logs and limits).
+    /// How many live topics there are (metrics).
     pub fn topic_count(&self) -> usize {
-        lock(&self.shared.state).topics.len()
+        self.memory().topic_count()
     }
-}
 
-/// A topic's access list and, for a public one, the user who set it.
-fn acl_of<'a>(
-    acls: &'a HashMap<String, AccessList>,
-    topic: &Topic,
-    inner: &'a TopicInner,
-) -> (Option<&'a AccessList>, Option<&'a str>) {
-    match (&topic.name.namespace, &inner.public_acl) {
-        (Namespace::Public, Some((list, owner))) => (Some(list), Some(owner.as_str())),
-        (Namespace::Public, None) => (None, None),
-        (Namespace::User(_), _) => (acls.get(&topic.name.full), None),
+    /// Queued messages and bytes on a topic (for tests and `ls`).
+    pub fn queued(&self, topic: &str) -> (usize, u64) {
+        self.inner
+            .queue
+            .as_ref()
+            .and_then(|q| q.totals().remove(topic))
+            .map_or((0, 0), |(n, b, _)| (n, b))
     }
-}
 
-fn new_slot(id: u64, lossy: bool) -> (Option<Slot>, Option<mpsc::Receiver<topic::Item>>) {
-    let (tx, rx) = mpsc::channel(RECEIVER_QUEUE_CHUNKS);
-    let slot = Slot {
-        member: id,
-        tx,
-        lossy,
-        skipped: Arc::default(),
-    };
-    (Some(slot), Some(rx))
+    /// Queued messages of a topic being read right now (for tests).
+    pub fn claimed(&self, topic: &str) -> usize {
+        self.inner.queue.as_ref().map_or(0, |q| q.claimed(topic))
+    }
+
+    /// The oldest queued message of `topic` no other receiver is reading.
+    fn claim(&self, topic: &str) -> Option<Claim> {
+        self.inner.queue.as_ref()?.claim(topic)
+    }
+
+    /// Changes whenever a queued message becomes available to claim.
+    fn queue_changes(&self) -> watch::Receiver<u64> {
+        match &self.inner.queue {
+            Some(q) => q.changes(),
+            // Never changes: the sender is dropped at once.
+            None => watch::channel(0).1,
+        }
+    }
+
+    /// Work started by handles that are gone (see `Inner::tasks`).
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Removes expired messages now and every minute until `stop`.
+    pub async fn expire_until(&self, stop: CancellationToken) {
+        let Some(queue) = self.inner.queue.clone() else {
+            return;
+        };
+        let mut every = tokio::time::interval(EXPIRY_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let removed = queue.expire().await;
+            if removed > 0 {
+                tracing::info!(removed, "expired queued messages");
+            }
+        }
+    }
 }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use super::Registration;
 use super::framer::{Framer, LineSplitter};
-use super::topic::{Item, Topic};
+use super::link::{Item, Registration, SenderCounts, TopicPort, dispatch_line};
 
 /// A partial line is sent after this long without new data (SPEC §5.5).
 const LINE_HOLD: Duration = Duration::from_millis(100);
@@ -70,7 +69,8 @@ pub enum PumpError {
 /// A sender's handle on its topic.
 pub struct Publisher {
     registration: Arc<Registration>,
-    topic: Arc<Topic>,
+    receivers: watch::Receiver<usize>,
+    senders: watch::Receiver<SenderCounts>,
     /// A pipe with `-r` also receives its own data.
     replay: bool,
     framer: Framer,
@@ -81,10 +81,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(registration: Arc<Registration>, topic: Arc<Topic>, replay: bool) -> Self {
+    pub(crate) fn new(registration: Arc<Registration>, replay: bool) -> Self {
         Publisher {
+            receivers: registration.port.receiver_count(),
+            senders: registration.port.senders(),
             registration,
-            topic,
             replay,
             framer: Framer::default(),
             lines: LineSplitter::default(),
@@ -95,7 +96,11 @@ impl Publisher {
     /// Receivers on the topic. Only pubs block, and a pub is not a receiver,
     /// so this never counts the sender itself.
     fn receivers(&self) -> usize {
-        self.topic.counts.borrow().receivers
+        *self.receivers.borrow()
+    }
+
+    fn port(&self) -> &Arc<dyn TopicPort> {
+        &self.registration.port
     }
 
     /// Waits (up to `timeout`) until someone can receive, reporting the
@@ -109,12 +114,13 @@ impl Publisher {
             return Ok(false);
         }
         sink.stage(PubStage::Waiting(timeout)).await;
-        self.topic.lock().waiting_pubs += 1;
-        let _waiting = WaitingGuard(&self.topic);
-        let mut counts = self.topic.counts.subscribe();
+        let port = Arc::clone(self.port());
+        port.waiting(1);
+        let _waiting = WaitingGuard(&*port);
+        let mut counts = port.receiver_count();
         let wait = async {
             loop {
-                if self.receivers() > 0 {
+                if *counts.borrow_and_update() > 0 {
                     return;
                 }
                 if counts.changed().await.is_err() {
@@ -151,7 +157,7 @@ impl Publisher {
         }
         let me = self.registration.id;
         let mut reached = 0;
-        for slot in self.topic.receivers().iter() {
+        for slot in self.port().receivers().iter() {
             if slot.member == me && !self.replay {
                 continue;
             }
@@ -193,7 +199,7 @@ impl Publisher {
     async fn dispatch_line(&mut self, line: &Bytes) -> bool {
         let me = self.registration.id;
         let exclude: &[u64] = if self.replay { &[] } else { &[me] };
-        let taken = Topic::dispatch_line(&self.topic, line, exclude).await;
+        let taken = dispatch_line(self.port(), line, exclude).await;
         if taken {
             self.sent += line.len() as u64;
         }
@@ -214,7 +220,7 @@ impl Publisher {
             }
             return Ok(());
         }
-        let shared = self.topic.counts.borrow().senders >= 2;
+        let shared = self.senders.borrow().senders >= 2;
         match self.framer.push(chunk, shared) {
             Some(out) => self.deliver_or_wait(out, opts, sink).await,
             None => Ok(()),
@@ -242,7 +248,7 @@ impl Publisher {
     async fn flush(&mut self) {
         let me = self.registration.id;
         let mut acks = Vec::new();
-        for slot in self.topic.receivers().iter() {
+        for slot in self.port().receivers().iter() {
             if slot.lossy || (slot.member == me && !self.replay) {
                 continue;
             }
@@ -293,7 +299,7 @@ impl Publisher {
             // A partial line waits at most LINE_HOLD (not for round-robin,
             // where a line is only ever sent whole).
             let hold = !opts.round_robin && self.framer.has_held();
-            let topic = Arc::clone(&self.topic);
+            let port = Arc::clone(self.port());
             tokio::select! {
                 next = source.next_chunk() => match next? {
                     Some(chunk) => self.send(chunk, opts, sink).await?,
@@ -302,25 +308,24 @@ impl Publisher {
                 () = tokio::time::sleep(LINE_HOLD), if hold => self.release_held(opts, sink).await?,
                 // Every receiver left while stdin was quiet: go back to the
                 // bounded wait at the top instead of reading on (SPEC §5.2).
-                () = receivers_gone(&topic), if opts.block => {}
+                () = receivers_gone(&*port), if opts.block => {}
             }
         }
     }
 }
 
 /// Resolves once the topic has no receiver (cancel-safe).
-async fn receivers_gone(topic: &Topic) {
-    let mut counts = topic.counts.subscribe();
+async fn receivers_gone(port: &dyn TopicPort) {
+    let mut counts = port.receiver_count();
     // An error means the topic is gone, which also means no receiver.
-    let _ = counts.wait_for(|c| c.receivers == 0).await;
+    let _ = counts.wait_for(|n| *n == 0).await;
 }
 
 /// Keeps `ls`'s count of waiting pubs right however the wait ends.
-struct WaitingGuard<'a>(&'a Topic);
+struct WaitingGuard<'a>(&'a dyn TopicPort);
 
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
-        let mut inner = self.0.lock();
-        inner.waiting_pubs = inner.waiting_pubs.saturating_sub(1);
+        self.0.waiting(-1);
     }
 }

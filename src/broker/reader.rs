@@ -15,10 +15,7 @@ use tokio::sync::watch;
 
 use super::claim::Claim;
 use super::queue::QueueError;
-use super::queued::JoinMode;
-use super::{Broker, BrokerError, JoinRequest, Role, Subscription};
-use crate::identity::Identity;
-use crate::topic::{AccessList, TopicRef};
+use super::{Broker, BrokerError, Deferred, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -43,17 +40,9 @@ enum Stage {
     Done,
 }
 
-/// A join deferred until the queue has been drained.
-struct Deferred {
-    topic: TopicRef,
-    who: Identity,
-    label: String,
-    role: Role,
-    access: Option<AccessList>,
-}
-
 pub struct Reader {
-    broker: Broker,
+    /// For the queue and the deferred join (`None`: a live-only reader).
+    broker: Option<Broker>,
     /// Full topic name, for the queue (`None` for a pattern sub).
     topic: Option<String>,
     keep_alive: bool,
@@ -64,37 +53,29 @@ pub struct Reader {
     sub: Option<Subscription>,
 }
 
-impl Broker {
-    /// Starts a `sub` on a topic: checks access (setting `-a`) now, reads
-    /// queued messages, then joins as a receiver for live data.
-    pub fn reader(&self, req: JoinRequest<'_>, keep_alive: bool) -> Result<Reader, BrokerError> {
-        // Watch before the first look at the queue, so a message linked in
-        // between is never missed.
-        let changes = self.queue_changes();
-        self.join_with(req.clone(), JoinMode::Check)?;
-        Ok(Reader {
-            broker: self.clone(),
-            topic: Some(req.topic.full.clone()),
+impl Reader {
+    /// A sub by name: access was checked; queued messages come first.
+    pub(super) fn queued(
+        broker: Broker,
+        deferred: Deferred,
+        keep_alive: bool,
+        changes: watch::Receiver<u64>,
+    ) -> Reader {
+        Reader {
+            topic: Some(deferred.topic.full.clone()),
+            broker: Some(broker),
             keep_alive,
             changes,
             stage: Stage::Drain,
-            deferred: Some(Deferred {
-                topic: req.topic.clone(),
-                who: req.who.clone(),
-                label: req.label.to_string(),
-                role: req.role,
-                access: req.access.cloned(),
-            }),
+            deferred: Some(deferred),
             sub: None,
-        })
+        }
     }
-}
 
-impl Reader {
     /// A reader of live data only (pattern subs have no queue).
-    pub fn live(broker: &Broker, sub: Subscription) -> Reader {
+    pub(super) fn live(sub: Subscription) -> Reader {
         Reader {
-            broker: broker.clone(),
+            broker: None,
             topic: None,
             keep_alive: true,
             changes: watch::channel(0).1,
@@ -116,7 +97,10 @@ impl Reader {
             match &mut self.stage {
                 Stage::Done => return Ok(None),
                 Stage::Drain => {
-                    let claim = self.topic.as_deref().and_then(|t| self.broker.claim(t));
+                    let claim = match (&self.broker, self.topic.as_deref()) {
+                        (Some(b), Some(t)) => b.claim(t),
+                        _ => None,
+                    };
                     match claim {
                         Some(claim) => self.stage = Stage::Message(claim),
                         None => {
@@ -171,17 +155,10 @@ impl Reader {
 
     /// Joins the topic as a receiver, once the queue is drained.
     fn join_live(&mut self) -> Result<(), BrokerError> {
-        let Some(d) = self.deferred.take() else {
+        let (Some(d), Some(broker)) = (self.deferred.take(), &self.broker) else {
             return Ok(());
         };
-        let membership = self.broker.join(JoinRequest {
-            topic: &d.topic,
-            who: &d.who,
-            label: &d.label,
-            role: d.role,
-            access: d.access.as_ref(),
-        })?;
-        self.sub = membership.subscription;
+        self.sub = broker.join_deferred(&d)?;
         Ok(())
     }
 }

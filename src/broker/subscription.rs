@@ -4,16 +4,22 @@
 //! joined and the senders are all gone — but only after everything they
 //! sent was written. Senders enqueue before they leave, so once the counts
 //! say "no senders", draining what is already queued is exactly "everything
-//! they sent". `sender_joins` catches a sender that came and went between two
-//! looks at the counts.
+//! they sent". `joins` catches a sender that came and went between two looks
+//! at the counts.
+//!
+//! Calling `next` again means the previous chunk was written. So a
+//! round-robin line handed out stays "in hand" until then: a worker that
+//! dies before writing it (its client gone) gives it back, with every line
+//! still queued for it, to another receiver of the topic (SPEC §7).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
-use super::topic::{Counts, Item, Topic};
+use super::link::{Item, SenderCounts, TopicPort, dispatch_line};
 
 pub struct Subscription {
     /// Keeps this receiver on its topic (or pattern) until dropped.
@@ -21,7 +27,7 @@ pub struct Subscription {
     /// Our member id, so re-dispatched lines skip us.
     member: u64,
     rx: mpsc::Receiver<Item>,
-    counts: watch::Receiver<Counts>,
+    senders: watch::Receiver<SenderCounts>,
     /// Sender joins seen at join time; a later value means a sender came.
     joined_at: u64,
     /// Vanished senders counted at join time; a later value means one of
@@ -34,32 +40,42 @@ pub struct Subscription {
     /// Senders are gone: hand out what is queued, then end.
     draining: bool,
     skipped: Arc<AtomicU64>,
+    /// The round-robin line handed out by the last `next`, not yet known
+    /// to be written.
+    in_hand: Option<(Bytes, Weak<dyn TopicPort>)>,
+    /// Where re-dispatching orphaned lines runs, so shutdown can wait for it.
+    tasks: TaskTracker,
     /// Bytes handed out so far.
     pub received: u64,
 }
 
+/// How a subscription is set up; see `Subscription::new`.
+pub(crate) struct SubscriptionParts {
+    pub guard: Arc<dyn Send + Sync>,
+    pub member: u64,
+    pub rx: mpsc::Receiver<Item>,
+    pub senders: watch::Receiver<SenderCounts>,
+    pub at_join: SenderCounts,
+    pub ends_with_senders: bool,
+    pub skipped: Arc<AtomicU64>,
+    pub tasks: TaskTracker,
+}
+
 impl Subscription {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        guard: Arc<dyn Send + Sync>,
-        member: u64,
-        rx: mpsc::Receiver<Item>,
-        counts: watch::Receiver<Counts>,
-        at_join: Counts,
-        ends_with_senders: bool,
-        skipped: Arc<AtomicU64>,
-    ) -> Self {
+    pub(crate) fn new(p: SubscriptionParts) -> Self {
         Subscription {
-            _guard: guard,
-            member,
-            rx,
-            counts,
-            joined_at: at_join.sender_joins,
-            vanished_at_join: at_join.sender_vanished,
-            had_sender: at_join.senders > 0,
-            ends_with_senders,
+            _guard: p.guard,
+            member: p.member,
+            rx: p.rx,
+            senders: p.senders,
+            joined_at: p.at_join.joins,
+            vanished_at_join: p.at_join.vanished,
+            had_sender: p.at_join.senders > 0,
+            ends_with_senders: p.ends_with_senders,
             draining: false,
-            skipped,
+            skipped: p.skipped,
+            in_hand: None,
+            tasks: p.tasks,
             received: 0,
         }
     }
@@ -67,7 +83,7 @@ impl Subscription {
     /// A sender left before the end of its data while this receiver was
     /// on the topic: what it received is not the whole of it (SPEC §5.3).
     pub fn sender_vanished(&self) -> bool {
-        self.counts.borrow().sender_vanished > self.vanished_at_join
+        self.senders.borrow().vanished > self.vanished_at_join
     }
 
     /// Bytes a lossy receiver had to skip (SPEC §5.4).
@@ -80,6 +96,7 @@ impl Subscription {
     /// Calling `next` again means the previous chunk was written, so this is
     /// where a sender's flush marker gets acknowledged. Cancel-safe.
     pub async fn next(&mut self) -> Option<Bytes> {
+        self.in_hand = None;
         loop {
             if self.draining {
                 match self.rx.try_recv() {
@@ -100,13 +117,13 @@ impl Subscription {
                         return Some(data);
                     }
                 }
-                changed = self.counts.changed(), if self.ends_with_senders => {
+                changed = self.senders.changed(), if self.ends_with_senders => {
                     if changed.is_err() {
                         self.draining = true;
                         continue;
                     }
-                    let counts = *self.counts.borrow_and_update();
-                    self.had_sender |= counts.senders > 0 || counts.sender_joins > self.joined_at;
+                    let counts = *self.senders.borrow_and_update();
+                    self.had_sender |= counts.senders > 0 || counts.joins > self.joined_at;
                     if self.had_sender && counts.senders == 0 {
                         self.draining = true;
                     }
@@ -117,8 +134,13 @@ impl Subscription {
 
     fn take(&mut self, item: Item) -> Option<Bytes> {
         match item {
-            Item::Data(data) | Item::Line(data, _) => {
+            Item::Data(data) => {
                 self.received += data.len() as u64;
+                Some(data)
+            }
+            Item::Line(data, port) => {
+                self.received += data.len() as u64;
+                self.in_hand = Some((data.clone(), port));
                 Some(data)
             }
             Item::Flush(ack) => {
@@ -130,13 +152,19 @@ impl Subscription {
 }
 
 impl Drop for Subscription {
-    /// Round-robin lines still queued here were never written: give them to
-    /// another receiver of their topic, so a worker leaving loses no job.
+    /// Round-robin lines never written — the one in hand and those still
+    /// queued — go to another receiver of their topic, so a worker leaving
+    /// loses no job.
     fn drop(&mut self) {
-        let mut orphans = Vec::new();
+        let mut orphans: Vec<_> = self.in_hand.take().into_iter().collect();
+        self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
-            if let Item::Line(line, topic) = item {
-                orphans.push((line, topic));
+            match item {
+                Item::Line(line, port) => orphans.push((line, port)),
+                Item::Flush(ack) => {
+                    let _ = ack.send(());
+                }
+                Item::Data(_) => {}
             }
         }
         if orphans.is_empty() {
@@ -144,13 +172,22 @@ impl Drop for Subscription {
         }
         let me = self.member;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                for (line, topic) in orphans {
-                    if let Some(topic) = topic.upgrade() {
-                        Topic::dispatch_line(&topic, &line, &[me]).await;
+            self.tasks.spawn_on(
+                async move {
+                    for (line, port) in orphans {
+                        let Some(port) = port.upgrade() else {
+                            continue;
+                        };
+                        if !dispatch_line(&port, &line, &[me]).await {
+                            tracing::warn!(
+                                bytes = line.len(),
+                                "round-robin line lost: no receiver left"
+                            );
+                        }
                     }
-                }
-            });
+                },
+                &rt,
+            );
         }
     }
 }

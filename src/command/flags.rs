@@ -8,13 +8,24 @@ use super::flag_table::{FLAGS, Flag};
 use super::parse_duration;
 use super::{Command, CommandKind, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
 
-/// Go's `strconv.ParseBool`.
-fn parse_bool(s: &str) -> Option<bool> {
+/// Go's `strconv.ParseBool`: the boolean values `-b=` takes over SSH and
+/// `?persist=` and the like over HTTP.
+pub fn parse_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => None,
     }
+}
+
+/// `-a LIST` (and `?access=LIST`): entries split on `,` and trimmed; empty
+/// entries are dropped, so `-a ''` clears the list.
+pub fn split_access(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The `-b false` mistake (SPEC §4.1) is caught only for the spelled-out
@@ -224,13 +235,7 @@ fn set_value(
 ) -> Result<(), UsageError> {
     match flag {
         Flag::Access => {
-            o.pubs.common.access = Some(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            );
+            o.pubs.common.access = Some(split_access(&v));
         }
         Flag::Timeout => {
             o.pubs.timeout = parse_duration(&v).map_err(|reason| UsageError::BadDuration {

@@ -36,7 +36,8 @@ pub use error::HttpError;
 pub use query::Params;
 
 use crate::app::App;
-use crate::broker::{JoinRequest, Membership, Reader, Role};
+use crate::broker::{Client, Open, Pipe, PubEnd, Publisher, Reader};
+use crate::front::{self, Prepared};
 use crate::identity::Identity;
 use crate::topic::{Resolver, TopicError, TopicRef};
 
@@ -64,67 +65,89 @@ pub fn http_identity() -> Identity {
     }
 }
 
-/// Resolves `typed` in the public namespace and joins it with `role`.
-/// Invalid names and access lists are errors, never rewritten.
-fn join(
+/// Checks `typed` (always in the public namespace) and `?access=`, as
+/// `ssh host CMD -p typed -a …` would. Invalid names and lists are errors,
+/// never rewritten.
+fn prepare(
     state: &HttpState,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
-    role: Role,
-) -> Result<(TopicRef, Membership), HttpError> {
-    let topic = resolve(&state.app, typed)?;
-    let access = params.access()?;
+) -> Result<Prepared, HttpError> {
     let who = http_identity();
-    let label = client_label(state, peer);
-    let membership = state.app.broker.join(JoinRequest {
-        topic: &topic,
-        who: &who,
-        label: &label,
-        role,
-        access: access.as_ref(),
-    })?;
-    tracing::info!(client = %label, topic = %topic.full, ?role, "http client joined");
-    Ok((topic, membership))
+    front::prepare(
+        &state.app,
+        &who,
+        "http",
+        peer,
+        typed,
+        true,
+        false,
+        params.access().as_deref(),
+    )
+}
+
+fn open<'a>(p: &'a Prepared, who: &'a Identity) -> Open<'a> {
+    Open {
+        topic: &p.topic,
+        client: Client {
+            identity: who,
+            label: &p.label,
+        },
+        access: p.access.as_ref(),
+    }
+}
+
+/// `pub -p t` for a POST route.
+async fn open_pub(
+    state: &HttpState,
+    peer: SocketAddr,
+    typed: &str,
+    params: &Params,
+) -> Result<(TopicRef, Publisher), HttpError> {
+    let p = prepare(state, peer, typed, params)?;
+    let who = http_identity();
+    let opened = state.app.broker.open_pub(open(&p, &who), false).await?;
+    tracing::info!(client = %p.label, topic = %p.topic.full, "http pub");
+    match opened.end {
+        PubEnd::Live(publisher) => Ok((p.topic, publisher)),
+        PubEnd::Queued(_) => Err(HttpError::Unavailable("a pub was queued".into())),
+    }
+}
+
+/// `pipe -p t` for a WebSocket.
+async fn open_pipe(
+    state: &HttpState,
+    peer: SocketAddr,
+    typed: &str,
+    params: &Params,
+    replay: bool,
+) -> Result<(TopicRef, Pipe), HttpError> {
+    let p = prepare(state, peer, typed, params)?;
+    let who = http_identity();
+    let opened = state.app.broker.open_pipe(open(&p, &who), replay).await?;
+    tracing::info!(client = %p.label, topic = %p.topic.full, replay, "http pipe");
+    Ok((p.topic, opened.end))
 }
 
 /// `sub -p t` for a GET route (`?persist=true` → `-k`): queued messages
 /// first, then live data, exactly as `ssh host sub -p t` reads them.
-fn subscribe(
+async fn subscribe(
     state: &HttpState,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
 ) -> Result<Reader, HttpError> {
-    let topic = resolve(&state.app, typed)?;
-    let access = params.access()?;
     let keep_alive = params.flag("persist")?;
+    let p = prepare(state, peer, typed, params)?;
     let who = http_identity();
-    let label = client_label(state, peer);
-    let reader = state.app.broker.reader(
-        JoinRequest {
-            topic: &topic,
-            who: &who,
-            label: &label,
-            role: Role::Sub {
-                keep_alive,
-                lossy: false,
-            },
-            access: access.as_ref(),
-        },
-        keep_alive,
-    )?;
-    tracing::info!(client = %label, topic = %topic.full, keep_alive, "http sub");
-    Ok(reader)
-}
-
-/// `http@IP:PORT#N`, as `ls` shows an HTTP client.
-fn client_label(state: &HttpState, peer: SocketAddr) -> String {
-    format!("http@{peer}#{}", state.app.next_client_number())
-}
-
-fn resolve(app: &App, typed: &str) -> Result<TopicRef, TopicError> {
-    resolve_path(&|name: &str| app.users.is_user(name), typed)
+    let opened = state
+        .app
+        .broker
+        .open_sub(open(&p, &who), keep_alive, false)
+        .await?;
+    tracing::info!(client = %p.label, topic = %p.topic.full, keep_alive, "http sub");
+    Ok(opened.end)
 }
 
 /// The topic an HTTP path names (`typed` is the path after the route
@@ -167,7 +190,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn empty_topic() -> HttpError {
-    HttpError::Topic(TopicError::Empty)
+    HttpError::from(TopicError::Empty)
 }
 
 async fn not_found() -> (StatusCode, &'static str) {

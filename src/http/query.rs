@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use super::error::HttpError;
-use crate::command::parse_duration;
-use crate::topic::{AccessList, parse_access};
+use crate::command::{parse_bool, parse_duration, split_access};
 
 /// `pub -t`'s default (SPEC §4.1).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(720 * 3600);
@@ -45,11 +44,12 @@ impl Params {
     pub fn flag(&self, key: &str) -> Result<bool, HttpError> {
         match self.get(key) {
             None => Ok(false),
-            Some("" | "1" | "t" | "true" | "TRUE" | "True") => Ok(true),
-            Some("0" | "f" | "false" | "FALSE" | "False") => Ok(false),
-            Some(other) => Err(HttpError::BadRequest(format!(
-                "invalid value for {key}: {other:?} (use true or false)"
-            ))),
+            Some("") => Ok(true),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                HttpError::BadArgument(format!(
+                    "invalid value for {key}: {v:?} (use true or false)"
+                ))
+            }),
         }
     }
 
@@ -58,25 +58,15 @@ impl Params {
         match self.get("timeout") {
             None => Ok(DEFAULT_TIMEOUT),
             Some(v) => parse_duration(v).map_err(|reason| {
-                HttpError::BadRequest(format!("invalid value for timeout: {v:?}: {reason}"))
+                HttpError::BadArgument(format!("invalid value for timeout: {v:?}: {reason}"))
             }),
         }
     }
 
-    /// `?access=LIST` as `-a LIST`: `Some(empty)` (a bare `?access=`) clears.
-    pub fn access(&self) -> Result<Option<AccessList>, HttpError> {
-        let Some(v) = self.get("access") else {
-            return Ok(None);
-        };
-        let entries: Vec<String> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(str::to_string)
-            .collect();
-        parse_access(&entries)
-            .map(Some)
-            .map_err(HttpError::BadRequest)
+    /// `?access=LIST` as `-a LIST`, split the same way: `Some(empty)` (a
+    /// bare `?access=`) clears. Checked by `front::prepare`.
+    pub fn access(&self) -> Option<Vec<String>> {
+        self.get("access").map(split_access)
     }
 }
 
@@ -106,7 +96,7 @@ fn decode(s: &str) -> Result<String, HttpError> {
         }
     }
     String::from_utf8(out)
-        .map_err(|_| HttpError::BadRequest(format!("query parameter is not UTF-8: {s:?}")))
+        .map_err(|_| HttpError::BadArgument(format!("query parameter is not UTF-8: {s:?}")))
 }
 
 #[cfg(test)]
@@ -123,7 +113,9 @@ mod tests {
 
     #[test]
     fn flags() {
-        let p = Params::parse(Some("a&b=true&c=0&d=yes")).unwrap_or_default();
+        let p = Params::parse(Some("a&b=true&c=0&d=yes&e=T&f=F")).unwrap_or_default();
+        assert!(matches!(p.flag("e"), Ok(true)));
+        assert!(matches!(p.flag("f"), Ok(false)));
         assert!(matches!(p.flag("a"), Ok(true)));
         assert!(matches!(p.flag("b"), Ok(true)));
         assert!(matches!(p.flag("c"), Ok(false)));

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::HttpError;
 use super::query::Params;
 use super::topic::MAX_CHUNK;
-use super::{HttpState, join};
-use crate::broker::{ByteSource, Membership, PumpOptions, Role, Subscription};
-use crate::topic::TopicRef;
+use super::{HttpState, open_pipe};
+use crate::broker::{ByteSource, Pipe, PumpOptions, Subscription};
+use crate::front;
 
 /// A ping this often keeps idle sockets alive through proxies.
 const PING_EVERY: Duration = Duration::from_secs(15);
@@ -53,13 +53,13 @@ pub async fn handler(
         binary: params.flag("binary")?,
         status: params.flag("status")?,
     };
-    let role = Role::Pipe {
-        replay: params.flag("replay")?,
-    };
-    let joined = match join(&state, peer, &typed, &params, role) {
+    let replay = params.flag("replay")?;
+    // A bad request is refused before the upgrade; a refusal of the topic
+    // itself after it, as a close code browsers can show.
+    let joined = match open_pipe(&state, peer, &typed, &params, replay).await {
         Ok(j) => Ok(j),
-        Err(e @ (HttpError::AccessDenied | HttpError::Unavailable(_))) => Err(e),
-        Err(e) => return Err(e),
+        Err(e @ (HttpError::BadArgument(_) | HttpError::Body(_))) => return Err(e),
+        Err(e) => Err(e),
     };
     let token = state.sockets.token();
     let app = state.app.clone();
@@ -70,41 +70,20 @@ pub async fn handler(
             let _running = token;
             let (mut sink, mut stream) = socket.split();
             let (code, reason) = match joined {
-                Ok((topic, membership)) => {
-                    let hint = hint_lines(&app.ssh_prefix(), &topic);
+                Ok((topic, pipe)) => {
+                    let hint = front::hint(&app.ssh_prefix(), &topic, "pipe", "@http", false);
                     let shutdown = app.shutdown.clone();
                     let io = SocketIo {
                         sink: &mut sink,
                         stream: &mut stream,
                         opts,
                     };
-                    io.run(membership, &hint, &shutdown).await
+                    io.run(pipe, &hint, &shutdown).await
                 }
-                Err(e) => (close_for(&e), e.to_string()),
+                Err(e) => (e.close_code(), e.to_string()),
             };
             close(&mut sink, &mut stream, opts, code, &reason).await;
         }))
-}
-
-fn close_for(e: &HttpError) -> u16 {
-    match e {
-        HttpError::AccessDenied => close_code::POLICY,
-        HttpError::ShuttingDown => close_code::AWAY,
-        _ => close_code::AGAIN,
-    }
-}
-
-/// What `ssh` users type to join this socket's topic.
-fn hint_lines(prefix: &str, topic: &TopicRef) -> [String; 2] {
-    let name = if topic.local.starts_with('-') {
-        format!("-- {}", topic.local)
-    } else {
-        topic.local.clone()
-    };
-    [
-        "subscribe to this channel:".to_string(),
-        format!("  {prefix} pipe -p {name}"),
-    ]
 }
 
 /// Ends the socket: the reason as a status line (with `?status=true`), a
@@ -147,25 +126,15 @@ enum Ending {
 
 impl SocketIo<'_> {
     /// Runs the pipe; returns the close code and reason.
-    async fn run(
-        self,
-        membership: Membership,
-        hint: &[String; 2],
-        shutdown: &CancellationToken,
-    ) -> (u16, String) {
-        let (Some(mut publisher), Some(mut sub)) = (membership.publisher, membership.subscription)
-        else {
-            return (close_code::ERROR, "internal error".into());
-        };
+    async fn run(self, pipe: Pipe, hint: &str, shutdown: &CancellationToken) -> (u16, String) {
+        let (mut publisher, mut sub) = (pipe.publisher, pipe.subscription);
         if self.opts.status {
-            for line in hint {
-                let _ = self.sink.send(Message::Text(line.as_str().into())).await;
+            for line in hint.lines() {
+                let _ = self.sink.send(Message::Text(line.into())).await;
             }
         }
         let started = Instant::now();
         let last_seen = AtomicU64::new(0);
-        let input_done = CancellationToken::new();
-        let output_done = CancellationToken::new();
         let opts = PumpOptions {
             block: false,
             timeout: Duration::ZERO,
@@ -179,26 +148,19 @@ impl SocketIo<'_> {
             last_seen: &last_seen,
         };
         let mut quiet = ();
-        let send = async {
-            tokio::select! {
-                _ = publisher.pump(&mut source, opts, &mut quiet) => {}
-                () = output_done.cancelled() => {}
-            }
-            input_done.cancel();
-        };
+        let send = publisher.pump(&mut source, opts, &mut quiet);
         let writer = Writer {
             sink: self.sink,
             binary: self.opts.binary,
             carry: Vec::new(),
         };
-        let recv = async {
-            let ending = writer
-                .run(&mut sub, &input_done, shutdown, started, &last_seen)
-                .await;
-            output_done.cancel();
-            ending
-        };
-        let ((), ending) = tokio::join!(send, recv);
+        let last_seen = &last_seen;
+        let (_, ending) = front::run_pipe(send, |input_done| async move {
+            writer
+                .run(&mut sub, &input_done, shutdown, started, last_seen)
+                .await
+        })
+        .await;
         match ending {
             Ending::InputEnded | Ending::ClientGone => (close_code::NORMAL, String::new()),
             Ending::Shutdown => (close_code::AWAY, "server shutting down".into()),

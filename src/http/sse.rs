@@ -30,7 +30,7 @@ pub async fn handler(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
-    let reader = subscribe(&state, peer, &typed, &params)?;
+    let reader = subscribe(&state, peer, &typed, &params).await?;
     let events = events(reader, state.app.shutdown.clone());
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::HttpError;
 use super::query::Params;
-use super::{HttpState, join, subscribe};
-use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader, Role};
+use super::{HttpState, open_pub, subscribe};
+use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader};
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
 /// it bounds what each receiver queue can hold.
@@ -39,9 +39,9 @@ pub async fn get(
     let mime = match params.get("mime") {
         None | Some("") => HeaderValue::from_static(DEFAULT_MIME),
         Some(m) => HeaderValue::from_str(m)
-            .map_err(|_| HttpError::BadRequest(format!("invalid value for mime: {m:?}")))?,
+            .map_err(|_| HttpError::BadArgument(format!("invalid value for mime: {m:?}")))?,
     };
-    let reader = subscribe(&state, peer, &typed, &params)?;
+    let reader = subscribe(&state, peer, &typed, &params).await?;
     let body = Body::from_stream(chunks(reader, state.app.shutdown.clone()));
     let headers = [
         (header::CONTENT_TYPE, mime),
@@ -119,10 +119,7 @@ async fn publish(
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
     let timeout = params.timeout()?;
-    let (topic, membership) = join(&state, peer, &typed, &params, Role::Pub)?;
-    let Some(mut publisher) = membership.publisher else {
-        return Err(HttpError::Unavailable("no publisher for a pub".into()));
-    };
+    let (topic, mut publisher) = open_pub(&state, peer, &typed, &params).await?;
     let opts = PumpOptions {
         block,
         timeout,

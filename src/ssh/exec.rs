@@ -4,53 +4,19 @@
 //! The whole command races the connection's end and the server's shutdown,
 //! so no task outlives its client and every client hears why it was cut.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, ChannelReadHalf};
-use tokio_util::sync::CancellationToken;
+use russh::{Channel, ChannelReadHalf};
 
-use super::limits::Shared;
 use super::out::{Gone, Out};
 use super::pubsub;
+use super::request::usage_error;
+pub use super::request::{Report, Request};
 use crate::app::App;
 use crate::broker::TopicListing;
-use crate::command::{self, Command, CommandKind, UsageError};
-use crate::identity::Identity;
-use crate::topic::{Namespace, Resolver, TopicError, TopicRef};
-
-pub struct Request {
-    pub app: Arc<App>,
-    /// The SSH limits and the per-user session counter.
-    pub shared: Arc<Shared>,
-    pub identity: Identity,
-    pub peer: SocketAddr,
-    /// Cancelled when the connection ends or the client closes this channel.
-    pub conn: CancellationToken,
-    /// `None` for a shell request (no command).
-    pub exec: Option<Vec<u8>>,
-    /// The client asked for a PTY.
-    pub pty: bool,
-}
-
-/// How a command ended, for the exit status and the session log line.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub status: u32,
-    pub topic: Option<String>,
-    pub bytes_in: u64,
-}
-
-impl Report {
-    pub fn status(status: u32) -> Self {
-        Report {
-            status,
-            ..Report::default()
-        }
-    }
-}
+use crate::command::{self, Command, UsageError};
+use crate::topic::{Namespace, TopicRef};
 
 /// Runs one command on a channel; spawned by the handler.
 pub async fn run(req: Request, channel: Channel<Msg>) {
@@ -150,7 +116,7 @@ async fn dispatch(
             Ok(Report::status(0))
         }
         Command::Ls => {
-            let listing = req.app.broker.list(&req.identity);
+            let listing = req.app.broker.list(&req.identity).await;
             out.text(&format_listing(&listing, &req.identity.name))
                 .await?;
             Ok(Report::status(0))
@@ -167,44 +133,6 @@ fn help(app: &App) -> String {
         command::help_text().trim_end(),
         app.ssh_prefix()
     )
-}
-
-/// One line naming the problem, then the usage (SPEC §4.3), exit 2.
-pub async fn usage_error(req: &Request, out: &mut Out, err: &UsageError) -> Result<Report, Gone> {
-    out.line(&err.to_string()).await?;
-    match err.kind() {
-        Some(kind) => out.line(command::usage_text(kind).trim_end()).await?,
-        None => {
-            let hint = format!("run `{} help` for the commands", req.app.ssh_prefix());
-            out.line(&hint).await?;
-        }
-    }
-    Ok(Report::status(2))
-}
-
-/// A bad topic name or access list is a usage error too: the line, then
-/// that command's usage (SPEC §4.3).
-pub async fn argument_error(out: &mut Out, kind: CommandKind, line: &str) -> Result<Report, Gone> {
-    out.line(line).await?;
-    out.line(command::usage_text(kind).trim_end()).await?;
-    Ok(Report::status(2))
-}
-
-/// Resolves a typed topic name for this client.
-pub fn resolve(
-    req: &Request,
-    typed: &str,
-    public: bool,
-    allow_pattern: bool,
-) -> Result<TopicRef, TopicError> {
-    let users = &req.app.users;
-    let is_user = |name: &str| users.is_user(name);
-    Resolver {
-        user: &req.identity.name,
-        admin: req.identity.admin,
-        is_user: &is_user,
-    }
-    .resolve(typed, public, allow_pattern)
 }
 
 /// The name a user would type for a topic (SPEC §4.4).
@@ -250,14 +178,4 @@ pub fn format_listing(listing: &[TopicListing], viewer: &str) -> String {
         }
     }
     s
-}
-
-/// Reads and discards stdin until the client closes the channel, for
-/// commands that take no input (a client piping into `sub` is not held up).
-pub async fn drain_until_closed(read: &mut ChannelReadHalf) {
-    while let Some(msg) = read.wait().await {
-        if matches!(msg, ChannelMsg::Close) {
-            return;
-        }
-    }
 }

@@ -12,7 +12,7 @@ mod limits;
 mod loglimit;
 mod out;
 mod pubsub;
-mod queued;
+mod request;
 mod stdio;
 
 use std::borrow::Cow;

@@ -5,24 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::State;
 use super::patterns::PatternEntry;
-use super::topic::{Role, Topic};
+use super::topic::Topic;
+use crate::broker::link::Role;
+use crate::broker::{QueuedTotals, TopicListing};
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_use};
-
-/// One topic as `ls` prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicListing {
-    pub topic: TopicRef,
-    pub access: Option<AccessList>,
-    pub pubs: Vec<String>,
-    pub subs: Vec<String>,
-    pub pipes: Vec<String>,
-    pub waiting_pubs: usize,
-    /// Queued messages (SPEC §8) and their bytes.
-    pub queued: usize,
-    pub queued_bytes: u64,
-}
 
 impl TopicListing {
     fn empty(topic: TopicRef, access: Option<AccessList>) -> Self {
@@ -39,11 +26,13 @@ impl TopicListing {
     }
 }
 
-/// Queued (messages, bytes, users who queued them) per full topic name.
-pub(super) type QueuedTotals = HashMap<String, (usize, u64, Vec<String>)>;
-
-pub(super) fn visible(state: &State, queued: &QueuedTotals, who: &Who<'_>) -> Vec<TopicListing> {
-    let (topics, acls, patterns) = (&state.topics, &state.acls, &state.patterns);
+pub(super) fn visible(
+    topics: &[Arc<Topic>],
+    acls: &HashMap<String, AccessList>,
+    patterns: &[Arc<PatternEntry>],
+    queued: &QueuedTotals,
+    who: &Who<'_>,
+) -> Vec<TopicListing> {
     let mut out = live(topics, acls, who);
     dormant(&mut out, acls, queued, who);
     for (name, listing) in out.iter_mut() {
@@ -56,14 +45,19 @@ pub(super) fn visible(state: &State, queued: &QueuedTotals, who: &Who<'_>) -> Ve
     out.into_values().collect()
 }
 
+/// Each topic is locked on its own, briefly: `ls` never holds up joins.
 fn live(
-    topics: &HashMap<String, Arc<Topic>>,
+    topics: &[Arc<Topic>],
     acls: &HashMap<String, AccessList>,
     who: &Who<'_>,
 ) -> BTreeMap<String, TopicListing> {
     let mut out: BTreeMap<String, TopicListing> = BTreeMap::new();
-    for (name, topic) in topics {
+    for topic in topics {
+        let name = &topic.name.full;
         let inner = topic.lock();
+        if inner.dead {
+            continue;
+        }
         let (acl, owner) = match (&topic.name.namespace, &inner.public_acl) {
             (Namespace::Public, Some((list, owner))) => (Some(list), Some(owner.as_str())),
             (Namespace::Public, None) => (None, None),
@@ -135,12 +129,12 @@ fn dormant(
 
 fn pattern_subs(
     out: &mut BTreeMap<String, TopicListing>,
-    patterns: &HashMap<u64, PatternEntry>,
+    patterns: &[Arc<PatternEntry>],
     who: &Who<'_>,
 ) {
     // Pattern subs, under their pattern: seen by their user, the owner of
     // the namespace they watch, and admins.
-    for entry in patterns.values() {
+    for entry in patterns {
         let owner_sees = entry.pattern.namespace == Namespace::User(who.name.to_string());
         if !(who.admin || entry.who.name == who.name || owner_sees) {
             continue;

@@ -10,14 +10,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use tokio::sync::watch;
-
-use super::subscription::Subscription;
-use super::topic::Counts;
-use super::topic::{MemberInfo, Role, Slot, Topic, TopicInner};
-use super::{Broker, BrokerError, JoinRequest, Membership, Shared, acl_of, lock, new_slot, who};
+use super::topic::{MemberInfo, Topic, TopicInner};
+use super::{Joined, Memory};
+use crate::broker::link::{Registration, Role, SenderCounts, Slot, TopicPort};
+use crate::broker::who;
 use crate::identity::Identity;
 use crate::topic::{AccessList, TopicRef, may_use, pattern_matches};
 
@@ -60,7 +57,7 @@ pub(crate) fn sync_one(
     acl: Option<&AccessList>,
     owner: Option<&str>,
 ) {
-    let wants = entry.wants(&topic.name, acl, owner);
+    let wants = !inner.dead && entry.wants(&topic.name, acl, owner);
     let has = inner.members.contains_key(&id);
     if wants && !has {
         topic.add(
@@ -77,7 +74,7 @@ pub(crate) fn sync_one(
 /// Makes every pattern's attachment to one topic match the rules (a new
 /// topic, or one whose access list just changed).
 pub(crate) fn sync_topic(
-    patterns: &HashMap<u64, PatternEntry>,
+    patterns: &HashMap<u64, Arc<PatternEntry>>,
     topic: &Topic,
     inner: &mut TopicInner,
     acl: Option<&AccessList>,
@@ -89,73 +86,107 @@ pub(crate) fn sync_topic(
 }
 
 /// Takes a pattern sub off every topic when its subscription drops.
-pub(crate) struct PatternRegistration {
-    pub shared: Arc<Shared>,
-    pub id: u64,
+#[derive(Debug)]
+pub(crate) struct PatternPort {
+    memory: std::sync::Weak<Memory>,
+    id: u64,
+    senders: tokio::sync::watch::Sender<SenderCounts>,
+    receivers: tokio::sync::watch::Sender<usize>,
+    cursor: std::sync::atomic::AtomicUsize,
 }
 
-impl Drop for PatternRegistration {
-    fn drop(&mut self) {
-        let mut state = lock(&self.shared.state);
-        state.patterns.remove(&self.id);
-        for topic in state.topics.values() {
-            let mut inner = topic.lock();
-            topic.remove_locked(&mut inner, self.id, false);
+/// A pattern sub is a receiver only: nothing is ever sent to "the pattern",
+/// so as a port it has no receivers and never changes; leaving detaches it
+/// from every topic.
+impl TopicPort for PatternPort {
+    fn senders(&self) -> tokio::sync::watch::Receiver<SenderCounts> {
+        self.senders.subscribe()
+    }
+    fn receiver_count(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.receivers.subscribe()
+    }
+    fn receivers(&self) -> Arc<[Slot]> {
+        Arc::from(Vec::new())
+    }
+    fn cursor(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.cursor
+    }
+    fn waiting(&self, _delta: isize) {}
+    fn leave(&self, member: u64, _vanished: bool) {
+        if let Some(memory) = self.memory.upgrade() {
+            memory.drop_pattern(member);
         }
+        debug_assert_eq!(member, self.id);
     }
 }
 
-impl Broker {
+impl Memory {
     /// Joins a pattern sub (`sub 'logs-*'`): attached to every matching
-    /// topic it may use, now and later. It never ends because senders left.
-    pub fn join_pattern(&self, req: JoinRequest<'_>) -> Result<Membership, BrokerError> {
-        let Role::Sub { lossy, .. } = req.role else {
-            return Err(BrokerError::PatternNeedsSub);
-        };
-        let id = self.shared.next_member.fetch_add(1, Ordering::Relaxed);
-        let (Some(slot), Some(rx)) = new_slot(id, lossy) else {
-            return Err(BrokerError::PatternNeedsSub);
-        };
-        let entry = PatternEntry {
-            pattern: req.topic.clone(),
-            who: req.who.clone(),
-            label: req.label.to_string(),
+    /// topic it may use, now and later. Registered first, then walked topic
+    /// by topic: a topic created meanwhile either sees the entry or is
+    /// already in its shard for the walk (creators hold `patterns` shared).
+    pub fn join_pattern(
+        &self,
+        pattern: &TopicRef,
+        who_is: &Identity,
+        label: &str,
+        lossy: bool,
+        receiver_chunks: usize,
+    ) -> Joined {
+        let id = self.next_id();
+        let (slot, rx) = Slot::new(id, lossy, receiver_chunks);
+        let skipped = Arc::clone(&slot.skipped);
+        let entry = Arc::new(PatternEntry {
+            pattern: pattern.clone(),
+            who: who_is.clone(),
+            label: label.to_string(),
             slot,
-        };
-        let mut state = lock(&self.shared.state);
-        for topic in state.topics.values() {
+        });
+        self.patterns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&entry));
+        for topic in self.all_topics() {
             let mut inner = topic.lock();
-            let (acl, owner) = acl_of(&state.acls, topic, &inner);
-            let (acl, owner) = (acl.cloned(), owner.map(str::to_string));
+            let (acl, owner) = self.acl_of(&topic, &inner);
             sync_one(
                 id,
                 &entry,
-                topic,
+                &topic,
                 &mut inner,
                 acl.as_ref(),
                 owner.as_deref(),
             );
         }
-        state.patterns.insert(id, entry);
-        drop(state);
-        let guard = Arc::new(PatternRegistration {
-            shared: Arc::clone(&self.shared),
+        let port = Arc::new(PatternPort {
+            memory: self.me.clone(),
             id,
+            senders: tokio::sync::watch::Sender::new(SenderCounts::default()),
+            receivers: tokio::sync::watch::Sender::new(0),
+            cursor: Default::default(),
         });
-        let subscription = Subscription::new(
-            guard,
-            id,
-            rx,
-            watch::channel(Counts::default()).1,
-            Counts::default(),
-            false,
-            Arc::default(),
-        );
-        Ok(Membership {
-            publisher: None,
-            subscription: Some(subscription),
+        let senders = port.senders.subscribe();
+        Joined {
+            registration: Registration::new(port, id),
+            rx: Some(rx),
+            skipped,
+            senders_at_join: SenderCounts::default(),
+            senders,
             shared: false,
-        })
+        }
+    }
+
+    /// Unregisters first, so no new topic attaches it, then detaches it
+    /// from every topic.
+    fn drop_pattern(&self, id: u64) {
+        self.patterns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        for topic in self.all_topics() {
+            let mut inner = topic.lock();
+            topic.remove_locked(&mut inner, id, false);
+        }
     }
 }
 
@@ -163,7 +194,6 @@ impl Broker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::broker::topic::Slot;
     use crate::topic::Namespace;
     use proptest::prelude::*;
 

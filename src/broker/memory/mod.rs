@@ -1,0 +1,380 @@
+//! The in-memory backend: live topics of one process.
+//!
+//! No lock here is held across the whole server. Topics live in shards, each
+//! behind its own short lock, and each topic has its own. Lock order, always:
+//! `patterns` → a shard → a topic → `acls`. A join locks one shard and one
+//! topic; `ls` and pattern subs copy a shard's topics out and then visit them
+//! one by one, so neither stalls joins; persisting a private access list
+//! happens under no lock but `acl_writes`, which only other list changes wait
+//! on.
+
+mod listing;
+mod patterns;
+mod topic;
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+
+use tokio::sync::{mpsc, watch};
+
+use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
+use super::stores::AclStore;
+use super::{BrokerError, QueuedTotals, TopicListing, who};
+use crate::identity::Identity;
+use crate::topic::{AccessList, Namespace, TopicRef, may_set_access, may_use};
+
+pub(crate) use patterns::PatternEntry;
+use topic::{MemberInfo, Topic, TopicInner};
+
+const SHARDS: usize = 64;
+
+/// What a join does once access is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinMode {
+    Join,
+    /// Only check access (and set a public `-a` on a live topic): a sub
+    /// about to drain the queue.
+    Check,
+    /// Join only if the topic has receivers; otherwise the caller queues.
+    IfReceivers,
+}
+
+/// A join as the backend sees it.
+pub(crate) struct JoinSpec<'a> {
+    pub topic: &'a TopicRef,
+    pub who: &'a Identity,
+    pub label: &'a str,
+    pub role: Role,
+    /// `-a` on a public topic (a private one's list is set beforehand).
+    pub public_access: Option<&'a AccessList>,
+    pub mode: JoinMode,
+    pub receiver_chunks: usize,
+}
+
+/// What a successful join hands to the delivery rules.
+pub(crate) struct Joined {
+    pub registration: Arc<Registration>,
+    /// The receiver's queue (subs and pipes).
+    pub rx: Option<mpsc::Receiver<Item>>,
+    pub skipped: Arc<AtomicU64>,
+    pub senders_at_join: SenderCounts,
+    pub senders: watch::Receiver<SenderCounts>,
+    /// The topic has an access list: others reach it by its full name.
+    pub shared: bool,
+}
+
+pub(crate) enum JoinOutcome {
+    Joined(Joined),
+    /// Access granted, not joined (`Check`, or `IfReceivers` with none).
+    Granted {
+        shared: bool,
+    },
+}
+
+type Shard = Mutex<HashMap<String, Arc<Topic>>>;
+
+#[derive(Debug)]
+pub(crate) struct Memory {
+    shards: Vec<Shard>,
+    live_topics: AtomicUsize,
+    max_topics: usize,
+    /// Private topics' access lists, by full name. They belong to the topic,
+    /// not to a session (SPEC §6), so they live here, not in `Topic`.
+    acls: Mutex<HashMap<String, AccessList>>,
+    /// Serialises private list changes (check, persist, apply), so two
+    /// changes reach the store in the order they take effect.
+    acl_writes: tokio::sync::Mutex<()>,
+    acl_store: Option<Arc<dyn AclStore>>,
+    /// Pattern subs by member id; attached to matching topics as they appear.
+    patterns: RwLock<HashMap<u64, Arc<PatternEntry>>>,
+    next_member: AtomicU64,
+    me: Weak<Memory>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning only means a panic elsewhere; the maps are still consistent
+    // because every critical section leaves them whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Memory {
+    pub fn new(
+        max_topics: usize,
+        acl_store: Option<Arc<dyn AclStore>>,
+        acls: HashMap<String, AccessList>,
+    ) -> Arc<Memory> {
+        Arc::new_cyclic(|me| Memory {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            live_topics: AtomicUsize::new(0),
+            max_topics,
+            acls: Mutex::new(acls),
+            acl_writes: tokio::sync::Mutex::new(()),
+            acl_store,
+            patterns: RwLock::default(),
+            next_member: AtomicU64::new(1),
+            me: me.clone(),
+        })
+    }
+
+    fn shard(&self, full: &str) -> &Shard {
+        let mut h = DefaultHasher::new();
+        full.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn patterns_read(&self) -> RwLockReadGuard<'_, HashMap<u64, Arc<PatternEntry>>> {
+        self.patterns.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_member.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every live topic, copied out shard by shard (no lock held after).
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(lock(shard).values().cloned());
+        }
+        out
+    }
+
+    /// A topic's access list and, for a public one, the user who set it.
+    fn acl_of(&self, topic: &Topic, inner: &TopicInner) -> (Option<AccessList>, Option<String>) {
+        match (&topic.name.namespace, &inner.public_acl) {
+            (Namespace::Public, Some((list, owner))) => (Some(list.clone()), Some(owner.clone())),
+            (Namespace::Public, None) => (None, None),
+            (Namespace::User(_), _) => (lock(&self.acls).get(&topic.name.full).cloned(), None),
+        }
+    }
+
+    pub fn has_access_list(&self, full: &str) -> bool {
+        lock(&self.acls).contains_key(full)
+    }
+
+    /// A topic's list and, for a public one, who set it.
+    pub fn access_list(&self, topic: &TopicRef) -> (Option<AccessList>, Option<String>) {
+        match topic.namespace {
+            Namespace::User(_) => (lock(&self.acls).get(&topic.full).cloned(), None),
+            Namespace::Public => {
+                let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
+                match live {
+                    Some(t) => self.acl_of(&t, &t.lock()),
+                    None => (None, None),
+                }
+            }
+        }
+    }
+
+    /// Sets (or, with an empty list, clears) a private topic's list:
+    /// checked, written to the store, then applied — and re-applied to the
+    /// pattern subs of the live topic. Joins never wait for the disk.
+    pub async fn set_private_access(
+        &self,
+        topic: &TopicRef,
+        who_is: &Identity,
+        list: &AccessList,
+    ) -> Result<(), BrokerError> {
+        let _writing = self.acl_writes.lock().await;
+        let has = self.has_access_list(&topic.full);
+        if !may_set_access(topic, has, None, &who(who_is)) {
+            return Err(BrokerError::AccessDenied);
+        }
+        if let Some(store) = self.acl_store.clone() {
+            let (name, stored) = (topic.full.clone(), list.clone());
+            let put = tokio::task::spawn_blocking(move || store.put_acl(&name, Some(&stored)));
+            let failed = match put.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::error!(error = %e, topic = %topic.full, "could not store an access list");
+                return Err(BrokerError::Store(format!(
+                    "cannot store the access list: {e}"
+                )));
+            }
+        }
+        {
+            let mut acls = lock(&self.acls);
+            if list.0.is_empty() {
+                acls.remove(&topic.full);
+            } else {
+                acls.insert(topic.full.clone(), list.clone());
+            }
+        }
+        let patterns = self.patterns_read();
+        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
+        if let Some(t) = live {
+            let mut inner = t.lock();
+            let acl = (!list.0.is_empty()).then_some(list);
+            patterns::sync_topic(&patterns, &t, &mut inner, acl, None);
+        }
+        Ok(())
+    }
+
+    /// Joins (or, by `mode`, only checks) a topic by name.
+    pub fn join(&self, spec: &JoinSpec<'_>) -> Result<JoinOutcome, BrokerError> {
+        // A public `-a` re-decides the topic's pattern attachments, and the
+        // lock order puts `patterns` first.
+        let changes_list =
+            spec.public_access.is_some() && spec.topic.namespace == Namespace::Public;
+        loop {
+            {
+                let patterns = changes_list.then(|| self.patterns_read());
+                let shard = lock(self.shard(&spec.topic.full));
+                if let Some(t) = shard.get(&spec.topic.full) {
+                    let t = Arc::clone(t);
+                    let mut inner = t.lock();
+                    return self.join_locked(spec, &t, &mut inner, patterns.as_deref(), false);
+                }
+            }
+            let patterns = self.patterns_read();
+            let mut shard = lock(self.shard(&spec.topic.full));
+            if shard.contains_key(&spec.topic.full) {
+                continue; // created meanwhile: join that one
+            }
+            let t = Arc::new(Topic::new(spec.topic.clone(), self.me.clone()));
+            let mut inner = t.lock();
+            if spec.mode != JoinMode::Join {
+                // Decide without keeping the topic (nobody is on it).
+                return self.join_locked(spec, &t, &mut inner, None, false);
+            }
+            let taken = self
+                .live_topics
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max_topics).then_some(n + 1)
+                });
+            if taken.is_err() {
+                return Err(BrokerError::TooManyTopics(self.max_topics));
+            }
+            let outcome = self.join_locked(spec, &t, &mut inner, Some(&patterns), true);
+            match &outcome {
+                Ok(_) => {
+                    shard.insert(spec.topic.full.clone(), Arc::clone(&t));
+                }
+                Err(_) => {
+                    self.live_topics.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            return outcome;
+        }
+    }
+
+    /// The access rules and the join itself, under the topic's lock.
+    /// `patterns` is given for a topic being created: its pattern subs are
+    /// attached before anyone can see it.
+    fn join_locked(
+        &self,
+        spec: &JoinSpec<'_>,
+        t: &Arc<Topic>,
+        inner: &mut TopicInner,
+        patterns: Option<&HashMap<u64, Arc<PatternEntry>>>,
+        new_topic: bool,
+    ) -> Result<JoinOutcome, BrokerError> {
+        let who_is = who(spec.who);
+        let mut list_changed = false;
+        if let (Some(list), Namespace::Public) = (spec.public_access, &spec.topic.namespace) {
+            let owner = inner.public_acl.as_ref().map(|(_, o)| o.as_str());
+            if !may_set_access(spec.topic, inner.public_acl.is_some(), owner, &who_is) {
+                return Err(BrokerError::AccessDenied);
+            }
+            inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            list_changed = true;
+        }
+        let (acl, owner) = self.acl_of(t, inner);
+        if !may_use(spec.topic, acl.as_ref(), owner.as_deref(), &who_is) {
+            return Err(BrokerError::AccessDenied);
+        }
+        let shared = acl.is_some();
+        let receivers = t.counts().receivers;
+        match spec.mode {
+            JoinMode::Join => {}
+            JoinMode::Check => return Ok(JoinOutcome::Granted { shared }),
+            JoinMode::IfReceivers if receivers == 0 => return Ok(JoinOutcome::Granted { shared }),
+            JoinMode::IfReceivers => {}
+        }
+        if let Some(p) = patterns.filter(|_| new_topic || list_changed) {
+            patterns::sync_topic(p, t, inner, acl.as_ref(), owner.as_deref());
+        }
+        let id = self.next_id();
+        let info = MemberInfo {
+            role: spec.role,
+            label: spec.label.to_string(),
+            user: spec.who.name.clone(),
+            via_pattern: false,
+        };
+        let (slot, rx) = match spec.role {
+            Role::Sub { lossy, .. } => {
+                let (s, rx) = Slot::new(id, lossy, spec.receiver_chunks);
+                (Some(s), Some(rx))
+            }
+            Role::Pipe { .. } => {
+                let (s, rx) = Slot::new(id, false, spec.receiver_chunks);
+                (Some(s), Some(rx))
+            }
+            Role::Pub => (None, None),
+        };
+        let skipped = slot
+            .as_ref()
+            .map(|s| Arc::clone(&s.skipped))
+            .unwrap_or_default();
+        // Read before adding ourselves, and subscribed under the lock, so no
+        // sender can come and go unseen between the join and the watch.
+        let (senders_at_join, senders) = t.sender_counts();
+        t.add(inner, id, info, slot);
+        let port: Arc<dyn TopicPort> = Arc::clone(t) as Arc<dyn TopicPort>;
+        Ok(JoinOutcome::Joined(Joined {
+            registration: Registration::new(port, id),
+            rx,
+            skipped,
+            senders_at_join,
+            senders,
+            shared,
+        }))
+    }
+
+    /// Takes a member off `t`; the last direct member takes the topic out
+    /// of the registry, under the shard's lock so no join slips in between.
+    fn leave(&self, t: &Topic, member: u64, vanished: bool) {
+        let mut shard = lock(self.shard(&t.name.full));
+        let mut inner = t.lock();
+        t.remove_locked(&mut inner, member, vanished);
+        if inner.dead || !Topic::is_empty(&inner) {
+            return;
+        }
+        inner.dead = true;
+        inner.public_acl = None;
+        let ours = shard
+            .get(&t.name.full)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), t));
+        if ours {
+            shard.remove(&t.name.full);
+            self.live_topics.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub fn counts(&self, full: &str) -> Option<Counts> {
+        lock(self.shard(full)).get(full).map(|t| t.counts())
+    }
+
+    pub fn waiting_pubs(&self, full: &str) -> usize {
+        let t = lock(self.shard(full)).get(full).cloned();
+        t.map_or(0, |t| t.lock().waiting_pubs)
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.live_topics.load(Ordering::Acquire)
+    }
+
+    /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
+    pub fn list(&self, viewer: &Identity, queued: &QueuedTotals) -> Vec<TopicListing> {
+        let topics = self.all_topics();
+        let acls = lock(&self.acls).clone();
+        let patterns: Vec<Arc<PatternEntry>> = self.patterns_read().values().cloned().collect();
+        listing::visible(&topics, &acls, &patterns, queued, &who(viewer))
+    }
+}
