@@ -362,8 +362,10 @@ impl Broker {
             // someone is on it.
             public_access: public_access.cloned(),
         };
+        let mut reader = Reader::queued(self.clone(), deferred, keep_alive, changes);
+        reader.drain()?;
         Ok(Opened {
-            end: Reader::queued(self.clone(), deferred, keep_alive, changes),
+            end: reader,
             shared,
         })
     }

@@ -96,19 +96,7 @@ impl Reader {
         loop {
             match &mut self.stage {
                 Stage::Done => return Ok(None),
-                Stage::Drain => {
-                    let claim = match (&self.broker, self.topic.as_deref()) {
-                        (Some(b), Some(t)) => b.claim(t),
-                        _ => None,
-                    };
-                    match claim {
-                        Some(claim) => self.stage = Stage::Message(claim),
-                        None => {
-                            self.join_live()?;
-                            self.stage = Stage::Live;
-                        }
-                    }
-                }
+                Stage::Drain => self.drain()?,
                 Stage::Message(claim) => {
                     if let Some(chunk) = claim.next_chunk().await? {
                         return Ok(Some(chunk));
@@ -151,6 +139,24 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Takes the next queued message, or — none left — joins the topic
+    /// live. Done once as soon as the sub opens, so a sub with nothing
+    /// queued is a receiver from the start.
+    pub(super) fn drain(&mut self) -> Result<(), BrokerError> {
+        let claim = match (&self.broker, self.topic.as_deref()) {
+            (Some(b), Some(t)) => b.claim(t),
+            _ => None,
+        };
+        match claim {
+            Some(claim) => self.stage = Stage::Message(claim),
+            None => {
+                self.join_live()?;
+                self.stage = Stage::Live;
+            }
+        }
+        Ok(())
     }
 
     /// Joins the topic as a receiver, once the queue is drained.

@@ -1,0 +1,774 @@
+//! The broker's conformance suite: the delivery rules of SPEC §5–§8 on the
+//! broker API alone, with no SSH or HTTP in between.
+//!
+//! Every backend must pass it unchanged: `backend()` is the one place that
+//! chooses what runs underneath (today the in-memory backend, the only one).
+//! Time is paused (`start_paused`), so waits and timeouts of hours take no
+//! time and nothing depends on the machine's speed; tests wait on
+//! conditions, never on sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sshpipe::broker::{
+    BackendKind, Broker, BrokerConfig, ByteSource, Client, Open, PubEnd, PubStage, Publisher,
+    PumpError, PumpOptions, ReadError, Reader, StageSink,
+};
+use sshpipe::identity::Identity;
+use sshpipe::store::Store;
+use sshpipe::topic::{AccessList, Namespace, TopicRef};
+use tokio::sync::{Mutex, mpsc};
+
+// ------------------------------------------------------------------ set-up
+
+/// The backend under test.
+fn config() -> BrokerConfig {
+    BrokerConfig {
+        backend: BackendKind::Memory,
+        ..BrokerConfig::default()
+    }
+}
+
+fn backend() -> Broker {
+    Broker::open(config(), None).unwrap()
+}
+
+/// A broker with a store on a real file (queued messages, stored lists).
+fn backend_with_store() -> (Broker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (Broker::open(config(), Some(store)).unwrap(), dir)
+}
+
+fn user(name: &str) -> Identity {
+    Identity {
+        name: name.to_string(),
+        fingerprint: format!("SHA256:{name}"),
+        admin: false,
+        anonymous: false,
+    }
+}
+
+fn private(owner: &str, local: &str) -> TopicRef {
+    TopicRef {
+        full: format!("{owner}/{local}"),
+        namespace: Namespace::User(owner.to_string()),
+        local: local.to_string(),
+    }
+}
+
+fn public(local: &str) -> TopicRef {
+    TopicRef {
+        full: format!("public/{local}"),
+        namespace: Namespace::Public,
+        local: local.to_string(),
+    }
+}
+
+fn open<'a>(topic: &'a TopicRef, who: &'a Identity, access: Option<&'a AccessList>) -> Open<'a> {
+    Open {
+        topic,
+        client: Client {
+            identity: who,
+            label: "test@127.0.0.1:1#1",
+        },
+        access,
+    }
+}
+
+fn list(names: &[&str]) -> AccessList {
+    AccessList(names.iter().map(|s| s.to_string()).collect())
+}
+
+/// Input fed from a channel; dropping the sender ends it (EOF), `Err`
+/// breaks it off (a sender that vanishes).
+struct Feed(mpsc::UnboundedReceiver<std::io::Result<Bytes>>);
+
+impl ByteSource for Feed {
+    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        match self.0.recv().await {
+            Some(Ok(b)) => Ok(Some(b)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
+
+fn feed() -> (mpsc::UnboundedSender<std::io::Result<Bytes>>, Feed) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, Feed(rx))
+}
+
+/// Input that is all there from the start.
+fn input(chunks: &[&[u8]]) -> Feed {
+    let (tx, f) = feed();
+    for c in chunks {
+        tx.send(Ok(Bytes::copy_from_slice(c))).unwrap();
+    }
+    f
+}
+
+/// Records the stages a pub reports.
+#[derive(Default, Clone)]
+struct Stages(Arc<std::sync::Mutex<Vec<PubStage>>>);
+
+impl StageSink for Stages {
+    async fn stage(&mut self, stage: PubStage) {
+        self.0.lock().unwrap().push(stage);
+    }
+}
+
+impl Stages {
+    fn seen(&self) -> Vec<PubStage> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(3600);
+
+fn blocking() -> PumpOptions {
+    PumpOptions {
+        block: true,
+        timeout: WAIT,
+        empty: false,
+        round_robin: false,
+    }
+}
+
+fn nonblocking() -> PumpOptions {
+    PumpOptions {
+        block: false,
+        ..blocking()
+    }
+}
+
+async fn live_pub(b: &Broker, topic: &TopicRef, who: &Identity) -> Publisher {
+    match b.open_pub(open(topic, who, None), false).await.unwrap().end {
+        PubEnd::Live(p) => p,
+        PubEnd::Queued(_) => panic!("a pub without -q was queued"),
+    }
+}
+
+async fn sub(b: &Broker, topic: &TopicRef, who: &Identity, keep_alive: bool) -> Reader {
+    b.open_sub(open(topic, who, None), keep_alive, false)
+        .await
+        .unwrap()
+        .end
+}
+
+/// Reads a reader to its end.
+async fn read_all(mut r: Reader) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(c) = r.next().await? {
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
+}
+
+/// Reads a reader in its own task, chunk by chunk, as a front end does.
+fn spawn_reader(mut r: Reader) -> mpsc::UnboundedReceiver<Bytes> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(c)) = r.next().await {
+            if tx.send(c).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (in paused time) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..100_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn receivers(b: &Broker, full: &str, n: usize) {
+    until(&format!("{n} receivers on {full}"), || {
+        b.counts(full).map_or(0, |c| c.receivers) == n
+    })
+    .await;
+}
+
+// --------------------------------------------------------------- multicast
+
+#[tokio::test(start_paused = true)]
+async fn every_receiver_gets_every_byte() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let readers: Vec<_> =
+        futures_util::future::join_all((0..3).map(|_| sub(&b, &t, &alice, false))).await;
+    receivers(&b, &t.full, 3).await;
+    let mut p = live_pub(&b, &t, &alice).await;
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<&[u8]> = data.chunks(7_000).collect();
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|r| tokio::spawn(read_all(r)))
+        .collect();
+    p.pump(&mut input(&chunks), blocking(), &mut ())
+        .await
+        .unwrap();
+    drop(p);
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), data);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocking_pub_waits_for_a_receiver_and_reads_nothing_meanwhile() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut p = live_pub(&b, &t, &alice).await;
+    let stages = Stages::default();
+    let (tx, mut src) = feed();
+    tx.send(Ok(Bytes::from_static(b"hello\n"))).unwrap();
+    drop(tx);
+    let mut sink = stages.clone();
+    let pumping = tokio::spawn(async move {
+        let r = p.pump(&mut src, blocking(), &mut sink).await;
+        (r, src)
+    });
+    until("the pub waits", || b.waiting_pubs(&t.full) == 1).await;
+    assert_eq!(stages.seen(), vec![PubStage::Waiting(WAIT)]);
+    let r = sub(&b, &t, &alice, false).await;
+    let got = tokio::spawn(read_all(r));
+    let (done, _) = pumping.await.unwrap();
+    done.unwrap();
+    assert_eq!(got.await.unwrap().unwrap(), b"hello\n");
+    assert_eq!(
+        stages.seen(),
+        vec![PubStage::Waiting(WAIT), PubStage::Sending]
+    );
+    assert_eq!(b.waiting_pubs(&t.full), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocking_pub_times_out_without_a_receiver() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut p = live_pub(&b, &t, &alice).await;
+    let opts = PumpOptions {
+        timeout: Duration::from_secs(5),
+        ..blocking()
+    };
+    let started = tokio::time::Instant::now();
+    let r = p.pump(&mut input(&[b"x"]), opts, &mut ()).await;
+    assert!(matches!(r, Err(PumpError::Timeout)), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nonblocking_pub_without_receivers_drops_its_data() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut p = live_pub(&b, &t, &alice).await;
+    p.pump(&mut input(&[b"lost\n"]), nonblocking(), &mut ())
+        .await
+        .unwrap();
+    assert_eq!(p.sent, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocking_pub_waits_again_when_every_receiver_left() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let first = sub(&b, &t, &alice, true).await;
+    receivers(&b, &t.full, 1).await;
+    let mut p = live_pub(&b, &t, &alice).await;
+    let stages = Stages::default();
+    let (tx, mut src) = feed();
+    let mut sink = stages.clone();
+    let pumping = tokio::spawn(async move { p.pump(&mut src, blocking(), &mut sink).await });
+    let mut first = first;
+    tx.send(Ok(Bytes::from_static(b"one\n"))).unwrap();
+    assert_eq!(first.next().await.unwrap().unwrap(), "one\n");
+    drop(first);
+    until("the pub waits again", || b.waiting_pubs(&t.full) == 1).await;
+    tx.send(Ok(Bytes::from_static(b"two\n"))).unwrap();
+    let second = sub(&b, &t, &alice, false).await;
+    drop(tx);
+    let got = tokio::spawn(read_all(second));
+    pumping.await.unwrap().unwrap();
+    assert_eq!(got.await.unwrap().unwrap(), b"two\n");
+    assert_eq!(
+        stages.seen(),
+        vec![
+            PubStage::Sending,
+            PubStage::Waiting(WAIT),
+            PubStage::Sending
+        ]
+    );
+}
+
+// ----------------------------------------------------------------- endings
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_ends_after_its_senders_and_everything_they_sent() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let r = sub(&b, &t, &alice, false).await;
+    receivers(&b, &t.full, 1).await;
+    let got = tokio::spawn(read_all(r));
+    let mut p = live_pub(&b, &t, &alice).await;
+    p.pump(&mut input(&[b"a\n", b"b\n"]), blocking(), &mut ())
+        .await
+        .unwrap();
+    // The sender leaving ends the sub, after all it sent.
+    drop(p);
+    assert_eq!(got.await.unwrap().unwrap(), b"a\nb\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keep_alive_sub_outlives_its_senders() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut r = spawn_reader(sub(&b, &t, &alice, true).await);
+    receivers(&b, &t.full, 1).await;
+    for word in ["a\n", "b\n"] {
+        let mut p = live_pub(&b, &t, &alice).await;
+        p.pump(&mut input(&[word.as_bytes()]), blocking(), &mut ())
+            .await
+            .unwrap();
+    }
+    assert_eq!(r.recv().await.unwrap(), "a\n");
+    assert_eq!(r.recv().await.unwrap(), "b\n");
+    let more = tokio::time::timeout(WAIT, r.recv()).await;
+    assert!(more.is_err(), "a sub -k ended: {more:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_that_vanishes_fails_its_subs() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let r = sub(&b, &t, &alice, false).await;
+    receivers(&b, &t.full, 1).await;
+    let got = tokio::spawn(read_all(r));
+    let mut p = live_pub(&b, &t, &alice).await;
+    let (tx, mut src) = feed();
+    tx.send(Ok(Bytes::from_static(b"half a file"))).unwrap();
+    tx.send(Err(std::io::ErrorKind::ConnectionAborted.into()))
+        .unwrap();
+    assert!(p.pump(&mut src, blocking(), &mut ()).await.is_err());
+    drop(p);
+    let r = got.await.unwrap();
+    assert!(matches!(r, Err(ReadError::SenderVanished)), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn msg_sent_means_every_receiver_was_handed_everything() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut r = sub(&b, &t, &alice, false).await;
+    receivers(&b, &t.full, 1).await;
+    let mut p = live_pub(&b, &t, &alice).await;
+    let big = vec![b'x'; 32 * 1024];
+    let chunks: Vec<&[u8]> = (0..64).map(|_| big.as_slice()).collect();
+    let mut src = input(&chunks);
+    let pumping = tokio::spawn(async move { p.pump(&mut src, blocking(), &mut ()).await });
+    let mut got = 0;
+    while got < 64 * big.len() {
+        assert!(
+            !pumping.is_finished(),
+            "the pub finished before its data was read"
+        );
+        got += r.next().await.unwrap().unwrap().len();
+    }
+    // The flush marker is acknowledged by asking for more.
+    let rest = tokio::spawn(async move { r.next().await });
+    pumping.await.unwrap().unwrap();
+    assert_eq!(rest.await.unwrap().unwrap(), None);
+}
+
+// ----------------------------------------------------- several senders, lines
+
+#[tokio::test(start_paused = true)]
+async fn lines_of_several_senders_never_interleave() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut r = spawn_reader(sub(&b, &t, &alice, true).await);
+    receivers(&b, &t.full, 1).await;
+    let mut p1 = live_pub(&b, &t, &alice).await;
+    let mut p2 = live_pub(&b, &t, &alice).await;
+    let (tx1, mut s1) = feed();
+    let (tx2, mut s2) = feed();
+    let a = tokio::spawn(async move { p1.pump(&mut s1, blocking(), &mut ()).await });
+    let c = tokio::spawn(async move { p2.pump(&mut s2, blocking(), &mut ()).await });
+    for i in 0..50 {
+        tx1.send(Ok(Bytes::from(format!("A{i}-")))).unwrap();
+        tx2.send(Ok(Bytes::from(format!("B{i}-")))).unwrap();
+        tx1.send(Ok(Bytes::from(format!("a{i}\n")))).unwrap();
+        tx2.send(Ok(Bytes::from(format!("b{i}\n")))).unwrap();
+        tokio::task::yield_now().await;
+    }
+    drop((tx1, tx2));
+    a.await.unwrap().unwrap();
+    c.await.unwrap().unwrap();
+    let mut text = String::new();
+    while text.matches('\n').count() < 100 {
+        text.push_str(std::str::from_utf8(&r.recv().await.unwrap()).unwrap());
+    }
+    for line in text.lines() {
+        let ok = (0..50).any(|i| line == format!("A{i}-a{i}") || line == format!("B{i}-b{i}"));
+        assert!(ok, "a mixed line: {line:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_sender_is_never_held_back() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let mut r = sub(&b, &t, &alice, true).await;
+    receivers(&b, &t.full, 1).await;
+    let mut p = live_pub(&b, &t, &alice).await;
+    let (tx, mut s) = feed();
+    let _pumping = tokio::spawn(async move { p.pump(&mut s, blocking(), &mut ()).await });
+    tx.send(Ok(Bytes::from_static(b"no newline yet"))).unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(r.next().await.unwrap().unwrap(), "no newline yet");
+    assert_eq!(started.elapsed(), Duration::ZERO, "held back");
+}
+
+// ------------------------------------------------------------ round-robin
+
+fn round_robin() -> PumpOptions {
+    PumpOptions {
+        round_robin: true,
+        ..blocking()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_gives_each_line_to_exactly_one_worker() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "jobs"));
+    let workers: Vec<Reader> =
+        futures_util::future::join_all((0..3).map(|_| sub(&b, &t, &alice, false))).await;
+    receivers(&b, &t.full, 3).await;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|r| tokio::spawn(read_all(r)))
+        .collect();
+    let mut p = live_pub(&b, &t, &alice).await;
+    let lines: Vec<String> = (0..300).map(|i| format!("job {i}\n")).collect();
+    let joined = lines.concat();
+    // Chunks cut lines in the middle: still whole lines out.
+    let chunks: Vec<&[u8]> = joined.as_bytes().chunks(10).collect();
+    p.pump(&mut input(&chunks), round_robin(), &mut ())
+        .await
+        .unwrap();
+    drop(p);
+    let mut all = Vec::new();
+    for t in tasks {
+        let got = String::from_utf8(t.await.unwrap().unwrap()).unwrap();
+        assert!(
+            got.lines().count() >= 50,
+            "uneven spread: {}",
+            got.lines().count()
+        );
+        all.extend(got.lines().map(str::to_string));
+    }
+    all.sort();
+    let mut want: Vec<String> = lines.iter().map(|l| l.trim_end().to_string()).collect();
+    want.sort();
+    assert_eq!(all, want);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_dies_holding_a_line_gives_it_to_another() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "jobs"));
+    let mut dying = sub(&b, &t, &alice, true).await;
+    let survivor = sub(&b, &t, &alice, true).await;
+    receivers(&b, &t.full, 2).await;
+    let survivor = Arc::new(Mutex::new(survivor));
+    let collected = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reading = {
+        let (survivor, collected) = (Arc::clone(&survivor), Arc::clone(&collected));
+        tokio::spawn(async move {
+            let mut s = survivor.lock().await;
+            while let Ok(Some(c)) = s.next().await {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8(c.to_vec()).unwrap());
+            }
+        })
+    };
+    let mut p = live_pub(&b, &t, &alice).await;
+    let lines: Vec<String> = (0..40).map(|i| format!("job {i}\n")).collect();
+    let chunks: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let mut src = input(&chunks);
+    let pumping = tokio::spawn(async move { p.pump(&mut src, round_robin(), &mut ()).await });
+    // The dying worker takes one line and never writes it: its client is gone.
+    let held = dying.next().await.unwrap().unwrap();
+    drop(dying);
+    pumping.await.unwrap().unwrap();
+    until("every line reached the survivor", || {
+        collected.lock().unwrap().concat().matches('\n').count() == 40
+    })
+    .await;
+    reading.abort();
+    let mut got: Vec<String> = collected
+        .lock()
+        .unwrap()
+        .concat()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = lines.iter().map(|l| l.trim_end().to_string()).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the held line {held:?} must reach the survivor, once"
+    );
+}
+
+// ------------------------------------------------------------------- lossy
+
+#[tokio::test(start_paused = true)]
+async fn a_lossy_receiver_never_slows_the_sender() {
+    let b = backend();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let lossy = b
+        .open_sub(open(&t, &alice, None), true, true)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    let mut p = live_pub(&b, &t, &alice).await;
+    let big = vec![b'x'; 32 * 1024];
+    let chunks: Vec<&[u8]> = (0..100).map(|_| big.as_slice()).collect();
+    // Nobody reads the lossy sub, yet the pub finishes.
+    p.pump(&mut input(&chunks), blocking(), &mut ())
+        .await
+        .unwrap();
+    assert!(lossy.skipped() > 0);
+    assert_eq!(p.sent, 100 * big.len() as u64);
+}
+
+// ------------------------------------------------------ access and patterns
+
+#[tokio::test(start_paused = true)]
+async fn a_private_topic_is_its_owners_until_listed() {
+    let b = backend();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "t"));
+    let denied = b.open_sub(open(&t, &bob, None), false, false).await;
+    assert!(denied.is_err());
+    let opened = b
+        .open_pub(open(&t, &alice, Some(&list(&["bob"]))), false)
+        .await
+        .unwrap();
+    assert!(opened.shared, "a listed topic is reached by its full name");
+    assert!(b.open_sub(open(&t, &bob, None), false, false).await.is_ok());
+    // bob may not change alice's list.
+    let r = b
+        .open_sub(open(&t, &bob, Some(&list(&["carol"]))), false, false)
+        .await;
+    assert!(r.is_err());
+    assert_eq!(b.access(&t, &alice).await.unwrap(), Some(list(&["bob"])));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_public_topics_list_belongs_to_who_set_it() {
+    let b = backend();
+    let (alice, bob, t) = (user("alice"), user("bob"), public("t"));
+    let _a = b
+        .open_sub(open(&t, &alice, Some(&list(&["carol"]))), true, false)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    assert!(b.open_sub(open(&t, &bob, None), true, false).await.is_err());
+    assert!(
+        b.open_sub(open(&t, &bob, Some(&list(&["bob"]))), true, false)
+            .await
+            .is_err(),
+        "bob took over alice's list"
+    );
+    assert!(
+        b.open_sub(open(&t, &user("carol"), None), true, false)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn patterns_reach_only_topics_their_user_may_use() {
+    let b = backend();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let pattern = private("alice", "logs-*");
+    let watcher = b
+        .open_sub(open(&pattern, &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    let mut watcher = spawn_reader(watcher);
+    let (open_t, closed_t) = (private("alice", "logs-a"), private("alice", "logs-b"));
+    let mut p_open = b
+        .open_pub(open(&open_t, &alice, Some(&list(&["bob"]))), false)
+        .await
+        .unwrap();
+    let mut p_closed = live_pub(&b, &closed_t, &alice).await;
+    let PubEnd::Live(p_open_live) = &mut p_open.end else {
+        panic!("queued")
+    };
+    receivers(&b, &open_t.full, 1).await;
+    assert_eq!(b.counts(&closed_t.full).unwrap().receivers, 0);
+    p_closed
+        .pump(&mut input(&[b"secret\n"]), nonblocking(), &mut ())
+        .await
+        .unwrap();
+    p_open_live
+        .pump(&mut input(&[b"shared\n"]), blocking(), &mut ())
+        .await
+        .unwrap();
+    assert_eq!(watcher.recv().await.unwrap(), "shared\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_change_on_a_live_topic_detaches_patterns_at_once() {
+    let b = backend();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let t = private("alice", "logs-a");
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let _p = live_pub(&b, &t, &alice).await;
+    let _w = b
+        .open_sub(open(&private("alice", "logs-*"), &bob, None), true, false)
+        .await
+        .unwrap();
+    receivers(&b, &t.full, 1).await;
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert_eq!(b.counts(&t.full).unwrap().receivers, 0);
+    assert!(b.open_sub(open(&t, &bob, None), true, false).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_are_bounded_and_freed_when_empty() {
+    let b = Broker::open(
+        BrokerConfig {
+            max_topics: 2,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
+    let alice = user("alice");
+    let (t1, t2, t3) = (
+        private("alice", "1"),
+        private("alice", "2"),
+        private("alice", "3"),
+    );
+    let p1 = live_pub(&b, &t1, &alice).await;
+    let _p2 = live_pub(&b, &t2, &alice).await;
+    assert!(b.open_pub(open(&t3, &alice, None), false).await.is_err());
+    drop(p1);
+    assert_eq!(b.topic_count(), 1);
+    let _p3 = live_pub(&b, &t3, &alice).await;
+}
+
+// ------------------------------------------------------------------ queued
+
+async fn queue_one(b: &Broker, t: &TopicRef, who: &Identity, body: &[u8]) -> usize {
+    match b.open_pub(open(t, who, None), true).await.unwrap().end {
+        PubEnd::Queued(q) => q.store(&mut input(&[body])).await.unwrap(),
+        PubEnd::Live(_) => panic!("a pub -q with no receiver went live"),
+    }
+}
+
+#[tokio::test]
+async fn queued_messages_wait_and_go_to_exactly_one_sub() {
+    let (b, _dir) = backend_with_store();
+    let (alice, t) = (user("alice"), private("alice", "files"));
+    for i in 0..6 {
+        let n = queue_one(&b, &t, &alice, format!("message {i}").as_bytes()).await;
+        assert_eq!(n, i + 1);
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let r = sub(&b, &t, &alice, false).await;
+        tasks.push(tokio::spawn(read_all(r)));
+    }
+    let mut got: Vec<String> = Vec::new();
+    for t in tasks {
+        got.push(String::from_utf8(t.await.unwrap().unwrap()).unwrap());
+    }
+    got.sort();
+    let want: Vec<String> = (0..6).map(|i| format!("message {i}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(b.queued(&t.full), (0, 0));
+}
+
+#[tokio::test]
+async fn a_pub_q_with_a_receiver_goes_live() {
+    let (b, _dir) = backend_with_store();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let r = sub(&b, &t, &alice, false).await;
+    let got = tokio::spawn(read_all(r));
+    receivers(&b, &t.full, 1).await;
+    let PubEnd::Live(mut p) = b.open_pub(open(&t, &alice, None), true).await.unwrap().end else {
+        panic!("queued with a receiver present");
+    };
+    p.pump(&mut input(&[b"live"]), nonblocking(), &mut ())
+        .await
+        .unwrap();
+    drop(p);
+    assert_eq!(got.await.unwrap().unwrap(), b"live");
+    assert_eq!(b.queued(&t.full), (0, 0));
+}
+
+#[tokio::test]
+async fn a_message_queued_while_a_keep_alive_sub_is_live_reaches_it() {
+    let (b, _dir) = backend_with_store();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    queue_one(&b, &t, &alice, b"first").await;
+    let mut r = spawn_reader(sub(&b, &t, &alice, true).await);
+    assert_eq!(r.recv().await.unwrap(), "first");
+    // Now live: a pub -q finds the receiver and delivers live.
+    let PubEnd::Live(mut p) = ({
+        receivers(&b, &t.full, 1).await;
+        b.open_pub(open(&t, &alice, None), true).await.unwrap().end
+    }) else {
+        panic!("queued with a live receiver");
+    };
+    let mut src = input(&[b"second"]);
+    let pumping = tokio::spawn(async move { p.pump(&mut src, nonblocking(), &mut ()).await });
+    assert_eq!(r.recv().await.unwrap(), "second");
+    pumping.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_sub_that_leaves_mid_message_puts_it_back() {
+    let (b, _dir) = backend_with_store();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let body = vec![b'q'; 600 * 1024];
+    queue_one(&b, &t, &alice, &body).await;
+    let mut first = sub(&b, &t, &alice, false).await;
+    assert!(!first.next().await.unwrap().unwrap().is_empty());
+    assert_eq!(b.claimed(&t.full), 1);
+    drop(first);
+    assert_eq!(b.claimed(&t.full), 0);
+    let again = sub(&b, &t, &alice, false).await;
+    assert_eq!(read_all(again).await.unwrap(), body);
+}
+
+#[tokio::test]
+async fn a_stored_list_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "t"));
+    {
+        let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+        b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    }
+    let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+    assert!(b.open_sub(open(&t, &bob, None), true, false).await.is_ok());
+}
