@@ -25,6 +25,7 @@ pub mod config;
 pub mod hostkey;
 pub mod http;
 pub mod identity;
+pub mod logs;
 pub mod server;
 pub mod ssh;
 pub mod store;
