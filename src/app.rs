@@ -1,5 +1,5 @@
-//! What every front end shares: the broker, who the users are, and how the
-//! server presents itself in hints.
+//! What every front end shares: the broker, who the users are, how the
+//! server presents itself in hints, and the readers of its `logs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +9,7 @@ use crate::broker::Broker;
 use crate::config::AuthMode;
 use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
+use crate::logs::LogHub;
 
 #[derive(Debug)]
 pub struct App {
@@ -25,6 +26,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// The `#N` of client ids (`USER@IP:PORT#N`).
     next_client: AtomicU64,
+    /// Readers of `ssh host logs`, fed by the process's tracing layer.
+    pub logs: LogHub,
 }
 
 impl App {
@@ -46,6 +49,7 @@ impl App {
             advertise_port,
             shutdown,
             next_client: AtomicU64::new(1),
+            logs: LogHub::global(),
         }
     }
 

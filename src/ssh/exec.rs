@@ -158,6 +158,7 @@ async fn dispatch(
         Command::Pub(args) => pubsub::publish(req, args, read, out).await,
         Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
         Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
+        Command::Logs(args) => super::logs::run(req, args, read, out).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod exec;
 mod handler;
 mod limits;
 mod loglimit;
+mod logs;
 mod out;
 mod pubsub;
 mod queued;
