@@ -10,7 +10,8 @@
 mod common;
 
 use std::io::Read;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, Once};
 use std::thread;
 
@@ -90,12 +91,28 @@ fn session_end(v: &Value, user: &str, cmd: &str) -> bool {
     is(v, "msg", "session end") && is(v, "user", user) && is(v, "cmd", cmd)
 }
 
+/// `ssh-keygen -s CA` for `key`, with `args` (`-n PRINCIPALS`, `-V …`).
+fn certify(ca: &Key, key: &Key, dir: &Path, args: &[&str]) -> PathBuf {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca.path)
+        .args(["-I", "test"])
+        .args(args)
+        .arg(key.path.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ssh-keygen -s");
+    let cert = dir.join("refused.cert");
+    std::fs::rename(format!("{}-cert.pub", key.path.display()), &cert).unwrap();
+    cert
+}
+
 #[test]
 fn each_user_reads_their_own_lines_and_admins_read_all() {
     install_layer();
     let dir = tempfile::tempdir().unwrap();
-    let [alice, bob, carol, root] =
-        ["alice", "bob", "carol", "root"].map(|n| Key::new(dir.path(), n));
+    let [alice, bob, carol, root, ca] =
+        ["alice", "bob", "carol", "root", "ca"].map(|n| Key::new(dir.path(), n));
     // Names of their own, so no other test's sessions can be theirs.
     let (a, b, c, r) = ("lg-alice", "lg-bob", "lg-carol", "lg-root");
     let users = format!(
@@ -106,6 +123,7 @@ fn each_user_reads_their_own_lines_and_admins_read_all() {
     let server = TestServer::with(Config {
         users_toml: Some(users),
         auth: AuthMode::Users,
+        trusted_user_ca: Some(ca.public.clone()),
         ..Config::default()
     });
     let readers = [
@@ -126,12 +144,27 @@ fn each_user_reads_their_own_lines_and_admins_read_all() {
         .run(&alice, &["pub", "-b=false", "-c", "news"], b"hi\n")
         .expect_code(0);
     server.run(&carol, &["sub"], b"").expect_code(2);
-    server.run(&bob, &["ls"], b"").expect_code(0);
+    // Bob offers a certificate with a critical option we refuse first (his
+    // line: the CA vouches it is his), then logs in with his plain key.
+    let cert = certify(&ca, &bob, dir.path(), &["-n", b, "-O", "force-command=ls"]);
+    let opt = format!("CertificateFile={}", cert.display());
+    let out = server
+        .ssh_with(&bob, &["-o", &opt], &["ls"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 
     let [ra, rb, rc, rr] = &readers;
     ra.wait_for("alice's whoami", |v| session_end(v, a, "whoami"));
     ra.wait_for("alice's pub", |v| {
         session_end(v, a, "pub -b=false -c news") && is(v, "status", "0")
+    });
+    rb.wait_for("bob's refused certificate", |v| {
+        is(v, "msg", "key refused")
+            && is(v, "user", b)
+            && v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("force-command"))
     });
     rb.wait_for("bob's ls", |v| session_end(v, b, "ls"));
     rc.wait_for("carol's usage error", |v| {
@@ -140,6 +173,7 @@ fn each_user_reads_their_own_lines_and_admins_read_all() {
     for user in [a, b, c] {
         all.wait_for(&format!("{user}'s lines in --all"), |v| is(v, "user", user));
     }
+    all.wait_for("bob's refusal in --all", |v| is(v, "msg", "key refused"));
 
     // Every line has the keys of SPEC §12, and each reader only its own.
     for (reader, user) in [(ra, a), (rb, b), (rc, c), (rr, r)] {

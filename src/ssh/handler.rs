@@ -69,14 +69,14 @@ impl Conn {
     /// unknown key is logged (rate-limited), as it usually means a client
     /// or CA to fix.
     fn admit(&self, decision: Result<Identity, Refusal>) -> Option<Identity> {
-        let why = match decision {
+        let (why, user) = match decision {
             Ok(id) => return Some(id),
             Err(Refusal::Unknown) => return None,
-            Err(Refusal::Key(why)) => why.to_string(),
-            Err(Refusal::Cert(why)) => format!("certificate {why}"),
+            Err(Refusal::Key(why, user)) => (why.to_string(), user),
+            Err(Refusal::Cert(why, user)) => (format!("certificate {why}"), user),
         };
         if let Some(suppressed) = self.shared.refusal_logs.check(Instant::now()) {
-            tracing::info!(peer = %self.peer, reason = %why, suppressed, "key refused");
+            tracing::info!(peer = %self.peer, user = user.as_deref(), reason = %why, suppressed, "key refused");
         }
         None
     }
