@@ -1,5 +1,6 @@
 //! What every front end shares: the broker, who the users are, how the
-//! server presents itself in hints, and the readers of its `logs`.
+//! server presents itself in hints, and what it reports about itself (the
+//! `logs` readers and the `/metrics` counters).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +11,7 @@ use crate::config::AuthMode;
 use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
 use crate::logs::LogHub;
+use crate::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct App {
@@ -28,6 +30,8 @@ pub struct App {
     next_client: AtomicU64,
     /// Readers of `ssh host logs`, fed by the process's tracing layer.
     pub logs: LogHub,
+    /// The `/metrics` counters.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -50,7 +54,14 @@ impl App {
             shutdown,
             next_client: AtomicU64::new(1),
             logs: LogHub::global(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same, counting into `metrics` (which knows where `/metrics` is
+    /// served).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        App { metrics, ..self }
     }
 
     pub fn next_client_number(&self) -> u64 {

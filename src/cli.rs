@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Cli, HttpListen, LogFormat, ServeArgs};
+use crate::config::{Cli, HttpListen, LogFormat, MetricsListen, ServeArgs};
 use crate::server::{self, Options};
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
@@ -130,14 +130,21 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         kex: args.kex,
         trusted_user_ca: args.trusted_user_ca.clone(),
+        metrics_listen: args.metrics_listen,
     };
     let running = server::start(opts).await?;
     let http = running
         .http_addr
         .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let metrics = match (args.metrics_listen, running.http_addr, running.metrics_addr) {
+        (_, _, Some(addr)) => addr.to_string(),
+        (MetricsListen::Http, Some(addr), None) => format!("{addr}/metrics"),
+        _ => "off".to_string(),
+    };
     tracing::info!(
         ssh = %running.ssh_addr,
         http = %http,
+        metrics = %metrics,
         host_key = %running.host_key_fingerprint,
         auth = %typed(&args.auth),
         kex = %typed(&args.kex),

@@ -15,6 +15,7 @@ mod publisher;
 mod queue;
 mod queued;
 mod reader;
+pub mod stats;
 mod subscription;
 mod topic;
 
