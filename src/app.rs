@@ -1,5 +1,6 @@
-//! What every front end shares: the broker, who the users are, and how the
-//! server presents itself in hints.
+//! What every front end shares: the broker, who the users are, how the
+//! server presents itself in hints, and what it reports about itself (the
+//! `logs` readers and the `/metrics` counters).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +10,8 @@ use crate::broker::Broker;
 use crate::config::AuthMode;
 use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct App {
@@ -25,6 +28,10 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// The `#N` of client ids (`USER@IP:PORT#N`).
     next_client: AtomicU64,
+    /// Readers of `ssh host logs`, fed by the process's tracing layer.
+    pub logs: LogHub,
+    /// The `/metrics` counters.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -46,7 +53,15 @@ impl App {
             advertise_port,
             shutdown,
             next_client: AtomicU64::new(1),
+            logs: LogHub::global(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same, counting into `metrics` (which knows where `/metrics` is
+    /// served).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        App { metrics, ..self }
     }
 
     pub fn next_client_number(&self) -> u64 {

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Cli, HttpListen, LogFormat, ServeArgs};
+use crate::config::{Cli, HttpListen, LogFormat, MetricsListen, ServeArgs};
 use crate::server::{self, Options};
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
@@ -67,23 +67,32 @@ fn option_error(e: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Log lines on stderr as `RUST_LOG` says, and every `sshpipe` event at
+/// INFO and up to the readers of `ssh host logs` (`logs::layer`, its own
+/// filter: users get their lines whatever the operator's stderr level).
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = use_colour(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").is_some(),
     );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr.boxed(),
+        LogFormat::Json => stderr.json().boxed(),
+    };
     // `try_init`: now that the program is a library function, a caller that
     // already installed a subscriber keeps it instead of a panic.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(crate::logs::layer(crate::logs::LogHub::global()))
+        .try_init();
 }
 
 /// Colour in text log lines only for a person at a terminal (SPEC §2):
@@ -122,14 +131,21 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         kex: args.kex,
         trusted_user_ca: args.trusted_user_ca.clone(),
+        metrics_listen: args.metrics_listen,
     };
     let running = server::start(opts).await?;
     let http = running
         .http_addr
         .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let metrics = match (args.metrics_listen, running.http_addr, running.metrics_addr) {
+        (_, _, Some(addr)) => addr.to_string(),
+        (MetricsListen::Http, Some(addr), None) => format!("{addr}/metrics"),
+        _ => "off".to_string(),
+    };
     tracing::info!(
         ssh = %running.ssh_addr,
         http = %http,
+        metrics = %metrics,
         host_key = %running.host_key_fingerprint,
         auth = %typed(&args.auth),
         kex = %typed(&args.kex),

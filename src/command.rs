@@ -57,6 +57,8 @@ pub enum Command {
     Sub(SubArgs),
     /// `pipe [TOPIC] [flags]`.
     Pipe(PipeArgs),
+    /// `logs [--all]`: stream the server's log lines about this user.
+    Logs(LogsArgs),
     /// `pub -h`, `sub --help`, `help pipe`, ...: print [`usage_text`] of that
     /// command on stdout, exit 0.
     Usage(CommandKind),
@@ -69,12 +71,16 @@ impl Command {
             Command::Pub(a) => Some(&a.common),
             Command::Sub(a) => Some(&a.common),
             Command::Pipe(a) => Some(&a.common),
-            Command::Help | Command::Whoami | Command::Ls | Command::Usage(_) => None,
+            Command::Help
+            | Command::Whoami
+            | Command::Ls
+            | Command::Logs(_)
+            | Command::Usage(_) => None,
         }
     }
 }
 
-/// The commands that take a topic and flags.
+/// The commands that take flags (and, but for `logs`, a topic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommandKind {
     /// `pub`
@@ -83,6 +89,8 @@ pub enum CommandKind {
     Sub,
     /// `pipe`
     Pipe,
+    /// `logs`
+    Logs,
 }
 
 impl CommandKind {
@@ -92,6 +100,7 @@ impl CommandKind {
             CommandKind::Pub => "pub",
             CommandKind::Sub => "sub",
             CommandKind::Pipe => "pipe",
+            CommandKind::Logs => "logs",
         }
     }
 }
@@ -194,6 +203,14 @@ pub struct PipeArgs {
     pub dispatch: Dispatch,
 }
 
+/// `logs [--all]` (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogsArgs {
+    /// `--all`: every line, not only the caller's (admins only; the front
+    /// end refuses it to others, since parsing knows nobody).
+    pub all: bool,
+}
+
 /// Parses an exec string (SPEC §4, §4.1). Rejects strings longer than
 /// [`MAX_EXEC_LEN`] bytes.
 pub fn parse(exec: &str) -> Result<Command, UsageError> {
@@ -219,6 +236,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
                 "pub" => Command::Usage(CommandKind::Pub),
                 "sub" => Command::Usage(CommandKind::Sub),
                 "pipe" => Command::Usage(CommandKind::Pipe),
+                "logs" => Command::Usage(CommandKind::Logs),
                 _ => Command::Help,
             },
             _ => Command::Help,
@@ -228,6 +246,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
         "pub" => parse_kind(CommandKind::Pub, args),
         "sub" => parse_kind(CommandKind::Sub, args),
         "pipe" => parse_kind(CommandKind::Pipe, args),
+        "logs" => parse_kind(CommandKind::Logs, args),
         _ => Err(UsageError::UnknownCommand(name.clone())),
     }
 }

@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// OpenSSH CA public keys, one per line, whose user certificates log in.
     #[arg(long, env = "SSHPIPE_TRUSTED_USER_CA")]
     pub trusted_user_ca: Option<PathBuf>,
+    /// Where GET /metrics is served: `http` (the HTTP listener), an address
+    /// of its own (then only there), or `off`.
+    #[arg(long, env = "SSHPIPE_METRICS_LISTEN", default_value = "http", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
     /// `text` or `json` log lines on stderr; level via RUST_LOG.
     #[arg(long, env = "SSHPIPE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -238,6 +242,38 @@ fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
         .map_err(|e| format!("{e} (an address like 0.0.0.0:8080, or `off`)"))
 }
 
+/// Where `GET /metrics` is served (SPEC §2, §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsListen {
+    /// On the HTTP listener, beside the topics (nowhere if HTTP is off).
+    #[default]
+    Http,
+    /// On a listener of its own, and only there.
+    On(SocketAddr),
+    Off,
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsListen::Http => f.write_str("http"),
+            MetricsListen::On(addr) => write!(f, "{addr}"),
+            MetricsListen::Off => f.write_str("off"),
+        }
+    }
+}
+
+fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
+    match s {
+        "http" => Ok(MetricsListen::Http),
+        "off" => Ok(MetricsListen::Off),
+        _ => s
+            .parse()
+            .map(MetricsListen::On)
+            .map_err(|e| format!("{e} (`http`, an address like 127.0.0.1:9090, or `off`)")),
+    }
+}
+
 /// Reads and checks the users file; a missing file is an error only when
 /// one was named.
 pub fn load_users(path: Option<&Path>, auth: AuthMode) -> anyhow::Result<Users> {
@@ -330,5 +366,21 @@ mod tests {
             (7, 1, 5)
         );
         assert!(Cli::try_parse_from(["sshpipe", "--auth-timeout", "20"]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_values() {
+        let m = |v: &str| {
+            Cli::try_parse_from(["sshpipe", "--metrics-listen", v])
+                .map(|c| c.into_serve().metrics_listen)
+        };
+        assert_eq!(m("http").ok(), Some(MetricsListen::Http));
+        assert_eq!(m("off").ok(), Some(MetricsListen::Off));
+        let addr: SocketAddr = "127.0.0.1:9090".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(m("127.0.0.1:9090").ok(), Some(MetricsListen::On(addr)));
+        assert!(m("9090").is_err());
+        let default = Cli::try_parse_from(["sshpipe"]).map(|c| c.into_serve().metrics_listen);
+        assert_eq!(default.ok(), Some(MetricsListen::Http));
+        assert_eq!(MetricsListen::On(addr).to_string(), "127.0.0.1:9090");
     }
 }

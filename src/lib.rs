@@ -15,6 +15,8 @@
 //!   API, so browsers and `curl` meet SSH users on public topics.
 //! - `store`: the embedded durable store (redb): access lists and queued
 //!   messages that must survive a crash. Only the broker talks to it.
+//! - `logs`, `metrics`: what the server tells about itself — each user's
+//!   own log lines, live (`ssh host logs`), and `/metrics` for Prometheus.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -26,6 +28,8 @@ pub mod front;
 pub mod hostkey;
 pub mod http;
 pub mod identity;
+pub mod logs;
+pub mod metrics;
 pub mod server;
 pub mod ssh;
 pub mod store;

@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::broker::{Broker, BrokerConfig};
-use crate::config::{AuthMode, KexPolicy, load_trusted_cas, load_users};
+use crate::config::{AuthMode, KexPolicy, MetricsListen, load_trusted_cas, load_users};
 use crate::hostkey;
 use crate::http;
+use crate::metrics::{self, Metrics};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub kex: KexPolicy,
     /// `--trusted-user-ca`: CA keys whose user certificates log in.
     pub trusted_user_ca: Option<PathBuf>,
+    /// Where `/metrics` is served (SPEC §12).
+    pub metrics_listen: MetricsListen,
 }
 
 /// A started server. `shutdown` stops it; `join` waits for it.
@@ -43,9 +46,11 @@ pub struct Running {
     pub ssh_addr: SocketAddr,
     /// `None` when HTTP is off.
     pub http_addr: Option<SocketAddr>,
+    /// `--metrics-listen ADDR`'s bound address (`None`: `http` or `off`).
+    pub metrics_addr: Option<SocketAddr>,
     pub host_key_fingerprint: String,
     pub shutdown: CancellationToken,
-    /// Ends once both the SSH and the HTTP side have finished.
+    /// Ends once the SSH, HTTP and metrics sides have finished.
     pub join: JoinHandle<()>,
     /// The shared state, for in-process observers (tests, metrics).
     pub app: Arc<App>,
@@ -78,6 +83,19 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .map(TcpListener::local_addr)
         .transpose()
         .context("reading the HTTP listen address")?;
+    let metrics_listener = match opts.metrics_listen {
+        MetricsListen::On(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics)"))?,
+        ),
+        MetricsListen::Http | MetricsListen::Off => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("reading the metrics listen address")?;
     // Opened before any port is bound: a bad store file is a start-up error.
     let store = Store::open(&opts.data_dir)?;
     let broker = Broker::open(opts.broker.clone(), Some(store))?;
@@ -86,7 +104,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         let (broker, stop) = (broker.clone(), shutdown.clone());
         tokio::spawn(async move { broker.expire_until(stop).await })
     };
-    let app = Arc::new(App::new(
+    let app = App::new(
         broker,
         users,
         trusted_cas,
@@ -94,7 +112,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         opts.domain.clone(),
         opts.advertise_port.unwrap_or(ssh_addr.port()),
         shutdown.clone(),
-    ));
+    );
+    let app = Arc::new(app.with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http)));
     let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
@@ -103,9 +122,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         opts.ssh_limits.clone(),
     ));
     let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, Arc::clone(&app))));
+    let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(&app))));
     let join = tokio::spawn(async move {
         let _ = ssh_task.await;
-        if let Some(t) = http_task {
+        for t in [http_task, metrics_task].into_iter().flatten() {
             let _ = t.await;
         }
         let _ = expiry.await;
@@ -113,6 +133,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     Ok(Running {
         ssh_addr,
         http_addr,
+        metrics_addr,
         host_key_fingerprint,
         shutdown,
         join,

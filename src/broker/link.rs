@@ -75,17 +75,25 @@ pub(crate) struct Slot {
     /// Lossy receivers never make a sender wait; what does not fit is counted.
     pub lossy: bool,
     pub skipped: Arc<AtomicU64>,
+    /// The backend's count of every byte any lossy receiver skipped.
+    pub skipped_total: Arc<AtomicU64>,
 }
 
 impl Slot {
     /// A new receiver queue of `chunks` items and its slot.
-    pub fn new(member: u64, lossy: bool, chunks: usize) -> (Slot, mpsc::Receiver<Item>) {
+    pub fn new(
+        member: u64,
+        lossy: bool,
+        chunks: usize,
+        skipped_total: &Arc<AtomicU64>,
+    ) -> (Slot, mpsc::Receiver<Item>) {
         let (tx, rx) = mpsc::channel(chunks);
         let slot = Slot {
             member,
             tx,
             lossy,
             skipped: Arc::default(),
+            skipped_total: Arc::clone(skipped_total),
         };
         (slot, rx)
     }
@@ -96,6 +104,7 @@ impl Slot {
             tx: self.tx.clone(),
             lossy: self.lossy,
             skipped: Arc::clone(&self.skipped),
+            skipped_total: Arc::clone(&self.skipped_total),
         }
     }
 
@@ -113,6 +122,7 @@ impl Slot {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // Skipping is this receiver's choice; it still counts as reached.
                     self.skipped.fetch_add(len as u64, Ordering::Relaxed);
+                    self.skipped_total.fetch_add(len as u64, Ordering::Relaxed);
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -21,6 +21,7 @@ mod memory;
 mod publisher;
 mod queue;
 mod reader;
+pub mod stats;
 mod stores;
 mod subscription;
 

@@ -117,6 +117,14 @@ pub enum UsageError {
         /// The first word beyond the topic.
         extra: String,
     },
+    /// A word that is not a flag after a command that takes no topic (`logs x`).
+    #[error("{kind}: takes no topic, got {arg:?}")]
+    NoTopic {
+        /// The command.
+        kind: CommandKind,
+        /// The word.
+        arg: String,
+    },
     /// `sub` without a topic.
     #[error("{0}: a topic is required")]
     MissingTopic(CommandKind),
@@ -148,6 +156,7 @@ impl UsageError {
             | UsageError::BadDuration { kind, .. }
             | UsageError::BadDispatch { kind, .. }
             | UsageError::TooManyTopics { kind, .. }
+            | UsageError::NoTopic { kind, .. }
             | UsageError::MissingTopic(kind)
             | UsageError::Unsupported { kind, .. } => Some(*kind),
         }

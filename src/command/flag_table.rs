@@ -18,11 +18,13 @@ pub(super) enum Flag {
     Dispatch,
     Queue,
     Lossy,
+    All,
 }
 
 /// One row of the SPEC §4.1 flag table.
 pub(super) struct FlagSpec {
     pub(super) flag: Flag,
+    /// Empty for a flag with only a long name (`--all`; Go's `-all` works too).
     pub(super) short: &'static str,
     pub(super) long: &'static str,
     /// Placeholder for a value flag (`-x VALUE`); `None` for boolean flags.
@@ -32,9 +34,9 @@ pub(super) struct FlagSpec {
     pub(super) default: &'static str,
 }
 
-use CommandKind::{Pipe as PIPE, Pub as PUB, Sub as SUB};
+use CommandKind::{Logs as LOGS, Pipe as PIPE, Pub as PUB, Sub as SUB};
 
-/// The flag table, in SPEC §4.1 order.
+/// The flag table, in SPEC §4.1 order, then the flags of `logs` (§4, §12).
 pub(super) const FLAGS: &[FlagSpec] = &[
     FlagSpec {
         flag: Flag::Access,
@@ -135,11 +137,23 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         help: "skip data rather than slow the senders down",
         default: "false",
     },
+    FlagSpec {
+        flag: Flag::All,
+        short: "",
+        long: "all",
+        value: None,
+        kinds: &[LOGS],
+        help: "every user's lines, not only yours (admins only)",
+        default: "false",
+    },
 ];
 
 impl FlagSpec {
-    /// `-a, --access LIST`, `-b, --block[=BOOL]`, `-p, --public`.
+    /// `-a, --access LIST`, `-b, --block[=BOOL]`, `-p, --public`, `--all`.
     pub(super) fn synopsis(&self) -> String {
+        if self.short.is_empty() {
+            return format!("--{}", self.long);
+        }
         match (self.value, self.flag) {
             (Some(v), _) => format!("-{}, --{} {v}", self.short, self.long),
             (None, Flag::Block) => format!("-{}, --{}[=BOOL]", self.short, self.long),

@@ -1,12 +1,12 @@
 //! The flag table of SPEC §4.1 and the Go-`flag`-style parser for the words
-//! after `pub`, `sub` and `pipe`.
+//! after `pub`, `sub`, `pipe` and `logs`.
 //!
 //! The parser reads the same table (`flag_table::FLAGS`) as the help texts,
 //! so they cannot disagree about which flags exist.
 
 use super::flag_table::{FLAGS, Flag};
 use super::parse_duration;
-use super::{Command, CommandKind, Dispatch, PipeArgs, PubArgs, SubArgs, UsageError};
+use super::{Command, CommandKind, Dispatch, LogsArgs, PipeArgs, PubArgs, SubArgs, UsageError};
 
 /// Go's `strconv.ParseBool`: the boolean values `-b=` takes over SSH and
 /// `?persist=` and the like over HTTP.
@@ -96,12 +96,13 @@ pub(super) fn no_args(
     }
 }
 
-/// All fields any of `pub`/`sub`/`pipe` can set, at their defaults.
+/// All fields any of `pub`/`sub`/`pipe`/`logs` can set, at their defaults.
 struct Opts {
     pubs: PubArgs,
     keep_alive: bool,
     lossy: bool,
     replay: bool,
+    all: bool,
 }
 
 pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, UsageError> {
@@ -119,6 +120,7 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
         keep_alive: false,
         lossy: false,
         replay: false,
+        all: false,
     };
     let mut i = 0;
     let mut flags_done = false;
@@ -141,6 +143,12 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
                 });
             }
             Word::Positional => {
+                if kind == CommandKind::Logs {
+                    return Err(UsageError::NoTopic {
+                        kind,
+                        arg: arg.clone(),
+                    });
+                }
                 if o.pubs.common.topic.is_some() {
                     return Err(UsageError::TooManyTopics {
                         kind,
@@ -205,6 +213,7 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
         keep_alive,
         lossy,
         replay,
+        all,
     } = o;
     Ok(match kind {
         CommandKind::Pub => Command::Pub(pubs),
@@ -223,6 +232,7 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
             replay,
             dispatch: pubs.dispatch,
         }),
+        CommandKind::Logs => Command::Logs(LogsArgs { all }),
     })
 }
 
@@ -260,7 +270,8 @@ fn set_value(
         | Flag::KeepAlive
         | Flag::Replay
         | Flag::Queue
-        | Flag::Lossy => {}
+        | Flag::Lossy
+        | Flag::All => {}
     }
     Ok(())
 }
@@ -275,6 +286,7 @@ fn set_bool(o: &mut Opts, flag: Flag, b: bool) {
         Flag::Replay => o.replay = b,
         Flag::Queue => o.pubs.queue = b,
         Flag::Lossy => o.lossy = b,
+        Flag::All => o.all = b,
         // Value flags never get here.
         Flag::Access | Flag::Timeout | Flag::Dispatch => {}
     }

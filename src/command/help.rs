@@ -26,11 +26,16 @@ pub fn help_text() -> String {
            ls                    list the topics you can see\n  \
            pub [TOPIC] [flags]   send stdin to the topic's receivers (no TOPIC: a random one)\n  \
            sub TOPIC [flags]     copy the topic's data to stdout\n  \
-           pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n\
+           pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n  \
+           logs [--all]          your server log lines, live, as JSON (admins: --all)\n\
          \n\
          flags:\n",
     );
-    for f in FLAGS {
+    // `logs --all` is in the command list above; this table is pub/sub/pipe.
+    let topic_flags = FLAGS
+        .iter()
+        .filter(|f| [PUB, SUB, PIPE].iter().any(|k| f.kinds.contains(k)));
+    for f in topic_flags {
         let mark = |k: CommandKind| {
             if f.kinds.contains(&k) { k.as_str() } else { "" }
         };
@@ -57,7 +62,8 @@ pub fn help_text() -> String {
          examples:\n  \
            echo hi | ssh -p 2222 HOST pub hello\n  \
            ssh -p 2222 HOST sub hello\n  \
-           tail -f app.log | ssh -p 2222 HOST pub logs -b=false -a bob,carol\n",
+           tail -f app.log | ssh -p 2222 HOST pub logs -b=false -a bob,carol\n  \
+           ssh -p 2222 HOST logs | jq .msg\n",
     );
     s
 }
@@ -75,6 +81,12 @@ pub fn usage_text(kind: CommandKind) -> String {
             "pipe [TOPIC] [flags]",
             "Send stdin to the topic and receive others' data on stdout.",
         ),
+        CommandKind::Logs => (
+            "logs [flags]",
+            "Stream the server's log lines about you (your sessions, refusals of your\n\
+             keys), live, one JSON object per line, until you leave. Lines you read\n\
+             too slowly for are skipped and counted on stderr: skipped N lines.",
+        ),
     };
     let mut s = format!("usage: {synopsis}\n{what}\n\nflags:\n");
     for f in FLAGS.iter().filter(|f| f.kinds.contains(&kind)) {
@@ -91,9 +103,12 @@ pub fn usage_text(kind: CommandKind) -> String {
         "-h, --help",
         w = SYNOPSIS_WIDTH
     ));
-    s.push_str(
-        "\nFlags go before or after TOPIC; -- ends flags. Boolean flags take a value\n\
-         only with '=' (-x=false).\n",
-    );
+    s.push_str(match kind {
+        CommandKind::Logs => "\nBoolean flags take a value only with '=' (--all=false).\n",
+        _ => {
+            "\nFlags go before or after TOPIC; -- ends flags. Boolean flags take a value\n\
+             only with '=' (-x=false).\n"
+        }
+    });
     s
 }

@@ -109,6 +109,51 @@ fn no_arguments_for_whoami_and_ls() {
 // ---------------------------------------------------------------- pub
 
 #[test]
+fn logs_takes_all_and_nothing_else() {
+    let all = Command::Logs(LogsArgs { all: true });
+    let own = Command::Logs(LogsArgs { all: false });
+    let table: &[(&str, &Command)] = &[
+        ("logs", &own),
+        ("logs --all", &all),
+        ("logs -all", &all),
+        ("logs --all=true", &all),
+        ("logs --all=false", &own),
+        ("logs --all=0 --all", &all),
+        ("logs --", &own),
+        ("logs -h", &Command::Usage(CommandKind::Logs)),
+        ("logs --all --help", &Command::Usage(CommandKind::Logs)),
+        ("help logs", &Command::Usage(CommandKind::Logs)),
+    ];
+    for (exec, want) in table {
+        assert_eq!(&ok(exec), *want, "{exec:?}");
+    }
+    let errors: &[(&str, &str)] = &[
+        ("logs alice", "logs: takes no topic, got \"alice\""),
+        ("logs -- --all", "logs: takes no topic, got \"--all\""),
+        ("logs -p", "logs: unknown flag: -p"),
+        ("logs -a", "logs: unknown flag: -a"),
+        (
+            "logs --all false",
+            "logs: boolean flag --all takes a value only with '=': write --all=false",
+        ),
+        (
+            "logs --all=maybe",
+            "logs: invalid boolean value \"maybe\" for --all (true or false)",
+        ),
+        ("logs ---all", "logs: bad flag syntax: ---all"),
+        ("pub --all", "pub: unknown flag: --all"),
+        ("sub t --all", "sub: unknown flag: --all"),
+    ];
+    for (exec, want) in errors {
+        let e = err(exec);
+        assert_eq!(e.to_string(), *want, "{exec:?}");
+    }
+    assert_eq!(err("logs x").kind(), Some(CommandKind::Logs));
+    assert_eq!(ok("logs").common(), None);
+    assert_eq!(CommandKind::Logs.to_string(), "logs");
+}
+
+#[test]
 fn pub_defaults() {
     let want = PubArgs {
         common: Common::default(),
@@ -936,12 +981,11 @@ fn help_text_is_complete() {
         assert!(t.contains(needle), "help lacks {needle:?}:\n{t}");
     }
     for f in FLAGS {
-        assert!(
-            t.contains(&format!("-{}, --{}", f.short, f.long)),
-            "help lacks -{}",
-            f.short
-        );
+        assert!(t.contains(&f.synopsis()), "help lacks {}", f.synopsis());
     }
+    assert!(t.contains("logs [--all]"), "{t}");
+    // `--all` is in the command list, not in the pub/sub/pipe flag table.
+    assert!(!t.contains("--all "), "{t}");
     assert!(!t.contains("{host}") && !t.contains('{'), "{t}");
     assert!(t.lines().count() < 45, "help too long:\n{t}");
     assert!(t.ends_with('\n'));
@@ -953,6 +997,7 @@ fn usage_texts_list_exactly_their_flags() {
         (CommandKind::Pub, "usage: pub [TOPIC] [flags]", "abtepcdq"),
         (CommandKind::Sub, "usage: sub TOPIC [flags]", "apckl"),
         (CommandKind::Pipe, "usage: pipe [TOPIC] [flags]", "apcrd"),
+        (CommandKind::Logs, "usage: logs [flags]", "-"),
     ];
     for (kind, first, flags) in table {
         let t = usage_text(*kind);
@@ -965,10 +1010,7 @@ fn usage_texts_list_exactly_their_flags() {
             .collect();
         assert_eq!(&listed, flags, "{kind}:\n{t}");
         for f in FLAGS.iter().filter(|f| f.kinds.contains(kind)) {
-            let line = t
-                .lines()
-                .find(|l| l.contains(&format!("-{}, --{}", f.short, f.long)))
-                .unwrap();
+            let line = t.lines().find(|l| l.contains(&f.synopsis())).unwrap();
             assert!(
                 line.ends_with(&format!("(default {})", f.default)),
                 "{line}"
@@ -977,6 +1019,9 @@ fn usage_texts_list_exactly_their_flags() {
         assert!(t.contains("-h, --help"));
         assert!(t.ends_with('\n'));
     }
+    assert!(usage_text(CommandKind::Logs).contains("--all "));
+    assert!(usage_text(CommandKind::Logs).contains("skipped N lines"));
+    assert!(!usage_text(CommandKind::Logs).contains("TOPIC"));
     assert!(usage_text(CommandKind::Pub).contains("-b, --block[=BOOL]"));
     assert!(usage_text(CommandKind::Pub).contains("(default 720h0m0s)"));
     assert!(usage_text(CommandKind::Pipe).contains("(default multicast)"));

@@ -174,7 +174,8 @@ fn router(state: HttpState) -> Router {
         )
         .route("/socket/{*t}", get(socket::handler))
         .route("/pipe/{*t}", get(socket::handler))
-        .route("/sse/{*t}", get(sse::handler));
+        .route("/sse/{*t}", get(sse::handler))
+        .merge(crate::metrics::routes(&state.app));
     // `/topic/` with no name is an invalid (empty) topic, not an unknown route.
     for prefix in ["topic", "pubsub", "socket", "pipe", "sse"] {
         router = router.route(&format!("/{prefix}/"), any(empty_topic));
@@ -234,6 +235,7 @@ async fn cors(req: Request, next: Next) -> Response {
 /// open streams end (they watch the same token) and sockets send their
 /// close frames, for at most `SHUTDOWN_GRACE`.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    let listener = crate::metrics::CountedListener::new(listener, &app.metrics);
     let sockets = TaskTracker::new();
     let shutdown = app.shutdown.clone();
     let router = router(HttpState {

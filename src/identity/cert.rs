@@ -166,11 +166,26 @@ impl CertPolicy<'_> {
                 });
             }
         }
+        self.principal_user(cert)
+            .ok_or_else(|| CertRefusal::NoPrincipal(cert.valid_principals().to_vec()))
+    }
+
+    /// The user `cert`'s principals name (the first valid one), whatever
+    /// else is wrong with it. Says only who a certificate claims to be.
+    pub fn principal_user(&self, cert: &Certificate) -> Option<String> {
         cert.valid_principals()
             .iter()
             .find(|p| valid_user_name(p) && (self.open || self.users.is_user(p)))
             .cloned()
-            .ok_or_else(|| CertRefusal::NoPrincipal(cert.valid_principals().to_vec()))
+    }
+
+    /// Whose refusal a refused `cert` is, for that user's `logs`: the user
+    /// its principals name when a trusted CA really signed it (then the CA
+    /// vouches for the name), else nobody: anyone can write any principal
+    /// into a certificate of their own.
+    pub fn vouched_user(&self, cert: &Certificate) -> Option<String> {
+        let signed = self.cas.trusts(cert.signature_key()) && cert.verify_signature().is_ok();
+        signed.then(|| self.principal_user(cert)).flatten()
     }
 }
 

@@ -18,12 +18,41 @@ use crate::identity::keys::{KeyRefusal, check_key_use};
 use crate::identity::{self, Identity};
 
 /// Why an offer cannot log in; `Unknown` is the ordinary case (a key not in
-/// the users file), not worth a log line.
+/// the users file), not worth a log line. The others carry the user the
+/// refusal concerns, if any, so it shows in that user's `logs` (SPEC §12).
 #[derive(Debug)]
 pub enum Refusal {
     Unknown,
-    Key(KeyRefusal),
-    Cert(CertRefusal),
+    Key(KeyRefusal, Option<String>),
+    Cert(CertRefusal, Option<String>),
+}
+
+/// The user a key belongs to: the one the users file lists it under, or in
+/// `open` mode its anonymous name. The key is only offered, not proven, so
+/// this names whose key was tried, not who tried it.
+fn key_owner(app: &App, fingerprint: &str) -> Option<String> {
+    match identity::identify(&app.users, fingerprint) {
+        Some(id) => Some(id.name),
+        None if app.auth == AuthMode::Open => Some(identity::anonymous_name(fingerprint)),
+        None => None,
+    }
+}
+
+/// The user a refused certificate concerns: the one a trusted CA vouched
+/// for, else the owner of the certified key.
+fn cert_owner(app: &App, cert: &Certificate) -> Option<String> {
+    policy(app).vouched_user(cert).or_else(|| {
+        let fp = cert.public_key().fingerprint(HashAlg::Sha256).to_string();
+        key_owner(app, &fp)
+    })
+}
+
+fn policy(app: &App) -> CertPolicy<'_> {
+    CertPolicy {
+        cas: &app.trusted_cas,
+        users: &app.users,
+        open: app.auth == AuthMode::Open,
+    }
 }
 
 /// The identity a plain key signing with `algorithm` gets.
@@ -32,8 +61,9 @@ pub fn key_identity(
     key: &PublicKey,
     algorithm: &Algorithm,
 ) -> Result<Identity, Refusal> {
-    check_key_use(key.key_data(), algorithm).map_err(Refusal::Key)?;
     let fp = identity::fingerprint(key);
+    check_key_use(key.key_data(), algorithm)
+        .map_err(|why| Refusal::Key(why, key_owner(app, &fp)))?;
     match identity::identify(&app.users, &fp) {
         Some(id) => Ok(id),
         None if app.auth == AuthMode::Open => Ok(identity::anonymous(&fp)),
@@ -46,14 +76,9 @@ pub fn key_identity(
 /// for its certificate alike, so access lists by fingerprint name the key
 /// holder whichever way they log in.
 pub fn cert_identity(app: &App, cert: &Certificate, peer: IpAddr) -> Result<Identity, Refusal> {
-    let policy = CertPolicy {
-        cas: &app.trusted_cas,
-        users: &app.users,
-        open: app.auth == AuthMode::Open,
-    };
-    let name = policy
+    let name = policy(app)
         .user_of(cert, peer, unix_now())
-        .map_err(Refusal::Cert)?;
+        .map_err(|why| Refusal::Cert(why, cert_owner(app, cert)))?;
     let fp = cert.public_key().fingerprint(HashAlg::Sha256).to_string();
     Ok(identity::certified(&app.users, &name, &fp))
 }
@@ -67,7 +92,7 @@ pub fn cert_offer_identity(
     peer: IpAddr,
 ) -> Result<Identity, Refusal> {
     if *algorithm == (Algorithm::Rsa { hash: None }) {
-        return Err(Refusal::Key(KeyRefusal::Sha1));
+        return Err(Refusal::Key(KeyRefusal::Sha1, cert_owner(app, cert)));
     }
     cert_identity(app, cert, peer)
 }

@@ -65,6 +65,10 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         status = status.map_or_else(|| "client gone".to_string(), |s| s.to_string()),
         "session end"
     );
+    let bytes = (bytes_in, out.bytes_out);
+    req.app
+        .metrics
+        .session_ended(exec.as_deref(), status, bytes);
     if let Some(status) = status {
         out.finish(status).await;
     }
@@ -75,6 +79,7 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
 async fn too_many_sessions(req: &Request, mut out: Out) {
     let max = req.shared.sessions.max();
     let user = &req.identity.name;
+    req.app.metrics.refused(crate::metrics::Refusal::Sessions);
     if let Some(suppressed) = req.shared.refusal_logs.check(std::time::Instant::now()) {
         tracing::warn!(%user, peer = %req.peer, limit = max, suppressed, "too many sessions; refused");
     }
@@ -124,6 +129,7 @@ async fn dispatch(
         Command::Pub(args) => pubsub::publish(req, args, read, out).await,
         Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
         Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
+        Command::Logs(args) => super::logs::run(req, args, read, out).await,
     }
 }
 

@@ -69,14 +69,21 @@ impl Conn {
     /// unknown key is logged (rate-limited), as it usually means a client
     /// or CA to fix.
     fn admit(&self, decision: Result<Identity, Refusal>) -> Option<Identity> {
-        let why = match decision {
+        use crate::metrics::Refusal as Counted;
+        let (why, user, counted) = match decision {
             Ok(id) => return Some(id),
-            Err(Refusal::Unknown) => return None,
-            Err(Refusal::Key(why)) => why.to_string(),
-            Err(Refusal::Cert(why)) => format!("certificate {why}"),
+            Err(Refusal::Unknown) => {
+                self.app.metrics.refused(Counted::UnknownKey);
+                return None;
+            }
+            Err(Refusal::Key(why, user)) => (why.to_string(), user, Counted::Key),
+            Err(Refusal::Cert(why, user)) => {
+                (format!("certificate {why}"), user, Counted::Certificate)
+            }
         };
+        self.app.metrics.refused(counted);
         if let Some(suppressed) = self.shared.refusal_logs.check(Instant::now()) {
-            tracing::info!(peer = %self.peer, reason = %why, suppressed, "key refused");
+            tracing::info!(peer = %self.peer, user = user.as_deref(), reason = %why, suppressed, "key refused");
         }
         None
     }
@@ -130,6 +137,9 @@ impl Conn {
                 true
             }
             Some(_) => {
+                self.app
+                    .metrics
+                    .refused(crate::metrics::Refusal::ChannelRequests);
                 if let Some(suppressed) = self.shared.refusal_logs.check(std::time::Instant::now())
                 {
                     tracing::info!(peer = %self.peer, limit = max, suppressed, "too many channel requests before a command; refusing");
@@ -223,6 +233,7 @@ impl russh::server::Handler for Conn {
     ) -> Result<(), Self::Error> {
         let max = self.shared.limits.max_channels_per_connection;
         if self.open_channels() >= max {
+            self.app.metrics.refused(crate::metrics::Refusal::Channels);
             if let Some(suppressed) = self.shared.refusal_logs.check(std::time::Instant::now()) {
                 tracing::info!(peer = %self.peer, limit = max, suppressed, "too many channels on one connection; refusing");
             }

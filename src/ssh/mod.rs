@@ -10,6 +10,7 @@ mod exec;
 mod handler;
 mod limits;
 mod loglimit;
+mod logs;
 mod out;
 mod pubsub;
 mod request;
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::KexPolicy;
+use crate::metrics::Refusal as Refused;
 pub use limits::SshLimits;
 use limits::{Shared, Slot};
 
@@ -145,6 +147,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, li
         // Both caps are checked before any byte is read or any crypto runs:
         // a refused connection costs one accept and one close.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            app.metrics.refused(Refused::Connections);
             if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
                 tracing::warn!(%peer, limit = shared.limits.max_connections, suppressed, "connection limit reached; refusing");
             }
@@ -152,6 +155,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, config: Arc<Config>, li
             continue;
         };
         let Some(handshake) = shared.handshakes.try_acquire(peer.ip()) else {
+            app.metrics.refused(Refused::Handshakes);
             if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
                 tracing::warn!(%peer, limit = shared.handshakes.max(), suppressed, "too many handshakes from this address; refusing");
             }
@@ -202,6 +206,7 @@ impl Connection {
             shared,
             tracker,
         } = self;
+        let _open = app.metrics.connection(crate::metrics::Transport::Ssh);
         let deadline = tokio::time::Instant::now() + shared.limits.auth_timeout;
         // russh runs the session in its own task, which a dropped
         // `RunningSession` does not stop and which ignores `disconnect`
@@ -234,6 +239,7 @@ impl Connection {
                 return;
             }
             Err(_) => {
+                app.metrics.refused(Refused::Banner);
                 if let Some(suppressed) = shared.refusal_logs.check(Instant::now()) {
                     tracing::info!(%peer, suppressed, "no SSH banner in time; dropped");
                 }
@@ -250,7 +256,10 @@ impl Connection {
             }
             r = tokio::time::timeout_at(deadline, authed_rx) => match r {
                 Ok(Ok(())) => None,
-                _ => Some("authentication timeout"),
+                _ => {
+                    app.metrics.refused(Refused::AuthTimeout);
+                    Some("authentication timeout")
+                }
             },
             () = app.shutdown.cancelled() => Some("server shutting down"),
         };

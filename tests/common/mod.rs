@@ -137,6 +137,7 @@ pub fn options_for(data_dir: &Path) -> Options {
         broker: Default::default(),
         kex: KexPolicy::default(),
         trusted_user_ca: None,
+        metrics_listen: Default::default(),
     }
 }
 
@@ -145,6 +146,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The HTTP address, when started with `Config { http: true, .. }`.
     pub http_addr: Option<SocketAddr>,
+    /// `--metrics-listen ADDR`'s address, when the options name one.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub app: Arc<App>,
     pub host_key_fingerprint: String,
@@ -181,6 +184,7 @@ impl TestServer {
             broker: Default::default(),
             kex: cfg.kex,
             trusted_user_ca,
+            metrics_listen: Default::default(),
         };
         TestServer::from_options(opts, dir)
     }
@@ -200,6 +204,7 @@ impl TestServer {
                         tx.send(Ok((
                             running.ssh_addr,
                             running.http_addr,
+                            running.metrics_addr,
                             Arc::clone(&running.app),
                             running.host_key_fingerprint.clone(),
                             shutdown,
@@ -213,13 +218,14 @@ impl TestServer {
                 }
             });
         });
-        let (addr, http_addr, app, fp, shutdown) = rx
+        let (addr, http_addr, metrics_addr, app, fp, shutdown) = rx
             .recv_timeout(WAIT)
             .expect("server start reported")
             .unwrap_or_else(|e| panic!("server failed to start: {e}"));
         TestServer {
             addr,
             http_addr,
+            metrics_addr,
             dir,
             app,
             host_key_fingerprint: fp,

@@ -91,6 +91,8 @@ pub(crate) struct Memory {
     /// Pattern subs by member id; attached to matching topics as they appear.
     patterns: RwLock<HashMap<u64, Arc<PatternEntry>>>,
     next_member: AtomicU64,
+    /// Bytes any lossy receiver skipped, ever (metrics).
+    skipped_total: Arc<AtomicU64>,
     me: Weak<Memory>,
 }
 
@@ -115,6 +117,7 @@ impl Memory {
             acl_store,
             patterns: RwLock::default(),
             next_member: AtomicU64::new(1),
+            skipped_total: Arc::default(),
             me: me.clone(),
         })
     }
@@ -309,11 +312,11 @@ impl Memory {
         };
         let (slot, rx) = match spec.role {
             Role::Sub { lossy, .. } => {
-                let (s, rx) = Slot::new(id, lossy, spec.receiver_chunks);
+                let (s, rx) = Slot::new(id, lossy, spec.receiver_chunks, &self.skipped_total);
                 (Some(s), Some(rx))
             }
             Role::Pipe { .. } => {
-                let (s, rx) = Slot::new(id, false, spec.receiver_chunks);
+                let (s, rx) = Slot::new(id, false, spec.receiver_chunks, &self.skipped_total);
                 (Some(s), Some(rx))
             }
             Role::Pub => (None, None),
@@ -364,6 +367,24 @@ impl Memory {
     pub fn waiting_pubs(&self, full: &str) -> usize {
         let t = lock(self.shard(full)).get(full).cloned();
         t.map_or(0, |t| t.lock().waiting_pubs)
+    }
+
+    /// (live topics, receiving clients, skipped bytes ever), for metrics.
+    pub fn stats(&self) -> (usize, usize, u64) {
+        let mut receivers = self.patterns_read().len();
+        for t in self.all_topics() {
+            let inner = t.lock();
+            receivers += inner
+                .members
+                .values()
+                .filter(|m| m.role.receives() && !m.via_pattern)
+                .count();
+        }
+        (
+            self.topic_count(),
+            receivers,
+            self.skipped_total.load(Ordering::Relaxed),
+        )
     }
 
     pub fn topic_count(&self) -> usize {

@@ -134,7 +134,7 @@ impl Memory {
         receiver_chunks: usize,
     ) -> Joined {
         let id = self.next_id();
-        let (slot, rx) = Slot::new(id, lossy, receiver_chunks);
+        let (slot, rx) = Slot::new(id, lossy, receiver_chunks, &self.skipped_total);
         let skipped = Arc::clone(&slot.skipped);
         let entry = Arc::new(PatternEntry {
             pattern: pattern.clone(),
@@ -218,6 +218,7 @@ mod tests {
                 tx,
                 lossy: false,
                 skipped: Arc::default(),
+                skipped_total: Arc::default(),
             },
         }
     }

@@ -209,3 +209,19 @@ fn a_listed_admin_keeps_admin_through_a_certificate() {
     let id = super::super::certified(&f.users, "carol", "SHA256:x");
     assert!(!id.admin && !id.anonymous);
 }
+
+#[test]
+fn a_refusal_is_vouched_for_only_by_a_trusted_ca() {
+    let f = fixture();
+    let open = policy(&f, true);
+    let c = cert(&f, &["Bad Name", "alice"], |b| {
+        b.critical_option("force-command", "ls").unwrap();
+    });
+    assert!(open.user_of(&c, ip("127.0.0.1"), NOW).is_err());
+    assert_eq!(open.vouched_user(&c).as_deref(), Some("alice"));
+    // Anyone can write "alice" into a certificate of their own CA.
+    let stranger = generate_ed25519("other ca").unwrap();
+    let c = cert_by(&stranger, &f, &["alice"], |_| {});
+    assert_eq!(open.vouched_user(&c), None);
+    assert_eq!(open.principal_user(&c).as_deref(), Some("alice"));
+}
