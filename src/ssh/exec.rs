@@ -36,12 +36,7 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         .exec
         .as_deref()
         .map(|b| String::from_utf8_lossy(b).into_owned());
-    tracing::info!(
-        user = %req.identity.name,
-        peer = %req.peer,
-        cmd = exec.as_deref().unwrap_or("(shell)"),
-        "session start"
-    );
+    tracing::info!("session start");
     let result = tokio::select! {
         r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
         () = shutdown.cancelled() => {
@@ -54,10 +49,8 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         Ok(r) => (Some(r.status), r.topic.clone(), r.bytes_in),
         Err(Gone) => (None, None, 0),
     };
+    let topic = topic.or_else(|| req.topic.get().cloned());
     tracing::info!(
-        user = %req.identity.name,
-        peer = %req.peer,
-        cmd = exec.as_deref().unwrap_or("(shell)"),
         topic = topic.as_deref().unwrap_or("-"),
         bytes_in,
         bytes_out = out.bytes_out,

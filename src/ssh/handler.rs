@@ -108,6 +108,19 @@ impl Conn {
         let _ = session.channel_success(channel);
         let token = self.conn.child_token();
         self.running.insert(channel, token.clone());
+        // Every line a command logs carries who and from where once, here,
+        // instead of as fields repeated on each event.
+        let cmd = exec.as_deref().map_or_else(
+            || "(shell)".to_string(),
+            |b| String::from_utf8_lossy(b).into_owned(),
+        );
+        let span = tracing::info_span!(
+            "session",
+            user = %identity.name,
+            peer = %self.peer,
+            cmd = %cmd,
+            topic = tracing::field::Empty,
+        );
         let req = Request {
             app: Arc::clone(&self.app),
             shared: Arc::clone(&self.shared),
@@ -116,8 +129,10 @@ impl Conn {
             conn: token,
             exec,
             pty: pending.pty,
+            topic: std::sync::OnceLock::new(),
         };
-        self.tracker.spawn(exec::run(req, pending.channel));
+        self.tracker
+            .spawn(tracing::Instrument::instrument(exec::run(req, pending.channel), span));
     }
 
     /// Session channels open now: waiting for a command, or running one

@@ -44,7 +44,10 @@ async fn prepare(
         )
     };
     match prepared {
-        Ok(p) => Ok(Ok(p)),
+        Ok(p) => {
+            req.resolved(&p.topic.full);
+            Ok(Ok(p))
+        }
         Err(e) => failed(out, kind, None, &e).await.map(Err),
     }
 }

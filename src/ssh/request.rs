@@ -28,6 +28,18 @@ pub struct Request {
     pub exec: Option<Vec<u8>>,
     /// The client asked for a PTY.
     pub pty: bool,
+    /// The topic or pattern, once resolved: the session-end line names it
+    /// even when the client left mid-command.
+    pub topic: std::sync::OnceLock<String>,
+}
+
+impl Request {
+    /// Notes the command's topic for the session's span and end line.
+    pub fn resolved(&self, full: &str) {
+        if self.topic.set(full.to_string()).is_ok() {
+            tracing::Span::current().record("topic", full);
+        }
+    }
 }
 
 /// How a command ended, for the exit status and the session log line.
