@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::config::AuthMode;
+use crate::identity::AuthMode;
 use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
 use crate::logs::LogHub;

@@ -123,7 +123,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             HttpListen::Off => None,
             HttpListen::On(addr) => Some(addr),
         },
-        ssh_limits: args.ssh_limits(),
+        ssh_limits: crate::ssh::SshLimits::from_args(&args),
         broker: crate::broker::BrokerConfig {
             backend: args.broker,
             queue: args.queue_limits(),
@@ -178,7 +178,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, KexPolicy};
+    use crate::config::KexPolicy;
+    use crate::identity::AuthMode;
 
     #[test]
     fn colour_only_at_a_terminal_without_no_color() {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
+use crate::identity::{AuthMode, Users};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,14 +42,6 @@ impl Cli {
             None => self.serve,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuthMode {
-    /// Any key may connect; unknown keys are anonymous `fp-…` users.
-    Open,
-    /// Only keys listed in the users file may connect.
-    Users,
 }
 
 /// Which key exchanges the SSH server offers (SPEC §9).
@@ -182,24 +174,6 @@ impl ServeArgs {
     }
 }
 
-impl ServeArgs {
-    /// The SSH limits these options set.
-    pub fn ssh_limits(&self) -> crate::ssh::SshLimits {
-        crate::ssh::SshLimits {
-            max_connections: self.max_connections,
-            max_handshakes_per_ip: self.max_handshakes_per_ip,
-            auth_timeout: self.auth_timeout,
-            max_auth_attempts: self.max_auth_attempts,
-            max_exec_bytes: self.max_exec_bytes,
-            max_sessions_per_user: self.max_sessions_per_user,
-            max_channels_per_connection: self.max_channels_per_connection,
-            max_channel_requests: self.max_channel_requests,
-            keepalive_interval: self.keepalive_interval,
-            keepalive_max: self.keepalive_max as usize,
-        }
-    }
-}
-
 /// A byte count: a number with an optional unit (`KiB`, `MiB`, `GiB`,
 /// `KB`, `MB`, `GB`, `B`; case-insensitive).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -309,7 +283,7 @@ mod tests {
         let Ok(args) = args else {
             unreachable!("no options parse")
         };
-        let l = args.ssh_limits();
+        let l = crate::ssh::SshLimits::from_args(&args);
         assert_eq!(l.max_connections, 10_000);
         assert_eq!(l.max_handshakes_per_ip, 64);
         assert_eq!(l.auth_timeout, std::time::Duration::from_secs(20));
@@ -351,7 +325,7 @@ mod tests {
         let Ok(args) = Cli::try_parse_from(argv).map(Cli::into_serve) else {
             unreachable!("options parse")
         };
-        let l = args.ssh_limits();
+        let l = crate::ssh::SshLimits::from_args(&args);
         assert_eq!(l.auth_timeout, std::time::Duration::from_millis(1500));
         assert_eq!(
             (

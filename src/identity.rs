@@ -88,6 +88,15 @@ pub fn is_anonymous_name(s: &str) -> bool {
     })
 }
 
+/// Who may log in (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Any key may connect; unknown keys are anonymous `fp-…` users.
+    Open,
+    /// Only keys listed in the users file may connect.
+    Users,
+}
+
 /// Who a session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

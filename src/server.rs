@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::broker::{Broker, BrokerConfig};
-use crate::config::{AuthMode, KexPolicy, MetricsListen, load_trusted_cas, load_users};
+use crate::config::{KexPolicy, MetricsListen, load_trusted_cas, load_users};
 use crate::hostkey;
 use crate::http;
+use crate::identity::AuthMode;
 use crate::metrics::{self, Metrics};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;

@@ -7,7 +7,7 @@ use common::*;
 
 use std::time::{Duration, Instant};
 
-use sshpipe::config::AuthMode;
+use sshpipe::identity::AuthMode;
 
 // ---------------------------------------------------------------- helpers
 

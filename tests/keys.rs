@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sshpipe::config::{AuthMode, KexPolicy};
+use sshpipe::config::KexPolicy;
+use sshpipe::identity::AuthMode;
 use sshpipe::ssh::SshLimits;
 
 // ---------------------------------------------------------------- helpers

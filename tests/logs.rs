@@ -17,7 +17,7 @@ use std::thread;
 
 use common::{Config, Key, Lines, TestServer, lines_of, wait_until};
 use serde_json::Value;
-use sshpipe::config::AuthMode;
+use sshpipe::identity::AuthMode;
 use sshpipe::logs::LogHub;
 
 /// Installs the `logs` layer as this process's subscriber (once).

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sshpipe::config::AuthMode;
+use sshpipe::identity::AuthMode;
 
 /// "Promptly": a refusal must come well before any test bound.
 const PROMPT: Duration = Duration::from_secs(10);

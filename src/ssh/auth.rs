@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 
 use crate::app::App;
-use crate::config::AuthMode;
+use crate::identity::AuthMode;
 use crate::identity::cert::{CertPolicy, CertRefusal};
 use crate::identity::keys::{KeyRefusal, check_key_use};
 use crate::identity::{self, Identity};

@@ -131,8 +131,10 @@ impl Conn {
             pty: pending.pty,
             topic: std::sync::OnceLock::new(),
         };
-        self.tracker
-            .spawn(tracing::Instrument::instrument(exec::run(req, pending.channel), span));
+        self.tracker.spawn(tracing::Instrument::instrument(
+            exec::run(req, pending.channel),
+            span,
+        ));
     }
 
     /// Session channels open now: waiting for a command, or running one

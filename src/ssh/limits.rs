@@ -34,6 +34,24 @@ pub struct SshLimits {
     pub keepalive_max: usize,
 }
 
+impl SshLimits {
+    /// The SSH limits a command line sets.
+    pub fn from_args(a: &crate::config::ServeArgs) -> Self {
+        SshLimits {
+            max_connections: a.max_connections,
+            max_handshakes_per_ip: a.max_handshakes_per_ip,
+            auth_timeout: a.auth_timeout,
+            max_auth_attempts: a.max_auth_attempts,
+            max_exec_bytes: a.max_exec_bytes,
+            max_sessions_per_user: a.max_sessions_per_user,
+            max_channels_per_connection: a.max_channels_per_connection,
+            max_channel_requests: a.max_channel_requests,
+            keepalive_interval: a.keepalive_interval,
+            keepalive_max: a.keepalive_max as usize,
+        }
+    }
+}
+
 impl Default for SshLimits {
     fn default() -> Self {
         SshLimits {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use sshpipe::app::App;
 use sshpipe::broker::Counts;
-use sshpipe::config::{AuthMode, KexPolicy};
+use sshpipe::config::KexPolicy;
+use sshpipe::identity::AuthMode;
 use sshpipe::server::{self, Options};
 use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
