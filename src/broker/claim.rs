@@ -261,7 +261,19 @@ impl Claim {
             let (seq, data_id) = (msg.seq, msg.data_id);
             match blocking(move || store.remove_message(seq, data_id)).await {
                 Ok(()) => queue.forget(&msg),
-                Err(_) => queue.remove_later(msg),
+                Err(_) => {
+                    let store = queue.store.clone();
+                    match unblock(move || store.mark_delivered(data_id)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, seq, "cannot mark a delivered message; a restart before the store works again would serve it again")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, seq, "cannot mark a delivered message")
+                        }
+                    }
+                    queue.remove_later(msg);
+                }
             }
         });
         task.await.map_err(|e| QueueError::Task(e.to_string()))

@@ -11,6 +11,11 @@
 //! before the message is linked (the link is what acknowledges it). A
 //! writer dropped before it finished removes its file: that pub was never
 //! acknowledged, and on a full disk its space is what others need.
+//!
+//! A delivered message whose row cannot be removed (on a full disk redb may
+//! need a free page even to delete) leaves a *tombstone*: its body renamed
+//! to `N.delivered` and emptied. That frees the space at once and says, to
+//! the next start, "remove this row": it is never served twice.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -30,9 +35,24 @@ pub(super) fn file_name(data_id: u64) -> String {
     format!("{data_id}.msg")
 }
 
-/// The data id a body file's name stands for.
-pub(super) fn data_id_of(name: &str) -> Option<u64> {
-    name.strip_suffix(".msg")?.parse().ok()
+pub(super) fn tombstone_name(data_id: u64) -> String {
+    format!("{data_id}.delivered")
+}
+
+/// What a file in the queue directory is.
+pub(super) enum QueueFile {
+    Body(u64),
+    Tombstone(u64),
+}
+
+pub(super) fn queue_file(name: &str) -> Option<QueueFile> {
+    if let Some(id) = name.strip_suffix(".msg") {
+        return id.parse().ok().map(QueueFile::Body);
+    }
+    name.strip_suffix(".delivered")?
+        .parse()
+        .ok()
+        .map(QueueFile::Tombstone)
 }
 
 fn checksum(data_id: u64, index: u32, payload: &[u8]) -> u32 {
@@ -194,19 +214,37 @@ impl Store {
         }
     }
 
-    /// Removes a body (of a message removed, or never linked). Returns
-    /// whether there was one. Frees space, so an unavailable store probes.
-    pub fn drop_body(&self, data_id: u64) -> io::Result<bool> {
-        let path = self.inner.queue_dir.join(file_name(data_id));
-        let removed = match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        };
-        if removed.as_ref().is_ok_and(|r| *r) {
-            self.space_freed();
+    /// Removes a body (of a message removed, or never linked) and its
+    /// tombstone, if any. Frees space, so an unavailable store probes.
+    pub fn drop_body(&self, data_id: u64) -> io::Result<()> {
+        let dir = &self.inner.queue_dir;
+        for path in [
+            dir.join(file_name(data_id)),
+            dir.join(tombstone_name(data_id)),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => self.space_freed(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
-        removed
+        Ok(())
+    }
+
+    /// A message was delivered but its row could not be removed: turn its
+    /// body into an empty tombstone, freeing the space and making sure no
+    /// start after this serves it again.
+    pub fn mark_delivered(&self, data_id: u64) -> io::Result<()> {
+        let dir = &self.inner.queue_dir;
+        let tombstone = dir.join(tombstone_name(data_id));
+        std::fs::rename(dir.join(file_name(data_id)), &tombstone)?;
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&tombstone)?;
+        sync_dir(dir)?;
+        self.space_freed();
+        Ok(())
     }
 
     /// Opens a linked message's body and checks its length.

@@ -30,6 +30,7 @@ mod health;
 mod migrate;
 mod open;
 mod queue;
+mod sweep;
 mod unwind;
 
 use std::io;
@@ -171,6 +172,11 @@ impl Store {
                 cause: OpenCause::Io(e),
                 ..
             } => classify_io(&e),
+            // Our own handle, still held by work in flight: soon gone.
+            StoreError::Open {
+                cause: OpenCause::InUse,
+                ..
+            } => StoreError::Failed("it is being reopened after an error".into()),
             StoreError::Open { cause, .. } => StoreError::Failed(cause.to_string()),
             other => other,
         })?;

@@ -9,7 +9,6 @@
 //! after a failure) runs redb's integrity check, which verifies every
 //! page's checksum; the file holds only the index, so this is quick.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -18,7 +17,7 @@ use std::path::Path;
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::bodies::{data_id_of, file_name, sync_dir};
+use super::bodies::sync_dir;
 use super::{ACLS, CACHE_BYTES, DAMAGED, MESSAGES, META, OLD_CHUNKS, StoreError, unwind};
 
 /// The layout this build writes: 2 = bodies in files with checksums.
@@ -246,10 +245,7 @@ pub(super) fn prepare(
         Format::Newer(v) => return Err(open_err(file, OpenCause::NewerFormat(v))),
         Format::Old => super::migrate::migrate(db, file, queue_dir)?,
     }
-    let (linked, damaged) = unwind::catch(|| body_owners(db))
-        .map_err(|p| open_err(file, OpenCause::Damaged(p)))?
-        .map_err(redb_err)?;
-    sweep(queue_dir, damaged_dir, &linked, &damaged)
+    super::sweep::sweep(db, file, queue_dir, damaged_dir)
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
@@ -290,56 +286,4 @@ fn tables_and_format(db: &Database) -> Result<Format, redb::Error> {
     };
     txn.commit()?;
     Ok(found)
-}
-
-/// Data ids of linked messages, and of damaged ones (→ their sequence).
-fn body_owners(db: &Database) -> Result<(HashSet<u64>, HashMap<u64, u64>), redb::Error> {
-    let txn = db.begin_read()?;
-    let mut linked = HashSet::new();
-    for entry in txn.open_table(MESSAGES)?.iter()? {
-        linked.insert(entry?.1.value().4);
-    }
-    let mut damaged = HashMap::new();
-    for entry in txn.open_table(DAMAGED)?.iter()? {
-        let (seq, meta) = entry?;
-        damaged.insert(meta.value().4, seq.value());
-    }
-    Ok((linked, damaged))
-}
-
-/// Removes bodies no message links to (pubs cut off before they were
-/// acknowledged) and finishes moves of damaged bodies cut off by a crash.
-fn sweep(
-    queue_dir: &Path,
-    damaged_dir: &Path,
-    linked: &HashSet<u64>,
-    damaged: &HashMap<u64, u64>,
-) -> Result<(), StoreError> {
-    let entries =
-        fs::read_dir(queue_dir).map_err(|e| open_err(queue_dir, io_cause(queue_dir, e)))?;
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| open_err(queue_dir, io_cause(queue_dir, e)))?;
-        let name = entry.file_name();
-        let Some(data_id) = name.to_str().and_then(data_id_of) else {
-            continue;
-        };
-        let path = entry.path();
-        let done = if linked.contains(&data_id) {
-            Ok(())
-        } else if let Some(seq) = damaged.get(&data_id) {
-            fs::rename(&path, damaged_dir.join(file_name(*seq)))
-        } else {
-            removed += 1;
-            fs::remove_file(&path)
-        };
-        done.map_err(|e| open_err(&path, io_cause(&path, e)))?;
-    }
-    if removed > 0 {
-        tracing::info!(
-            bodies = removed,
-            "removed bodies of unacknowledged messages"
-        );
-    }
-    Ok(())
 }

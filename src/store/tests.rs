@@ -129,6 +129,24 @@ fn a_flipped_byte_truncation_or_a_swapped_chunk_is_damage() {
 }
 
 #[test]
+fn a_tombstone_removes_its_row_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        put(&store, 1, 5, &[&[3u8; 10_000]]);
+        put(&store, 2, 6, &[b"stays"]);
+        store.mark_delivered(5).unwrap();
+        assert!(!dir.path().join("queue/5.msg").exists());
+        let tomb = dir.path().join("queue/5.delivered");
+        assert_eq!(fs::metadata(tomb).unwrap().len(), 0);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let left = store.load_messages().unwrap();
+    assert_eq!(left.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
+    assert!(!dir.path().join("queue/5.delivered").exists());
+}
+
+#[test]
 fn a_message_set_aside_keeps_its_body_and_its_number() {
     let dir = tempfile::tempdir().unwrap();
     {
