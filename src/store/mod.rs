@@ -182,7 +182,7 @@ impl Store {
         })?;
         let db = Arc::new(db);
         *slot = Some(Arc::clone(&db));
-        tracing::info!(file = %self.inner.file.display(), "store reopened");
+        tracing::debug!(file = %self.inner.file.display(), "store reopened");
         Ok(db)
     }
 

@@ -125,10 +125,18 @@ pub(super) fn open_existing(file: &Path) -> Result<Database, StoreError> {
             Ok(db)
         }
         Ok(Err(e)) => Err(open_err(file, database_cause(file, e))),
-        Err(panic) => Err(open_err(
-            file,
-            OpenCause::Damaged(format!("redb could not read it: {panic}")),
-        )),
+        Err(panic) => {
+            // redb's one assertion about length: say it in words too.
+            let what = if panic.contains("raw_file_len") {
+                "it is shorter than its header says, so it was cut short"
+            } else {
+                "redb could not read it"
+            };
+            Err(open_err(
+                file,
+                OpenCause::Damaged(format!("{what}: {panic}")),
+            ))
+        }
     }
 }
 
