@@ -12,7 +12,6 @@
 //! space was freed (a message removed). Meanwhile operations keep trying on
 //! their own: one that works is just that much earlier.
 
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,15 +194,5 @@ fn revive(store: &Weak<Inner>, nudge: &Nudge) {
             return;
         }
         pause = (pause * 2).min(LONGEST_PAUSE);
-    }
-}
-
-impl fmt::Display for StoreHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.available, &self.cause) {
-            (true, _) => f.write_str("available"),
-            (false, Some(cause)) => write!(f, "unavailable: {cause}"),
-            (false, None) => f.write_str("unavailable"),
-        }
     }
 }
