@@ -2,22 +2,34 @@
 //! and retention. Kept in memory only — after a restart nothing is
 //! claimed, so a message whose reader died mid-way is simply served again
 //! (SPEC §8: it stays at the head of its queue).
+//!
+//! Integrity (SPEC §10): before the first byte of a message goes out, its
+//! whole body is read once and every chunk's checksum checked, so a damaged
+//! message is never delivered, not even its good first part. Each chunk is
+//! checked again as it is sent (the disk may fail in between). A damaged
+//! message leaves the queue at once — set aside in the store for an admin,
+//! logged once — and its reader gets `queued message N is damaged; it was
+//! set aside`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::queue::{Queue, QueueError, blocking, now_ms};
-use crate::store::StoredMessage;
+use super::queue::{Queue, QueueError, blocking, now_ms, unblock};
+use crate::store::{Body, Damage, StoredMessage};
+
+/// How long a pending removal waits before trying again when the store
+/// gives no sign of a change.
+const REMOVAL_RETRY: Duration = Duration::from_secs(5);
 
 impl Queue {
     /// Messages of `topic` some receiver is reading now.
     pub fn claimed(&self, topic: &str) -> usize {
         let index = self.lock();
-        index
-            .topics
-            .get(topic)
-            .map_or(0, |q| q.values().filter(|e| e.claimed).count())
+        index.topics.get(topic).map_or(0, |q| {
+            q.values().filter(|e| e.claimed && !e.delivered).count()
+        })
     }
 
     /// Takes the oldest message of `topic` nobody else is reading.
@@ -32,12 +44,14 @@ impl Queue {
         Some(Claim {
             queue: Arc::clone(self),
             msg: entry.msg.clone(),
+            body: None,
             next: 0,
+            offset: 0,
             done: false,
         })
     }
 
-    /// Forgets a message (after it was delivered or expired).
+    /// Forgets a message (after it was delivered, expired or set aside).
     fn forget(&self, msg: &StoredMessage) {
         let mut index = self.lock();
         if let Some(q) = index.topics.get_mut(&msg.topic) {
@@ -89,12 +103,88 @@ impl Queue {
                     removed += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, topic = %msg.topic, "could not expire a message");
+                    // The store logs its own failure once; this is routine.
+                    tracing::debug!(error = %e, topic = %msg.topic, "could not expire a message");
                     self.release(&msg);
                 }
             }
         }
         removed
+    }
+
+    /// A message written whole whose removal failed: hide it for good and
+    /// remove it once the store works again, so it is never served twice.
+    fn remove_later(self: &Arc<Self>, msg: StoredMessage) {
+        {
+            let mut index = self.lock();
+            if let Some(e) = index
+                .topics
+                .get_mut(&msg.topic)
+                .and_then(|q| q.get_mut(&msg.seq))
+            {
+                e.delivered = true;
+            }
+        }
+        tracing::warn!(
+            seq = msg.seq,
+            topic = %msg.topic,
+            "a delivered queued message could not be removed yet; it is hidden and removed when the store works again"
+        );
+        let queue = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut health = queue.store.health_changes();
+            loop {
+                // Wait for the store to be available (or a while).
+                let _ = tokio::time::timeout(REMOVAL_RETRY, health.wait_for(|up| *up)).await;
+                let store = queue.store.clone();
+                let (seq, data_id) = (msg.seq, msg.data_id);
+                if blocking(move || store.remove_message(seq, data_id))
+                    .await
+                    .is_ok()
+                {
+                    queue.forget(&msg);
+                    return;
+                }
+                let _ = tokio::time::timeout(REMOVAL_RETRY, health.changed()).await;
+            }
+        });
+    }
+
+    /// Takes a damaged message out of the queue for good and records it
+    /// for an admin. Logged here, once: no reader sees it again. Runs as
+    /// its own task, so a reader leaving meanwhile cannot cut it short.
+    fn set_aside(
+        self: &Arc<Self>,
+        msg: StoredMessage,
+        damage: Damage,
+    ) -> tokio::task::JoinHandle<()> {
+        self.forget(&msg);
+        let queue = Arc::clone(self);
+        tokio::spawn(async move { queue.record_damage(&msg, &damage).await })
+    }
+
+    async fn record_damage(&self, msg: &StoredMessage, damage: &Damage) {
+        let (store, kept, reason) = (self.store.clone(), msg.clone(), damage.to_string());
+        let moved = blocking(move || store.set_aside(&kept, &reason)).await;
+        match moved {
+            Ok(path) => tracing::error!(
+                seq = msg.seq,
+                topic = %msg.topic,
+                user = %msg.user,
+                size = msg.size,
+                damage = %damage,
+                kept = %path.display(),
+                "queued message damaged: set aside, never delivered"
+            ),
+            Err(e) => tracing::error!(
+                seq = msg.seq,
+                topic = %msg.topic,
+                user = %msg.user,
+                damage = %damage,
+                error = %e,
+                "queued message damaged: out of the queue until a restart finds it again (could not record it as set aside)"
+            ),
+        }
     }
 }
 
@@ -104,7 +194,11 @@ impl Queue {
 pub struct Claim {
     queue: Arc<Queue>,
     msg: StoredMessage,
+    /// Opened and verified on the first `next_chunk`.
+    body: Option<Arc<Body>>,
     next: u32,
+    /// Where chunk `next`'s frame starts in the body file.
+    offset: u64,
     done: bool,
 }
 
@@ -113,21 +207,47 @@ impl Claim {
         self.msg.size
     }
 
-    /// The next chunk of the body, read from the store (`None`: all read).
+    /// The next chunk of the body, checked (`None`: all read). The first
+    /// call checks the whole body before anything is handed out.
+    /// Cancel-safe: a cancelled call leaves the claim where it was.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueueError> {
+        let body = match &self.body {
+            Some(body) => Arc::clone(body),
+            None => {
+                let (store, msg) = (self.queue.store.clone(), self.msg.clone());
+                let opened = unblock(move || {
+                    let body = store.open_body(&msg)?;
+                    body.verify().map(|()| body)
+                })
+                .await?;
+                let body = Arc::new(self.checked(opened).await?);
+                self.body = Some(Arc::clone(&body));
+                body
+            }
+        };
         if self.next >= self.msg.chunks {
             return Ok(None);
         }
-        let (store, data_id, index) = (self.queue.store.clone(), self.msg.data_id, self.next);
-        let chunk = blocking(move || store.chunk(data_id, index)).await?;
-        let Some(chunk) = chunk else {
-            return Err(QueueError::Task(format!(
-                "chunk {index} of a queued message on {} is missing",
-                self.msg.topic
-            )));
-        };
+        let (index, offset) = (self.next, self.offset);
+        let read = unblock(move || body.read_chunk(index, offset)).await?;
+        let (chunk, next_offset) = self.checked(read).await?;
         self.next += 1;
+        self.offset = next_offset;
         Ok(Some(Bytes::from(chunk)))
+    }
+
+    /// Passes a good read through; a damaged one sets the message aside.
+    async fn checked<T>(&mut self, read: Result<T, Damage>) -> Result<T, QueueError> {
+        match read {
+            Ok(v) => Ok(v),
+            Err(damage) => {
+                self.done = true;
+                // Awaited so the line is logged before the reader reports;
+                // a failed task has logged nothing more to wait for.
+                let _ = self.queue.set_aside(self.msg.clone(), damage).await;
+                Err(QueueError::Damaged { seq: self.msg.seq })
+            }
+        }
     }
 
     /// The body was written whole: remove the message for good.
@@ -139,14 +259,24 @@ impl Claim {
         let task = tokio::spawn(async move {
             let store = queue.store.clone();
             let (seq, data_id) = (msg.seq, msg.data_id);
-            let removed = blocking(move || store.remove_message(seq, data_id)).await;
-            match &removed {
+            match blocking(move || store.remove_message(seq, data_id)).await {
                 Ok(()) => queue.forget(&msg),
-                Err(_) => queue.release(&msg),
+                Err(_) => {
+                    let store = queue.store.clone();
+                    match unblock(move || store.mark_delivered(data_id)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, seq, "cannot mark a delivered message; a restart before the store works again would serve it again")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, seq, "cannot mark a delivered message")
+                        }
+                    }
+                    queue.remove_later(msg);
+                }
             }
-            removed
         });
-        task.await.map_err(|e| QueueError::Task(e.to_string()))?
+        task.await.map_err(|e| QueueError::Task(e.to_string()))
     }
 }
 

@@ -493,7 +493,10 @@ impl Broker {
     }
 
     /// The oldest queued message of `topic` no other receiver is reading.
-    fn claim(&self, topic: &str) -> Option<Claim> {
+    /// Front ends read through `open_sub`; public only for tests that
+    /// drain a queue without reading every byte.
+    #[doc(hidden)]
+    pub fn claim(&self, topic: &str) -> Option<Claim> {
         self.inner.queue.as_ref()?.claim(topic)
     }
 

@@ -8,6 +8,12 @@
 //! served again. A message leaves the store only after its reader wrote it
 //! whole; a reader that goes away earlier drops its `Claim`, which puts the
 //! message back where it was — at the head of its topic's queue.
+//!
+//! Store failures (SPEC §10) fail the one operation they hit: a full disk
+//! is `queue full: server storage is full`, any other I/O error `cannot
+//! store the message: …`. A message that was delivered but whose removal
+//! failed stays hidden (never served twice) and is removed once the store
+//! works again. A damaged message (`claim`) is set aside, never delivered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use tokio::sync::watch;
 
-use super::ByteSource;
-use crate::store::{Store, StoreError, StoredMessage};
+use super::{Broker, ByteSource};
+use crate::store::{BodyWriter, Store, StoreError, StoreHealth, StoredMessage};
 
 /// Bytes per stored chunk: a large message moves through the server this
 /// much at a time, never whole.
@@ -50,6 +56,13 @@ pub enum QueueError {
     Full(String),
     #[error("queued messages are not available on this server")]
     NoStore,
+    /// The message's body failed its checksum; it was moved out of the
+    /// queue for an admin and is never served.
+    #[error("queued message {seq} is damaged; it was set aside")]
+    Damaged { seq: u64 },
+    /// Storing failed for another reason than space (an I/O error).
+    #[error("cannot store the message: {0}")]
+    NotStored(StoreError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("reading input: {0}")]
@@ -58,10 +71,32 @@ pub enum QueueError {
     Task(String),
 }
 
+impl QueueError {
+    /// The line a reader prints when reading a queued message failed: a
+    /// damaged message's own line (SPEC §10), otherwise prefixed.
+    pub fn reading(&self) -> String {
+        match self {
+            QueueError::Damaged { .. } => self.to_string(),
+            other => format!("cannot read a queued message: {other}"),
+        }
+    }
+
+    /// What a failed store operation means to a `pub -q`.
+    fn storing(e: StoreError) -> QueueError {
+        match e {
+            StoreError::Full => QueueError::Full("server storage is full".into()),
+            other => QueueError::NotStored(other),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Entry {
     pub msg: StoredMessage,
     pub claimed: bool,
+    /// Written whole to its reader, but its removal failed: never served
+    /// again, removed once the store works.
+    pub delivered: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,19 +132,29 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Runs blocking store work off the async threads.
+pub(super) async fn unblock<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, QueueError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| QueueError::Task(e.to_string()))
+}
+
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, QueueError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(QueueError::from),
-        Err(e) => Err(QueueError::Task(e.to_string())),
-    }
+    unblock(f).await?.map_err(QueueError::from)
 }
 
 impl Queue {
     /// Loads the index from the store.
     pub fn open(store: Store, limits: QueueLimits) -> Result<Queue, StoreError> {
         let mut index = Index::default();
+        // Sequence numbers name damaged messages too: never reuse one.
+        for d in store.damaged()? {
+            index.next_seq = index.next_seq.max(d.msg.seq + 1);
+        }
         for msg in store.load_messages()? {
             index.next_seq = index.next_seq.max(msg.seq + 1);
             index.next_data = index.next_data.max(msg.data_id + 1);
@@ -119,6 +164,7 @@ impl Queue {
             let entry = Entry {
                 msg,
                 claimed: false,
+                delivered: false,
             };
             index
                 .topics
@@ -154,11 +200,12 @@ impl Queue {
         index
             .topics
             .iter()
-            .map(|(name, q)| {
-                let bytes = q.values().map(|e| e.msg.size).sum();
-                let mut users: Vec<String> = q.values().map(|e| e.msg.user.clone()).collect();
+            .filter_map(|(name, q)| {
+                let waiting: Vec<&Entry> = q.values().filter(|e| !e.delivered).collect();
+                let bytes = waiting.iter().map(|e| e.msg.size).sum();
+                let mut users: Vec<String> = waiting.iter().map(|e| e.msg.user.clone()).collect();
                 users.dedup();
-                (name.clone(), (q.len(), bytes, users))
+                (!waiting.is_empty()).then(|| (name.clone(), (waiting.len(), bytes, users)))
             })
             .collect()
     }
@@ -235,16 +282,20 @@ impl Queue {
         task.await.map_err(|e| QueueError::Task(e.to_string()))?
     }
 
-    /// Streams the input into chunks; returns (size, chunk count).
+    /// Streams the input into chunks of its body file; returns (size,
+    /// chunk count) once the body is durable.
     async fn write_body(
         &self,
         data_id: u64,
         user: &str,
         source: &mut impl ByteSource,
     ) -> Result<(u64, u32), QueueError> {
+        let store = self.store.clone();
+        let mut writer: BodyWriter = blocking(move || store.create_body(data_id))
+            .await
+            .map_err(Self::store_failure)?;
         let mut buf = BytesMut::new();
         let mut size = 0u64;
-        let mut chunks = 0u32;
         loop {
             let next = source.next_chunk().await?;
             let end = next.is_none();
@@ -256,14 +307,26 @@ impl Queue {
             while buf.len() >= CHUNK_BYTES || (end && !buf.is_empty()) {
                 let take = buf.len().min(CHUNK_BYTES);
                 let part = buf.split_to(take).freeze();
-                let store = self.store.clone();
-                let index = chunks;
-                blocking(move || store.put_chunk(data_id, index, &part)).await?;
-                chunks += 1;
+                // The writer travels to the blocking thread and back; if
+                // this future is dropped meanwhile, it is dropped there and
+                // removes the unfinished file.
+                writer = blocking(move || writer.write_chunk(&part).map(|()| writer))
+                    .await
+                    .map_err(Self::store_failure)?;
             }
             if end {
-                return Ok((size, chunks));
+                return blocking(move || writer.finish())
+                    .await
+                    .map_err(Self::store_failure);
             }
+        }
+    }
+
+    /// A store error while storing, as the pub sees it.
+    fn store_failure(e: QueueError) -> QueueError {
+        match e {
+            QueueError::Store(e) => QueueError::storing(e),
+            other => other,
         }
     }
 
@@ -304,7 +367,7 @@ impl Queue {
         let linked = msg.clone();
         if let Err(e) = blocking(move || store.link(&linked)).await {
             self.unreserve(user, size);
-            return Err(e);
+            return Err(Self::store_failure(e));
         }
         let waiting = {
             let mut index = self.lock();
@@ -314,6 +377,7 @@ impl Queue {
                 Entry {
                     msg,
                     claimed: false,
+                    delivered: false,
                 },
             );
             q.len()
@@ -333,12 +397,27 @@ impl Queue {
         }
     }
 
-    /// Drops the chunks of a message that will not be linked. A failure
-    /// here only leaves orphans, which the next start removes.
+    /// Drops the body of a message that will not be linked. A failure
+    /// here only leaves an orphan, which the next start removes.
     async fn discard(&self, data_id: u64) {
         let store = self.store.clone();
-        if let Err(e) = blocking(move || store.drop_data(data_id)).await {
+        if let Err(e) = unblock(move || store.drop_data(data_id)).await {
             tracing::warn!(error = %e, "could not drop an unfinished message");
         }
+    }
+}
+
+impl Broker {
+    /// The store's health (`None`: no store, everything in memory).
+    pub fn store_health(&self) -> Option<StoreHealth> {
+        self.inner.queue.as_ref().map(|q| q.store.health())
+    }
+
+    /// For `GET /healthz`: false while the store cannot store (SPEC §10).
+    pub fn store_healthy(&self) -> bool {
+        self.inner
+            .queue
+            .as_ref()
+            .is_none_or(|q| q.store.health().available)
     }
 }

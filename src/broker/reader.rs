@@ -21,7 +21,7 @@ use super::{Broker, BrokerError, Deferred, Subscription};
 pub enum ReadError {
     #[error("{0}")]
     Join(#[from] BrokerError),
-    #[error("cannot read a queued message: {0}")]
+    #[error("{}", .0.reading())]
     Queue(#[from] QueueError),
     /// The topic's senders are gone and one of them left before the end
     /// of its data (SPEC §5.3).

@@ -186,8 +186,13 @@ fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `503 store unavailable` while the store cannot store (SPEC §10).
+async fn healthz(state: axum::extract::State<HttpState>) -> (StatusCode, &'static str) {
+    if state.app.broker.store_healthy() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+    }
 }
 
 async fn empty_topic() -> HttpError {
