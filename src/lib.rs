@@ -1,20 +1,35 @@
 //! sshpipe: networked Unix pipes over SSH.
 //!
 //! `tail -f app.log | ssh host pub logs` on one machine, `ssh host sub logs`
-//! on another. The crate is split so that each part has one job:
+//! on another. Requests flow down, bytes flow through:
+//!
+//! ```text
+//!   ssh/ (russh)      http/ (axum)        wire formats, status lines
+//!        \               /
+//!         front/                          names, labels, hints, -a, pipes,
+//!           |                             one Failure type (exit/HTTP/close)
+//!         broker/  intents: open_pub, open_sub, open_pipe, list, access
+//!           |      rules: publisher, subscription, reader (SPEC §5, §8)
+//!           |--- link::TopicPort      what a backend keeps: members, slots
+//!           |      memory/            the in-memory backend (--broker memory)
+//!           '--- stores::AclStore, queue   durable state
+//!         store/   redb index + checksummed body files (SPEC §10)
+//! ```
 //!
 //! - `cli`, `config`, `server`: options → a checked, running server.
 //! - `command`, `topic`, `identity`: pure logic — exec strings to typed
 //!   commands, topic names to namespaces and access decisions, keys to
 //!   users. No I/O, tested by tables and properties.
-//! - `broker`: moves bytes between senders and receivers with the delivery
-//!   rules of SPEC §5. It knows nothing of SSH or HTTP, so another front end
-//!   or a multi-node backend can sit on the same API.
+//! - `front`: what both front ends do the same way, once.
+//! - `broker`: intent-level async operations whose handles carry every
+//!   delivery rule; it knows nothing of SSH or HTTP. Below it a backend,
+//!   chosen at start-up, keeps live topics; tests/conformance.rs is the
+//!   suite any backend must pass unchanged.
 //! - `ssh`: a thin russh handler that hands each command to its own task.
-//! - `http`: the HTTP/WebSocket/SSE side door (axum) on the same broker
-//!   API, so browsers and `curl` meet SSH users on public topics.
-//! - `store`: the embedded durable store (redb): access lists and queued
-//!   messages that must survive a crash. Only the broker talks to it.
+//! - `http`: the HTTP/WebSocket/SSE side door on the same intents, so
+//!   browsers and `curl` meet SSH users on public topics.
+//! - `store`: what must survive a crash (access lists, queued messages);
+//!   only the broker talks to it.
 //! - `logs`, `metrics`: what the server tells about itself — each user's
 //!   own log lines, live (`ssh host logs`), and `/metrics` for Prometheus.
 #![forbid(unsafe_code)]

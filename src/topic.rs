@@ -235,15 +235,6 @@ impl TopicRef {
         }
     }
 
-    /// Name to print in hints for `viewer`: `local` if the viewer owns the topic or it is
-    /// public (the caller adds `-p `), else `full` (`alice/logs`).
-    pub fn display_for(&self, viewer: &str) -> String {
-        match &self.namespace {
-            Namespace::User(owner) if owner != viewer => self.full.clone(),
-            _ => self.local.clone(),
-        }
-    }
-
     pub fn is_public(&self) -> bool {
         self.namespace == Namespace::Public
     }
