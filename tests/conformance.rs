@@ -167,6 +167,19 @@ async fn read_all(mut r: Reader) -> Result<Vec<u8>, ReadError> {
     Ok(out)
 }
 
+/// A `sub` (no `-k`) on `t`, read to its end in its own task; returns once
+/// it is a receiver.
+async fn reading(
+    b: &Broker,
+    t: &TopicRef,
+    who: &Identity,
+) -> tokio::task::JoinHandle<Result<Vec<u8>, ReadError>> {
+    let before = b.counts(&t.full).map_or(0, |c| c.receivers);
+    let r = sub(b, t, who, false).await;
+    receivers(b, &t.full, before + 1).await;
+    tokio::spawn(read_all(r))
+}
+
 /// Reads a reader in its own task, chunk by chunk, as a front end does.
 fn spawn_reader(mut r: Reader) -> mpsc::UnboundedReceiver<Bytes> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -315,9 +328,7 @@ async fn a_blocking_pub_waits_again_when_every_receiver_left() {
 async fn a_sub_ends_after_its_senders_and_everything_they_sent() {
     let b = backend();
     let (alice, t) = (user("alice"), private("alice", "t"));
-    let r = sub(&b, &t, &alice, false).await;
-    receivers(&b, &t.full, 1).await;
-    let got = tokio::spawn(read_all(r));
+    let got = reading(&b, &t, &alice).await;
     let mut p = live_pub(&b, &t, &alice).await;
     p.pump(&mut input(&[b"a\n", b"b\n"]), blocking(), &mut ())
         .await
@@ -349,9 +360,7 @@ async fn a_keep_alive_sub_outlives_its_senders() {
 async fn a_sender_that_vanishes_fails_its_subs() {
     let b = backend();
     let (alice, t) = (user("alice"), private("alice", "t"));
-    let r = sub(&b, &t, &alice, false).await;
-    receivers(&b, &t.full, 1).await;
-    let got = tokio::spawn(read_all(r));
+    let got = reading(&b, &t, &alice).await;
     let mut p = live_pub(&b, &t, &alice).await;
     let (tx, mut src) = feed();
     tx.send(Ok(Bytes::from_static(b"half a file"))).unwrap();
