@@ -124,12 +124,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     ));
     let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, Arc::clone(&app))));
     let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(&app))));
+    let tasks = app.broker.tasks().clone();
     let join = tokio::spawn(async move {
         let _ = ssh_task.await;
         for t in [http_task, metrics_task].into_iter().flatten() {
             let _ = t.await;
         }
         let _ = expiry.await;
+        // Lines of departed round-robin workers still being handed on: the
+        // clients are gone by now, so this ends at once or within the grace.
+        tasks.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await;
     });
     Ok(Running {
         ssh_addr,

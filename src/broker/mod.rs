@@ -171,7 +171,6 @@ enum Backend {
 #[derive(Debug)]
 struct Inner {
     backend: Backend,
-    config: BrokerConfig,
     /// Queued messages (none without a store).
     queue: Option<Arc<queue::Queue>>,
     /// Work that outlives the handle that started it (re-dispatching a
@@ -224,7 +223,6 @@ impl Broker {
         Ok(Broker {
             inner: Arc::new(Inner {
                 backend,
-                config,
                 queue,
                 tasks: TaskTracker::new(),
             }),
@@ -457,11 +455,6 @@ impl Broker {
         self.memory().set_private_access(topic, who_is, list).await
     }
 
-    /// Has this private topic an access list (so others type its full name)?
-    pub fn has_access_list(&self, full: &str) -> bool {
-        self.memory().has_access_list(full)
-    }
-
     /// The live counts of a topic by full name (`None`: no such live topic).
     /// Lets tests and metrics wait on a condition instead of sleeping.
     pub fn counts(&self, full: &str) -> Option<Counts> {
@@ -512,10 +505,6 @@ impl Broker {
     /// Work started by handles that are gone (see `Inner::tasks`).
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
-    }
-
-    pub fn config(&self) -> &BrokerConfig {
-        &self.inner.config
     }
 
     /// Removes expired messages now and every minute until `stop`.
