@@ -23,7 +23,7 @@
 //! - `front`: what both front ends do the same way, once.
 //! - `broker`: intent-level async operations whose handles carry every
 //!   delivery rule; it knows nothing of SSH or HTTP. Below it a backend,
-//!   chosen at start-up, keeps live topics; tests/conformance.rs is the
+//!   chosen at start-up, keeps live topics; tests/it/conformance.rs is the
 //!   suite any backend must pass unchanged.
 //! - `ssh`: a thin russh handler that hands each command to its own task.
 //! - `http`: the HTTP/WebSocket/SSE side door on the same intents, so

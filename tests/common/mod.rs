@@ -21,6 +21,10 @@ use sshpipe::server::{self, Options};
 use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
 
+mod binary;
+#[allow(unused_imports)] // tests/logs.rs has no use for them
+pub use binary::{Binary, binary};
+
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 

@@ -6,8 +6,8 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::process::{run_bounded, run_tool};
 use crate::common::{Key, TestServer};
-use crate::process::{run_bounded, run_tool};
 
 // ------------------------------------------------------------------ keys
 

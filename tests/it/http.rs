@@ -3,7 +3,7 @@
 //! binary on the other end of the same public topics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Child;

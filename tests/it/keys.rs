@@ -4,7 +4,7 @@
 //! missing, except under CI, where `.ci/run` installs them and a missing
 //! one fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{BufRead, BufReader, Write};

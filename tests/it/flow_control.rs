@@ -8,7 +8,7 @@
 //! server probes every 300 ms, so "the connection stayed alive through many
 //! probe rounds" is a count of probes the client saw.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;

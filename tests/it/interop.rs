@@ -9,10 +9,10 @@
 //! A client that is not installed fails its tests under CI (`CI` set) and is
 //! skipped with a message locally; `.ci/run` installs all three.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "interop/clients.rs"]
+#[path = "../interop/clients.rs"]
 mod clients;
-mod common;
-#[path = "interop/process.rs"]
+use crate::common;
+#[path = "../interop/process.rs"]
 mod process;
 
 use common::*;

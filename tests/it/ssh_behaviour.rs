@@ -2,7 +2,7 @@
 //! modes, refused forwarding and subsystems, PTY transparency, the host key,
 //! algorithms, and the real binary's start-up (options, env, errors).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{BufRead, BufReader, Read};

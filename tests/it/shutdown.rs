@@ -2,7 +2,7 @@
 //! and exits 1 — in-process through `TestServer::stop`, and for the real
 //! binary on SIGTERM, which must itself exit 0 within 10 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;

@@ -2,12 +2,12 @@
 //! restart and a `kill -9` of the real binary; what was never acknowledged
 //! never appears; a corrupt store file stops the start with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 fn in_process(data_dir: &Path) -> TestServer {
     TestServer::from_options(options_for(data_dir), tempfile::tempdir().unwrap())
@@ -62,76 +62,6 @@ fn a_restart_keeps_queued_messages_and_access_lists() {
     );
     let second = server.run(&bob, &["sub", &shared], b"");
     assert_eq!(second.stdout, b"two\n");
-}
-
-/// The real binary on an ephemeral port, logging JSON so the port can be
-/// read from its start-up line.
-struct Binary {
-    child: Child,
-    port: u16,
-}
-
-impl Binary {
-    fn start(data_dir: &Path) -> Binary {
-        let mut child = binary(data_dir).stderr(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines.next().expect("a start-up line").unwrap();
-            if let Some(rest) = line.split("\"ssh\":\"").nth(1) {
-                let addr = rest.split('"').next().unwrap();
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading the log so the server never blocks on stderr.
-        std::thread::spawn(move || for _ in lines {});
-        Binary { child, port }
-    }
-
-    fn ssh(&self, key: &Key, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(["-F", "/dev/null", "-i"])
-        .arg(&key.path)
-        .args(["-p", &self.port.to_string(), "tester@127.0.0.1"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn run(&self, key: &Key, args: &[&str], stdin: &[u8]) -> Out {
-        finish(self.ssh(key, args).spawn().unwrap(), stdin, "ssh")
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-fn binary(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshpipe"));
-    cmd.args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    cmd
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `sub -l` (SPEC §5.4): a lossy receiver never slows the senders; it skips
 //! what it cannot take and says how much at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use std::io::{Read, Write};
 use std::thread;
 

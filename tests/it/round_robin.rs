@@ -2,7 +2,7 @@
 //! sender reaches exactly one receiver, rotating; workers joining and
 //! leaving adjust the rotation without losing or repeating a line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Child;

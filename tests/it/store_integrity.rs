@@ -13,16 +13,16 @@
 //! - The store stays within 1.5× the queued bytes plus 16 MiB through 20
 //!   cycles of filling to 256 MiB and draining.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -247,77 +247,6 @@ fn redb_is_reopened_after_its_own_io_error_without_a_restart() {
 }
 
 // ---------------------------------------------------------------------
-// The real binary.
-
-/// The release or debug binary on an ephemeral port, logging JSON; its log
-/// lines are kept for the test to read.
-struct Binary {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-fn binary(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshpipe"));
-    cmd.args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    cmd
-}
-
-impl Binary {
-    fn start(data_dir: &Path) -> Binary {
-        let mut child = binary(data_dir).stderr(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let port = loop {
-            let line = lines.next().expect("a start-up line").unwrap();
-            log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("\"ssh\":\"").nth(1) {
-                let addr = rest.split('"').next().unwrap();
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Binary { child, port, log }
-    }
-
-    fn ssh(&self, key: &Key, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args(CLIENT_OPTS)
-            .args(["-o", "LogLevel=ERROR", "-i"])
-            .arg(&key.path)
-            .args(["-p", &self.port.to_string(), "tester@127.0.0.1"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn run(&self, key: &Key, args: &[&str], stdin: &[u8]) -> Out {
-        finish(self.ssh(key, args).spawn().unwrap(), stdin, "ssh")
-    }
-
-    fn log_lines(&self, containing: &str) -> usize {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|l| l.contains(containing)).count()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
 fn bodies_by_id(data_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(data_dir.join(QUEUE_DIR))
         .unwrap()

@@ -2,7 +2,7 @@
 //! matching topic, existing and future, never from a non-matching one, and
 //! never from a topic its user could not `sub` by name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! The README's first promise: `sub hello` in one terminal, `echo hi | pub
 //! hello` in another, with the real ssh client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

@@ -3,7 +3,7 @@
 //! within the keepalive window, releasing the sender it held. Run with a
 //! short interval so the test takes seconds, not minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use std::time::{Duration, Instant};
 
 use common::*;

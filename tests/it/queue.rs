@@ -3,7 +3,7 @@
 //! exactly-once under concurrent subs, limits that leave nothing behind,
 //! and a receiver killed mid-message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::Read;

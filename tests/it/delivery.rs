@@ -2,7 +2,7 @@
 //! joiners, blocking and timeouts, triggers, when each client ends, pipes,
 //! line framing with several senders, and byte-exactness (also under a PTY).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{Read, Write};

@@ -6,7 +6,7 @@
 //! process's VmRSS. Keep heavy work out of this file, and the two tests
 //! apart (they take `SERIAL`), so the measurement sees only its own run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! errors and status lines, all through the real server with the real
 //! OpenSSH client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! `ssh` client against a server with a users file: alice, bob, carol, an
 //! admin `root1`, and an anonymous key that is in no file (open mode).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::Read;

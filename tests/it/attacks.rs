@@ -6,7 +6,7 @@
 //! Everything runs on loopback and is bounded in count and time. Extra
 //! source addresses come from 127.0.0.0/8, which Linux routes to lo.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+use crate::common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -1,0 +1,79 @@
+//! The real `sshpipe` binary as a child process, for tests that restart
+//! it, kill it with SIGKILL or read its start-up errors: an in-process
+//! server cannot show what a crash leaves behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::{CLIENT_OPTS, Key, Out, finish};
+
+/// The release or debug binary on an ephemeral port, logging JSON; its log
+/// lines are kept for the test to read.
+pub struct Binary {
+    pub child: Child,
+    pub port: u16,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshpipe"));
+    cmd.args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+impl Binary {
+    pub fn start(data_dir: &Path) -> Binary {
+        let mut child = binary(data_dir).stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let port = loop {
+            let line = lines.next().expect("a start-up line").unwrap();
+            log.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.split("\"ssh\":\"").nth(1) {
+                let addr = rest.split('"').next().unwrap();
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Binary { child, port, log }
+    }
+
+    pub fn ssh(&self, key: &Key, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(CLIENT_OPTS)
+            .args(["-o", "LogLevel=ERROR", "-i"])
+            .arg(&key.path)
+            .args(["-p", &self.port.to_string(), "tester@127.0.0.1"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    pub fn run(&self, key: &Key, args: &[&str], stdin: &[u8]) -> Out {
+        finish(self.ssh(key, args).spawn().unwrap(), stdin, "ssh")
+    }
+
+    pub fn log_lines(&self, containing: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(containing)).count()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}

@@ -1,0 +1,34 @@
+//! The integration tests, as one test binary: every file here is a module,
+//! so `tests/common` and the crate are compiled and linked once, not once
+//! per file. Each module runs the real server on 127.0.0.1 port 0 and
+//! drives it with real clients.
+//!
+//! `tests/logs.rs` stays a binary of its own: it installs this process's
+//! tracing subscriber, which would otherwise see every other test's server.
+//! Run one file's tests with `cargo test --test it MODULE::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod attacks;
+mod bench_quick;
+mod commands;
+mod conformance;
+mod delivery;
+mod durability;
+mod flow_control;
+mod http;
+mod interop;
+mod keepalive;
+mod keys;
+mod lossy;
+mod metrics;
+mod patterns;
+mod queue;
+mod round_robin;
+mod shutdown;
+mod slow_receivers;
+mod smoke;
+mod ssh_behaviour;
+mod store_integrity;
