@@ -124,11 +124,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             HttpListen::On(addr) => Some(addr),
         },
         ssh_limits: crate::ssh::SshLimits::from_args(&args),
-        broker: crate::broker::BrokerConfig {
-            backend: args.broker,
-            queue: args.queue_limits(),
-            max_topics: args.max_topics,
-        },
+        broker: args.broker_config(),
         kex: args.kex,
         trusted_user_ca: args.trusted_user_ca.clone(),
         metrics_listen: args.metrics_listen,

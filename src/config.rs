@@ -125,7 +125,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SSHPIPE_MAX_AUTH_ATTEMPTS", default_value = "6")]
     pub max_auth_attempts: usize,
     /// Longest exec string (the command a client sends), in bytes.
-    #[arg(long, env = "SSHPIPE_MAX_EXEC_BYTES", default_value = "4096")]
+    #[arg(long, env = "SSHPIPE_MAX_EXEC_BYTES", default_value_t = crate::command::MAX_EXEC_LEN)]
     pub max_exec_bytes: usize,
     /// Most topics that exist at once.
     #[arg(long, env = "SSHPIPE_MAX_TOPICS", default_value = "10000")]
@@ -163,6 +163,33 @@ fn parse_keepalive_interval(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ServeArgs {
+    /// Every option at its default, ignoring the environment. Option
+    /// defaults live only in the `#[arg(default_value …)]` attributes above;
+    /// the `Default` impls of the structs built from options (broker, queue
+    /// and SSH limits) come from here, so a default is never written twice.
+    pub fn defaults() -> ServeArgs {
+        use clap::FromArgMatches;
+        let parsed = defaults_command()
+            .try_get_matches_from(["sshpipe"])
+            .map_err(|e| e.to_string())
+            .and_then(|m| ServeArgs::from_arg_matches(&m).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(args) => args,
+            // Invariant: every option is optional and its default parses;
+            // the test `defaults_ignore_the_environment` runs this.
+            Err(e) => unreachable!("option defaults do not parse: {e}"),
+        }
+    }
+
+    /// The broker settings these options set.
+    pub fn broker_config(&self) -> crate::broker::BrokerConfig {
+        crate::broker::BrokerConfig {
+            backend: self.broker,
+            queue: self.queue_limits(),
+            max_topics: self.max_topics,
+        }
+    }
+
     /// The queue limits these options set.
     pub fn queue_limits(&self) -> crate::broker::QueueLimits {
         crate::broker::QueueLimits {
@@ -171,6 +198,26 @@ impl ServeArgs {
             max_user_messages: self.queue_max_user_messages,
             retention: self.queue_retention,
         }
+    }
+}
+
+/// The serve options with their environment variables unset, so that
+/// `ServeArgs::defaults` never depends on the environment it runs in.
+fn defaults_command() -> clap::Command {
+    use clap::Args;
+    ServeArgs::augment_args(clap::Command::new("sshpipe")).mut_args(|a| a.env(None))
+}
+
+/// The broker's defaults are the command line's (see `ServeArgs::defaults`).
+impl Default for crate::broker::BrokerConfig {
+    fn default() -> Self {
+        ServeArgs::defaults().broker_config()
+    }
+}
+
+impl Default for crate::broker::QueueLimits {
+    fn default() -> Self {
+        ServeArgs::defaults().queue_limits()
     }
 }
 
@@ -292,6 +339,29 @@ mod tests {
         assert_eq!(l.max_sessions_per_user, 1000);
         assert_eq!(args.max_topics, 10_000);
         assert_eq!(args.kex, KexPolicy::Compat);
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        let cmd = defaults_command();
+        assert!(cmd.get_arguments().count() > 20);
+        for arg in cmd.get_arguments() {
+            assert_eq!(arg.get_env(), None, "{}", arg.get_id());
+        }
+        let args = ServeArgs::defaults();
+        assert_eq!(args.max_topics, 10_000);
+        assert_eq!(args.queue_max_message, 64 << 20);
+        let from_cli = Cli::try_parse_from(["sshpipe"]).map(Cli::into_serve);
+        let Ok(from_cli) = from_cli else {
+            unreachable!("no options parse")
+        };
+        assert_eq!(format!("{args:?}"), format!("{from_cli:?}"));
+        assert_eq!(crate::broker::BrokerConfig::default().max_topics, 10_000);
+        assert_eq!(
+            crate::broker::QueueLimits::default().retention,
+            std::time::Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(crate::ssh::SshLimits::default().max_exec_bytes, 4096);
     }
 
     #[test]

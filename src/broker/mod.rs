@@ -64,7 +64,8 @@ pub enum BackendKind {
     Memory,
 }
 
-/// Limits the broker enforces.
+/// Limits the broker enforces. Its `Default` is the command line's
+/// defaults (in `config`), so they are written in one place.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub backend: BackendKind,
@@ -72,16 +73,6 @@ pub struct BrokerConfig {
     pub max_topics: usize,
     /// Limits on queued messages (SPEC §8).
     pub queue: QueueLimits,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            backend: BackendKind::Memory,
-            max_topics: 10_000,
-            queue: QueueLimits::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

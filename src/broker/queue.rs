@@ -29,24 +29,14 @@ use crate::store::{BodyWriter, Store, StoreError, StoreHealth, StoredMessage};
 /// much at a time, never whole.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// SPEC §8's limits (configurable).
+/// SPEC §8's limits (configurable; `Default` is the command line's, in
+/// `config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
     pub max_message: u64,
     pub max_user_bytes: u64,
     pub max_user_messages: usize,
     pub retention: Duration,
-}
-
-impl Default for QueueLimits {
-    fn default() -> Self {
-        QueueLimits {
-            max_message: 64 << 20,
-            max_user_bytes: 256 << 20,
-            max_user_messages: 1000,
-            retention: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

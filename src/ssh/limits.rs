@@ -52,20 +52,10 @@ impl SshLimits {
     }
 }
 
+/// The command line's defaults: written once, in `config`'s attributes.
 impl Default for SshLimits {
     fn default() -> Self {
-        SshLimits {
-            max_connections: 10_000,
-            max_handshakes_per_ip: 64,
-            auth_timeout: Duration::from_secs(20),
-            max_auth_attempts: 6,
-            max_exec_bytes: crate::command::MAX_EXEC_LEN,
-            max_sessions_per_user: 1000,
-            max_channels_per_connection: 10,
-            max_channel_requests: 64,
-            keepalive_interval: Duration::from_secs(15),
-            keepalive_max: 4,
-        }
+        SshLimits::from_args(&crate::config::ServeArgs::defaults())
     }
 }
 
