@@ -39,7 +39,7 @@ pub mod broker;
 pub mod cli;
 pub mod command;
 pub mod config;
-pub mod front;
+pub(crate) mod front;
 pub mod hostkey;
 pub mod http;
 pub mod identity;

@@ -21,7 +21,7 @@ mod memory;
 mod publisher;
 mod queue;
 mod reader;
-pub mod stats;
+pub(crate) mod stats;
 mod stores;
 mod subscription;
 

@@ -11,5 +11,5 @@ mod names;
 mod pipe;
 
 pub use error::Failure;
-pub use names::{Prepared, client_label, flag_safe, hint, prepare, resolve};
+pub use names::{Prepared, hint, prepare};
 pub use pipe::run_pipe;

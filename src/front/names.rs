@@ -22,7 +22,7 @@ pub struct Prepared {
 }
 
 /// Resolves a typed topic name for `identity` (SPEC §6, §7).
-pub fn resolve(
+fn resolve(
     app: &App,
     identity: &Identity,
     typed: &str,
@@ -69,7 +69,7 @@ pub fn prepare(
 }
 
 /// `USER@IP:PORT#N`, as `ls` shows a client.
-pub fn client_label(app: &App, shown: &str, peer: SocketAddr) -> String {
+fn client_label(app: &App, shown: &str, peer: SocketAddr) -> String {
     format!("{shown}@{peer}#{}", app.next_client_number())
 }
 
@@ -86,7 +86,7 @@ pub fn hint(prefix: &str, topic: &TopicRef, verb: &str, viewer: &str, shared: bo
 }
 
 /// A name that would read as a flag needs `--` before it to be typed back.
-pub fn flag_safe(name: &str) -> String {
+fn flag_safe(name: &str) -> String {
     if name.starts_with('-') {
         format!("-- {name}")
     } else {
