@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::queue::{Queue, QueueError, blocking, now_ms, unblock};
-use crate::store::{Body, Damage, StoredMessage};
+use super::stores::BodySource;
+use crate::store::{Damage, StoredMessage};
 
 /// How long a pending removal waits before trying again when the store
 /// gives no sign of a change.
@@ -195,7 +196,7 @@ pub struct Claim {
     queue: Arc<Queue>,
     msg: StoredMessage,
     /// Opened and verified on the first `next_chunk`.
-    body: Option<Arc<Body>>,
+    body: Option<Arc<dyn BodySource>>,
     next: u32,
     /// Where chunk `next`'s frame starts in the body file.
     offset: u64,
@@ -220,7 +221,7 @@ impl Claim {
                     body.verify().map(|()| body)
                 })
                 .await?;
-                let body = Arc::new(self.checked(opened).await?);
+                let body = self.checked(opened).await?;
                 self.body = Some(Arc::clone(&body));
                 body
             }

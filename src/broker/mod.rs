@@ -43,7 +43,7 @@ pub use link::{Counts, Role};
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
 pub use queue::{CHUNK_BYTES, QueueError, QueueLimits};
 pub use reader::{ReadError, Reader};
-pub use stores::AclStore;
+pub use stores::{AclStore, BodySink, BodySource, MessageStore};
 pub use subscription::Subscription;
 
 use memory::{JoinMode, JoinOutcome, JoinSpec, Joined, Memory};
@@ -202,7 +202,8 @@ impl Broker {
         let (acl_store, acls, queue) = match store {
             Some(store) => {
                 let acls = AclStore::load_acls(&store)?;
-                let queue = queue::Queue::open(store.clone(), config.queue)?;
+                let messages: Arc<dyn MessageStore> = Arc::new(store.clone());
+                let queue = queue::Queue::open(messages, config.queue)?;
                 let acl_store: Arc<dyn AclStore> = Arc::new(store);
                 (Some(acl_store), acls, Some(Arc::new(queue)))
             }

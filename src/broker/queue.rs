@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use tokio::sync::watch;
 
+use super::stores::{BodySink, MessageStore};
 use super::{Broker, ByteSource};
-use crate::store::{BodyWriter, Store, StoreError, StoreHealth, StoredMessage};
+use crate::store::{StoreError, StoreHealth, StoredMessage};
 
 /// Bytes per stored chunk: a large message moves through the server this
 /// much at a time, never whole.
@@ -108,7 +109,7 @@ pub(super) struct Index {
 /// The queue: store plus index. Shared by the broker's clones.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    pub(super) store: Store,
+    pub(super) store: Arc<dyn MessageStore>,
     pub(super) limits: QueueLimits,
     index: Mutex<Index>,
     /// Bumped whenever a message becomes available (linked or released), so
@@ -139,7 +140,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 
 impl Queue {
     /// Loads the index from the store.
-    pub fn open(store: Store, limits: QueueLimits) -> Result<Queue, StoreError> {
+    pub fn open(store: Arc<dyn MessageStore>, limits: QueueLimits) -> Result<Queue, StoreError> {
         let mut index = Index::default();
         // Sequence numbers name damaged messages too: never reuse one.
         for d in store.damaged()? {
@@ -281,7 +282,7 @@ impl Queue {
         source: &mut impl ByteSource,
     ) -> Result<(u64, u32), QueueError> {
         let store = self.store.clone();
-        let mut writer: BodyWriter = blocking(move || store.create_body(data_id))
+        let mut writer: Box<dyn BodySink> = blocking(move || store.create_body(data_id))
             .await
             .map_err(Self::store_failure)?;
         let mut buf = BytesMut::new();
