@@ -25,8 +25,12 @@ usage: token create [--read-only] [--expires DUR] [--name NAME] [TOPIC_PATTERN..
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCmd {
     Create(CreateArgs),
-    Ls { all: bool },
-    Rm { id: String },
+    Ls {
+        all: bool,
+    },
+    Rm {
+        id: String,
+    },
     /// `token`, `token help`: print [`TOKEN_USAGE`].
     Usage,
 }
@@ -64,7 +68,9 @@ pub fn parse(args: &[String]) -> Result<TokenCmd, UsageError> {
             [_, extra, ..] => Err(bad(format!("token rm: more than one ID: {extra:?}"))),
             [_] => Err(bad("token rm: an ID is required (see token ls)")),
         },
-        other => Err(bad(format!("token: unknown subcommand {other:?} (create, ls or rm)"))),
+        other => Err(bad(format!(
+            "token: unknown subcommand {other:?} (create, ls or rm)"
+        ))),
     }
 }
 
@@ -93,7 +99,9 @@ fn create(words: &[String]) -> Result<CreateArgs, UsageError> {
             "--expires" | "-expires" => {
                 let v = value(flag)?;
                 let d = parse_duration(&v).map_err(|reason| {
-                    bad(format!("token create: invalid duration {v:?} for --expires: {reason}"))
+                    bad(format!(
+                        "token create: invalid duration {v:?} for --expires: {reason}"
+                    ))
                 })?;
                 if d.is_zero() {
                     return Err(bad("token create: --expires must be more than 0s"));

@@ -176,7 +176,12 @@ impl Conn {
         let (id, evict) = self.gate.register();
         let seen = Arc::new(AtomicBool::new(false));
         let service = {
-            let (router, gate, seen, peer) = (self.router.clone(), Arc::clone(&self.gate), Arc::clone(&seen), self.peer);
+            let (router, gate, seen, peer) = (
+                self.router.clone(),
+                Arc::clone(&self.gate),
+                Arc::clone(&seen),
+                self.peer,
+            );
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 if !seen.swap(true, Ordering::Relaxed) {
                     gate.unregister(id);
@@ -190,7 +195,11 @@ impl Conn {
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.idle_timeout)
             .keep_alive(true);
-        let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
+        let mut conn = pin!(
+            builder
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades()
+        );
         let mut first_head = pin!(tokio::time::sleep(self.limits.header_timeout));
         let shutdown = self.app.shutdown.clone();
         let mut draining = false;

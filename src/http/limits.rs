@@ -99,7 +99,9 @@ mod tests {
     #[test]
     fn raising_keeps_a_limit_at_least_as_high() {
         use nix::sys::resource::{Resource, getrlimit};
-        let before = getrlimit(Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(0);
+        let before = getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(s, _)| s)
+            .unwrap_or(0);
         let after = raise_open_files_limit().unwrap_or(0);
         assert!(after >= before);
     }

@@ -131,16 +131,17 @@ async fn open_pipe(
     Ok((p.topic, opened.end))
 }
 
-/// `sub -p t` for a GET route (`?persist=true` → `-k`): queued messages
-/// first, then live data, exactly as `ssh host sub -p t` reads them.
+/// `sub [-p] t` for a GET route (`keep_alive`: `?persist=true` → `-k`):
+/// queued messages first, then live data, exactly as `ssh host sub -p t`
+/// reads them.
 async fn subscribe(
     state: &HttpState,
     caller: &Caller,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
+    keep_alive: bool,
 ) -> Result<(TopicRef, Reader), HttpError> {
-    let keep_alive = params.flag("persist")?;
     let p = prepare(state, caller, peer, typed, params, false)?;
     let who = &caller.identity;
     let opened = state

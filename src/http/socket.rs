@@ -22,10 +22,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::{Caller, identify};
 use super::error::HttpError;
 use super::query::Params;
 use super::topic::MAX_CHUNK;
-use super::caller::{Caller, identify};
 use super::{HttpState, open_pipe, subscribe};
 use crate::broker::{ByteSource, Pipe, PumpOptions, Reader, Subscription};
 use crate::front;
@@ -70,7 +70,8 @@ pub async fn handler(
     // A bad request is refused before the upgrade; a refusal of the topic
     // itself after it, as a close code browsers can show.
     let joined = if read_only {
-        subscribe(&state, &caller, peer, &typed, &params)
+        // Like a pipe, a receiving socket outlives the topic's senders.
+        subscribe(&state, &caller, peer, &typed, &params, true)
             .await
             .map(|(t, r)| (t, Joined::Receive(r)))
     } else {
@@ -202,7 +203,13 @@ impl SocketIo<'_> {
         let last_seen = &last_seen;
         let (_, ending) = front::run_pipe(send, |input_done| async move {
             writer
-                .run(Chunks::Pipe(&mut sub), &input_done, shutdown, started, last_seen)
+                .run(
+                    Chunks::Pipe(&mut sub),
+                    &input_done,
+                    shutdown,
+                    started,
+                    last_seen,
+                )
                 .await
         })
         .await;
@@ -214,7 +221,12 @@ impl SocketIo<'_> {
 
     /// A read-only socket: what others send goes out; anything the client
     /// sends but pings, pongs and its close ends it with 1008.
-    async fn receive(self, mut reader: Reader, hint: &str, shutdown: &CancellationToken) -> (u16, String) {
+    async fn receive(
+        self,
+        mut reader: Reader,
+        hint: &str,
+        shutdown: &CancellationToken,
+    ) -> (u16, String) {
         if self.opts.status {
             for line in hint.lines() {
                 let _ = self.sink.send(Message::Text(line.into())).await;
@@ -239,7 +251,13 @@ impl SocketIo<'_> {
         let last_seen = &last_seen;
         let (sent, ending) = front::run_pipe(watch, |input_done| async move {
             writer
-                .run(Chunks::Sub(&mut reader), &input_done, shutdown, started, last_seen)
+                .run(
+                    Chunks::Sub(&mut reader),
+                    &input_done,
+                    shutdown,
+                    started,
+                    last_seen,
+                )
                 .await
         })
         .await;

@@ -16,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, stream};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
 use super::topic::next_chunk;
-use super::caller::identify;
 use super::{HttpState, subscribe};
 use crate::broker::{LineSplitter, Reader};
 
@@ -34,7 +34,15 @@ pub async fn handler(
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
     let caller = identify(&state.app, &headers, &params)?;
-    let (_, reader) = subscribe(&state, &caller, peer, &typed, &params).await?;
+    let (_, reader) = subscribe(
+        &state,
+        &caller,
+        peer,
+        &typed,
+        &params,
+        params.flag("persist")?,
+    )
+    .await?;
     // Ends with the server, or at once when the token is revoked.
     let events = events(reader, caller.stop.clone());
     Ok(Sse::new(events)

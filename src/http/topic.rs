@@ -17,9 +17,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
-use super::caller::identify;
 use super::{HttpState, open_pub, subscribe};
 use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader};
 
@@ -44,7 +44,15 @@ pub async fn get(
         Some(m) => HeaderValue::from_str(m)
             .map_err(|_| HttpError::BadArgument(format!("invalid value for mime: {m:?}")))?,
     };
-    let (_, reader) = subscribe(&state, &caller, peer, &typed, &params).await?;
+    let (_, reader) = subscribe(
+        &state,
+        &caller,
+        peer,
+        &typed,
+        &params,
+        params.flag("persist")?,
+    )
+    .await?;
     // Ends with the server, or at once when the token is revoked.
     let body = Body::from_stream(chunks(reader, caller.stop.clone()));
     let headers = [

@@ -18,17 +18,20 @@ pub async fn run(req: &Request, cmd: TokenCmd, out: &mut Out) -> Result<Report, 
         TokenCmd::Create(args) => create(req, args, out).await,
         TokenCmd::Ls { all } => {
             if all && !req.identity.admin {
-                out.line("access denied: token ls --all is for admins").await?;
+                out.line("access denied: token ls --all is for admins")
+                    .await?;
                 return Ok(Report::status(1));
             }
             let user = (!all).then_some(req.identity.name.as_str());
-            out.text(&format_list(&req.app.tokens.list(user), all)).await?;
+            out.text(&format_list(&req.app.tokens.list(user), all))
+                .await?;
             Ok(Report::status(0))
         }
         TokenCmd::Rm { id } => match req.app.tokens.remove(&req.identity, &id).await {
             Ok(rec) => {
                 tracing::info!(token = %rec.id, owner = %rec.user, "token revoked");
-                out.line(&format!("token {} ({}) revoked", rec.id, rec.name)).await?;
+                out.line(&format!("token {} ({}) revoked", rec.id, rec.name))
+                    .await?;
                 Ok(Report::status(0))
             }
             Err(e) => failed(out, &e).await,
@@ -115,8 +118,10 @@ fn format_list(tokens: &[Listed], all: bool) -> String {
             r.id.clone(),
             r.name.clone(),
             r.scope_text(),
-            r.expires_ms.map_or_else(|| "never".to_string(), format_time),
-            t.last_used_ms.map_or_else(|| "never".to_string(), format_time),
+            r.expires_ms
+                .map_or_else(|| "never".to_string(), format_time),
+            t.last_used_ms
+                .map_or_else(|| "never".to_string(), format_time),
         ];
         if all {
             row.insert(1, r.user.clone());

@@ -114,7 +114,10 @@ impl Tokens {
 
     /// Every stored token; a row that does not parse is skipped with a
     /// warning (it can only be used again by recreating it).
-    pub fn open(store: Arc<dyn TokenStore>, shutdown: CancellationToken) -> Result<Tokens, StoreError> {
+    pub fn open(
+        store: Arc<dyn TokenStore>,
+        shutdown: CancellationToken,
+    ) -> Result<Tokens, StoreError> {
         let mut live = HashMap::new();
         for (hash, json) in store.load_tokens()? {
             match serde_json::from_str::<TokenRecord>(&json) {
@@ -170,7 +173,10 @@ impl Tokens {
         let hash = secret::hash(&token);
         let over = {
             let mut live = self.lock();
-            let n = live.values().filter(|l| l.record.user == owner.name).count();
+            let n = live
+                .values()
+                .filter(|l| l.record.user == owner.name)
+                .count();
             if n >= MAX_TOKENS_PER_USER {
                 true
             } else {
@@ -186,7 +192,10 @@ impl Tokens {
     }
 
     fn count(&self, user: &str) -> usize {
-        self.lock().values().filter(|l| l.record.user == user).count()
+        self.lock()
+            .values()
+            .filter(|l| l.record.user == user)
+            .count()
     }
 
     async fn drop_expired(&self, user: &str, now: u64) -> Result<(), StoreError> {
@@ -217,7 +226,9 @@ impl Tokens {
                 last_used_ms: Some(l.last_used_ms.load(Ordering::Relaxed)).filter(|&t| t > 0),
             })
             .collect();
-        out.sort_by(|a, b| (a.record.created_ms, &a.record.id).cmp(&(b.record.created_ms, &b.record.id)));
+        out.sort_by(|a, b| {
+            (a.record.created_ms, &a.record.id).cmp(&(b.record.created_ms, &b.record.id))
+        });
         out
     }
 
@@ -306,12 +317,23 @@ mod tests {
             .create(&alice(false), NewToken::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let grant = tokens.authenticate(&secret).unwrap_or_else(|e| panic!("{e}"));
+        let grant = tokens
+            .authenticate(&secret)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(grant.record.user, "alice");
-        assert_eq!(tokens.authenticate("sp_nope").map(|_| ()), Err(Refused::Invalid));
+        assert_eq!(
+            tokens.authenticate("sp_nope").map(|_| ()),
+            Err(Refused::Invalid)
+        );
         assert!(tokens.list(Some("alice"))[0].last_used_ms.is_some());
-        let bob = Identity { name: "bob".into(), ..alice(false) };
-        assert!(matches!(tokens.remove(&bob, &rec.id).await, Err(TokenError::NotFound(_))));
+        let bob = Identity {
+            name: "bob".into(),
+            ..alice(false)
+        };
+        assert!(matches!(
+            tokens.remove(&bob, &rec.id).await,
+            Err(TokenError::NotFound(_))
+        ));
         assert!(tokens.remove(&alice(true), &rec.id).await.is_ok());
         assert!(grant.ended.is_cancelled());
         assert!(tokens.authenticate(&secret).is_err());
@@ -321,14 +343,28 @@ mod tests {
     async fn bounded_per_user_and_expiry_refused() {
         let tokens = Tokens::in_memory(CancellationToken::new());
         for _ in 0..MAX_TOKENS_PER_USER {
-            assert!(tokens.create(&alice(false), NewToken::default()).await.is_ok());
+            assert!(
+                tokens
+                    .create(&alice(false), NewToken::default())
+                    .await
+                    .is_ok()
+            );
         }
         assert!(matches!(
             tokens.create(&alice(false), NewToken::default()).await,
             Err(TokenError::TooMany(_))
         ));
-        let spec = NewToken { expires: Some(Duration::ZERO), ..NewToken::default() };
-        let (secret, _) = tokens.create(&alice(true), spec).await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(tokens.authenticate(&secret).map(|_| ()), Err(Refused::Expired));
+        let spec = NewToken {
+            expires: Some(Duration::ZERO),
+            ..NewToken::default()
+        };
+        let (secret, _) = tokens
+            .create(&alice(true), spec)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            tokens.authenticate(&secret).map(|_| ()),
+            Err(Refused::Expired)
+        );
     }
 }
