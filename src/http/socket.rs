@@ -45,9 +45,10 @@ struct Options {
 
 /// What the socket carries once open: a pipe, or (read-only token) only
 /// what others send.
+/// Both boxed: one lives per socket, and the two differ in size.
 enum Joined {
-    Pipe(Pipe),
-    Receive(Reader),
+    Pipe(Box<Pipe>),
+    Receive(Box<Reader>),
 }
 
 pub async fn handler(
@@ -73,11 +74,11 @@ pub async fn handler(
         // Like a pipe, a receiving socket outlives the topic's senders.
         subscribe(&state, &caller, peer, &typed, &params, true)
             .await
-            .map(|(t, r)| (t, Joined::Receive(r)))
+            .map(|(t, r)| (t, Joined::Receive(Box::new(r))))
     } else {
         open_pipe(&state, &caller, peer, &typed, &params, replay)
             .await
-            .map(|(t, p)| (t, Joined::Pipe(p)))
+            .map(|(t, p)| (t, Joined::Pipe(Box::new(p))))
     };
     let joined = match joined {
         Ok(j) => Ok(j),
@@ -168,8 +169,8 @@ impl SocketIo<'_> {
     /// close code and reason.
     async fn run(self, joined: Joined, hint: &str, shutdown: &CancellationToken) -> (u16, String) {
         let pipe = match joined {
-            Joined::Pipe(pipe) => pipe,
-            Joined::Receive(reader) => return self.receive(reader, hint, shutdown).await,
+            Joined::Pipe(pipe) => *pipe,
+            Joined::Receive(reader) => return self.receive(*reader, hint, shutdown).await,
         };
         let (mut publisher, mut sub) = (pipe.publisher, pipe.subscription);
         if self.opts.status {

@@ -299,6 +299,7 @@ impl Live {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
     use super::*;
 
     fn alice(admin: bool) -> Identity {
