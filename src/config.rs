@@ -154,9 +154,10 @@ pub struct ServeArgs {
     /// (default: true with --auth open, false with --auth users).
     #[arg(long, env = "SSHPIPE_HTTP_ANONYMOUS", value_parser = parse_bool_option)]
     pub http_anonymous: Option<bool>,
-    /// Most open HTTP connections (WebSockets and streams included); past
-    /// it new ones are closed at once. Never more than half the open-files
-    /// limit: the rest is kept for SSH.
+    /// Most open HTTP connections (WebSockets and streams included). Past
+    /// it the oldest connection that has not sent a request is closed to
+    /// make room, else the new one is closed at once. Never more than half
+    /// the open-files limit: the rest is kept for SSH.
     #[arg(long, env = "SSHPIPE_MAX_HTTP_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_http_connections: u64,
     /// Time from connect to a complete first request head (Go duration).

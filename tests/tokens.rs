@@ -423,3 +423,35 @@ async fn websocket_message_over_the_limit_closes_1009() {
     assert_eq!(code, 1009, "{reason}");
     assert!(reason.contains("message too big"), "{reason}");
 }
+
+/// Tokens survive a restart; the store holds only their hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_survive_a_restart_as_hashes_only() {
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("data");
+    let key = Key::new(outer.path(), "k");
+    let start = || {
+        let mut opts = common::options_for(&data);
+        opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        TestServer::from_options(opts, tempfile::tempdir().unwrap())
+    };
+    let first = start();
+    let out = first.run(&key, &["token", "create"], b"");
+    out.expect_code(0);
+    let secret = out.stdout_str().trim().to_string();
+    first.stop();
+    let store = std::fs::read(data.join("sshpipe.redb")).unwrap();
+    assert!(
+        !store.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret itself is in the store"
+    );
+    let second = start();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/pubsub/t", second.http_addr.unwrap()))
+        .bearer_auth(&secret)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

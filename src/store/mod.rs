@@ -1,6 +1,6 @@
 //! The embedded durable store (SPEC §10) in the data dir:
 //!
-//! - `sshpipe.redb`: access lists, the index of queued messages (topic,
+//! - `sshpipe.redb`: access lists, HTTP token hashes, the index of queued messages (topic,
 //!   owner, size, where the body is) and the messages set aside as damaged;
 //! - `queue/N.msg`: one file per queued message body, in chunks that each
 //!   carry a CRC-32 (see `bodies`);
