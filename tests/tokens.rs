@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Key, TestServer, WAIT, wait_until};
+use common::{Key, TestServer, WAIT};
 use futures_util::{SinkExt as _, StreamExt as _};
 use sshpipe::identity::AuthMode;
 use tokio_tungstenite::tungstenite::Message;
@@ -108,10 +108,6 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 /// Status and body of a finished answer.
@@ -259,16 +255,12 @@ async fn bad_tokens_are_401_and_rm_closes_streams() {
         let (status, _) = answer(w.get(&format!("/sse/x?token={t}"), None).await).await;
         assert_eq!(status, 401);
     }
-    let (short, _) = w.token(&w.alice, &["--expires", "1s"]);
-    let http = w.http.clone();
-    let url = w.url("/topic/x");
-    blocking(move || {
-        wait_until("the 1s token to expire", || {
-            let r = futures_executor_block(http.get(&url).bearer_auth(&short).send());
-            r.is_ok_and(|r| r.status() == 401)
-        });
-    })
-    .await;
+    // An expiring token's socket is closed at expiry; then it is 401.
+    let (short, _) = w.token(&w.alice, &["--expires", "3s"]);
+    let mut ws = w.ws(&format!("/socket/soon?token={short}")).await;
+    assert_eq!(ws_close(&mut ws).await, (1008, "token expired".into()));
+    let (status, body) = answer(w.get("/topic/x", Some(&short)).await).await;
+    assert_eq!((status, body.as_str()), (401, "token expired\n"));
 
     let (t, id) = w.token(&w.alice, &["--name", "feeds"]);
     let mut get = w.get("/topic/feed?persist=true", Some(&t)).await;
@@ -305,16 +297,6 @@ async fn bad_tokens_are_401_and_rm_closes_streams() {
         .wait_counts("alice/feed", "no receivers left", |c| c.receivers == 0);
     let (status, body) = answer(w.get("/topic/feed", Some(&t)).await).await;
     assert_eq!((status, body.as_str()), (401, "invalid token\n"));
-}
-
-/// Runs a future to completion on a small runtime of its own (for waits
-/// polled from a blocking thread).
-fn futures_executor_block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// A scope limits the topics; `--read-only` allows GET, SSE and receiving

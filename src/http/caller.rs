@@ -129,8 +129,20 @@ impl Caller {
         }
     }
 
-    /// Ended by a revoked token rather than by the server shutting down.
-    pub fn revoked(&self, app: &App) -> bool {
-        self.stop.is_cancelled() && !app.shutdown.is_cancelled()
+    /// Why `stop` fired, if it was the token (revoked or expired) and not
+    /// the server shutting down.
+    pub fn token_ended(&self, app: &App) -> Option<&'static str> {
+        if !self.stop.is_cancelled() || app.shutdown.is_cancelled() {
+            return None;
+        }
+        let expired = self
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.record.expired(crate::tokens::now_ms()));
+        Some(if expired {
+            "token expired"
+        } else {
+            "token revoked"
+        })
     }
 }

@@ -116,13 +116,12 @@ pub async fn handler(
         }))
 }
 
-/// A socket stopped by its token's revocation says so (1008), not
-/// `server shutting down`.
+/// A socket stopped by its token's revocation or expiry says so (1008),
+/// not `server shutting down`.
 fn revoked_or(app: &crate::app::App, caller: &Caller, code: u16, reason: String) -> (u16, String) {
-    if code == close_code::AWAY && caller.revoked(app) {
-        (close_code::POLICY, "token revoked".into())
-    } else {
-        (code, reason)
+    match caller.token_ended(app) {
+        Some(why) if code == close_code::AWAY => (close_code::POLICY, why.into()),
+        _ => (code, reason),
     }
 }
 

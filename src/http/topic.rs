@@ -147,9 +147,9 @@ async fn publish(
     let mut quiet = ();
     let result = tokio::select! {
         r = publisher.pump(&mut source, opts, &mut quiet) => r,
-        () = caller.stop.cancelled() => return Err(match caller.revoked(&state.app) {
-            true => HttpError::Unauthorized("token revoked".into()),
-            false => HttpError::ShuttingDown,
+        () = caller.stop.cancelled() => return Err(match caller.token_ended(&state.app) {
+            Some(why) => HttpError::Unauthorized(why.into()),
+            None => HttpError::ShuttingDown,
         }),
     };
     tracing::info!(topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");

@@ -288,10 +288,24 @@ impl Tokens {
 }
 
 impl Live {
+    /// An expiring token ends its streams at expiry as `token rm` would:
+    /// one sleeping task per such token, gone at expiry or revocation.
     fn new(record: TokenRecord, shutdown: &CancellationToken) -> Live {
+        let revoked = shutdown.child_token();
+        if let (Some(expires), Ok(rt)) = (record.expires_ms, tokio::runtime::Handle::try_current())
+        {
+            let left = Duration::from_millis(expires.saturating_sub(now_ms()));
+            let end = revoked.clone();
+            rt.spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(left) => end.cancel(),
+                    () = end.cancelled() => {}
+                }
+            });
+        }
         Live {
             record,
-            revoked: shutdown.child_token(),
+            revoked,
             last_used_ms: Arc::new(AtomicU64::new(0)),
         }
     }
