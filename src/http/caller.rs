@@ -146,3 +146,35 @@ impl Caller {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_header_wins_and_only_bearer_is_a_token() {
+        let params = Params::parse(Some("token=sp_query")).unwrap_or_default();
+        let none = Params::default();
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        let empty = HeaderMap::new();
+        assert!(matches!(presented(&empty, &none), Ok(None)));
+        assert!(matches!(presented(&empty, &params), Ok(Some("sp_query"))));
+        assert!(matches!(
+            presented(&with("Bearer sp_h"), &params),
+            Ok(Some("sp_h"))
+        ));
+        assert!(matches!(
+            presented(&with("bearer  sp_h "), &none),
+            Ok(Some("sp_h"))
+        ));
+        assert!(matches!(
+            presented(&with("Basic dXNlcjpwdw=="), &params),
+            Err(HttpError::Unauthorized(_))
+        ));
+    }
+}

@@ -108,7 +108,7 @@ async fn open_pub(
     let p = prepare(state, caller, peer, typed, params, true)?;
     let who = &caller.identity;
     let opened = state.app.broker.open_pub(open(&p, who), false).await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, "http pub");
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, "http pub");
     match opened.end {
         PubEnd::Live(publisher) => Ok((p.topic, publisher)),
         PubEnd::Queued(_) => Err(HttpError::Unavailable("a pub was queued".into())),
@@ -127,7 +127,7 @@ async fn open_pipe(
     let p = prepare(state, caller, peer, typed, params, true)?;
     let who = &caller.identity;
     let opened = state.app.broker.open_pipe(open(&p, who), replay).await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, replay, "http pipe");
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, replay, "http pipe");
     Ok((p.topic, opened.end))
 }
 
@@ -149,7 +149,7 @@ async fn subscribe(
         .broker
         .open_sub(open(&p, who), keep_alive, false)
         .await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, keep_alive, "http sub");
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, keep_alive, "http sub");
     Ok((p.topic, opened.end))
 }
 

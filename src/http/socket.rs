@@ -8,7 +8,6 @@
 //! with close code 1008, because browsers hide a refused handshake's status
 //! but do show a close code and reason. Shutdown closes with 1001.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +28,10 @@ use super::topic::MAX_CHUNK;
 use super::{HttpState, open_pipe, subscribe};
 use crate::broker::{ByteSource, Pipe, PumpOptions, Reader, Subscription};
 use crate::front;
+
+mod source;
+
+use source::SocketSource;
 
 /// A ping this often keeps idle sockets alive through proxies.
 const PING_EVERY: Duration = Duration::from_secs(15);
@@ -306,48 +309,6 @@ impl Chunks<'_> {
     }
 }
 
-/// Messages from the client as the broker's input.
-struct SocketSource<'a> {
-    stream: &'a mut SplitStream<WebSocket>,
-    pending: Bytes,
-    started: Instant,
-    /// Milliseconds after `started` when the client last sent anything.
-    last_seen: &'a AtomicU64,
-    /// Set when the client sent a message over `MAX_MESSAGE`.
-    too_big: &'a AtomicBool,
-}
-
-impl ByteSource for SocketSource<'_> {
-    /// Cancel-safe: `StreamExt::next` is, and `pending` keeps the rest of a
-    /// message larger than a chunk.
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(MAX_CHUNK);
-                return Ok(Some(self.pending.split_to(n)));
-            }
-            let msg = match self.stream.next().await {
-                None => return Err(io::ErrorKind::ConnectionAborted.into()),
-                Some(Err(e)) => {
-                    if is_too_big(&e) {
-                        self.too_big.store(true, Ordering::Relaxed);
-                    }
-                    return Err(io::Error::other(e));
-                }
-                Some(Ok(msg)) => msg,
-            };
-            let now = self.started.elapsed().as_millis() as u64;
-            self.last_seen.store(now, Ordering::Relaxed);
-            match msg {
-                Message::Text(text) => self.pending = text.into(),
-                Message::Binary(data) => self.pending = data,
-                Message::Close(_) => return Ok(None),
-                Message::Ping(_) | Message::Pong(_) => {}
-            }
-        }
-    }
-}
-
 /// Chunks from the others, one message each.
 struct Writer<'a> {
     sink: &'a mut SplitSink<WebSocket, Message>,
@@ -404,19 +365,6 @@ impl Writer<'_> {
         self.carry = buf.split_off(buf.len() - keep);
         (!buf.is_empty()).then(|| Message::Text(String::from_utf8_lossy(&buf).as_ref().into()))
     }
-}
-
-/// Is this read error tungstenite's "message too long"? axum does not
-/// expose tungstenite's error type, so its message is matched (a test in
-/// tests/tokens.rs keeps this honest across upgrades).
-fn is_too_big(e: &axum::Error) -> bool {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text.contains("Message too long") || text.contains("Space limit exceeded")
 }
 
 /// Length of an unfinished UTF-8 character at the end of `b` (0–3 bytes),

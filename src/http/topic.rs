@@ -152,7 +152,7 @@ async fn publish(
             None => HttpError::ShuttingDown,
         }),
     };
-    tracing::info!(topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
+    tracing::info!(user = %caller.identity.name, topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
     match result {
         Ok(()) => Ok("msg sent!\n".into_response()),
         Err(PumpError::Timeout) => Err(HttpError::Timeout),
