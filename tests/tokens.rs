@@ -373,16 +373,38 @@ async fn auth_users_needs_a_token_over_http() {
     assert_eq!(status, 200);
 }
 
-/// One user cannot make tokens without bound.
+/// One user cannot make tokens without bound, and a free anonymous key
+/// gets fewer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_per_user_are_bounded() {
+    use sshpipe::tokens::{MAX_TOKENS_PER_ANONYMOUS, MAX_TOKENS_PER_USER, NewToken};
     let w = world(AuthMode::Open, None);
-    let limit = sshpipe::tokens::MAX_TOKENS_PER_USER;
-    for _ in 0..limit {
+    let bob = sshpipe::identity::Identity {
+        name: "bob".into(),
+        fingerprint: w.bob.fingerprint.clone(),
+        admin: false,
+        anonymous: false,
+    };
+    for _ in 0..MAX_TOKENS_PER_USER - 1 {
         // In-process, so the test does not pay for 50 SSH logins.
-        let who = sshpipe::identity::anonymous(&w.anon.fingerprint);
-        let spec = sshpipe::tokens::NewToken::default();
-        w.server.app.tokens.create(&who, spec).await.unwrap();
+        w.server
+            .app
+            .tokens
+            .create(&bob, NewToken::default())
+            .await
+            .unwrap();
+    }
+    w.token(&w.bob, &[]);
+    let out = w.server.run(&w.bob, &["token", "create"], b"");
+    out.expect_code(1);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "too many tokens for bob (limit {MAX_TOKENS_PER_USER}); remove one with token rm ID"
+        )
+    );
+    for _ in 0..MAX_TOKENS_PER_ANONYMOUS {
+        w.token(&w.anon, &[]);
     }
     let out = w.server.run(&w.anon, &["token", "create"], b"");
     out.expect_code(1);
@@ -391,6 +413,7 @@ async fn tokens_per_user_are_bounded() {
         "{}",
         out.stderr
     );
+    // Others are not affected.
     w.token(&w.alice, &[]);
 }
 

@@ -8,8 +8,9 @@
 //! every HTTP stream opened with it watches that, so `token rm` closes
 //! them at once. Lookups take one short lock and do no I/O.
 //!
-//! Bounds: [`MAX_TOKENS_PER_USER`] per user, names of at most 64 bytes, at
-//! most 16 scope patterns each.
+//! Bounds: [`MAX_TOKENS_PER_USER`] per user, [`MAX_TOKENS_PER_ANONYMOUS`]
+//! per anonymous key (keys are free to make), [`MAX_TOKENS`] on the whole
+//! server; names of at most 64 bytes, at most 16 scope patterns each.
 
 mod record;
 pub mod secret;
@@ -28,6 +29,10 @@ use crate::store::StoreError;
 
 /// Most tokens one user may hold at once (expired ones are dropped first).
 pub const MAX_TOKENS_PER_USER: usize = 50;
+/// The same for an anonymous key user (`fp-…`).
+pub const MAX_TOKENS_PER_ANONYMOUS: usize = 5;
+/// Most tokens on the server, whoever holds them.
+pub const MAX_TOKENS: usize = 100_000;
 
 /// Where tokens are kept durably: `hash → record as JSON`. Calls block.
 pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
@@ -38,8 +43,10 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("too many tokens for {0} (limit {MAX_TOKENS_PER_USER}); remove one with token rm ID")]
-    TooMany(String),
+    #[error("too many tokens for {0} (limit {1}); remove one with token rm ID")]
+    TooMany(String, usize),
+    #[error("too many tokens on this server ({MAX_TOKENS}); try again later")]
+    ServerFull,
     #[error("no token with id {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -147,9 +154,11 @@ impl Tokens {
     ) -> Result<(String, TokenRecord), TokenError> {
         let now = now_ms();
         self.drop_expired(&owner.name, now).await?;
-        if self.count(&owner.name) >= MAX_TOKENS_PER_USER {
-            return Err(TokenError::TooMany(owner.name.clone()));
-        }
+        let limit = match owner.anonymous {
+            true => MAX_TOKENS_PER_ANONYMOUS,
+            false => MAX_TOKENS_PER_USER,
+        };
+        self.has_room(&owner.name, limit)?;
         let id = secret::new_id();
         let record = TokenRecord {
             name: spec.name.unwrap_or_else(|| id.clone()),
@@ -171,31 +180,23 @@ impl Tokens {
         // Checked again under the lock: two creates at once may not both
         // take the last slot. The loser's row is removed again.
         let hash = secret::hash(&token);
-        let over = {
+        let room = {
             let mut live = self.lock();
-            let n = live
-                .values()
-                .filter(|l| l.record.user == owner.name)
-                .count();
-            if n >= MAX_TOKENS_PER_USER {
-                true
-            } else {
+            let room = room_in(&live, &owner.name, limit);
+            if room.is_ok() {
                 live.insert(hash.clone(), Live::new(record.clone(), &self.shutdown));
-                false
             }
+            room
         };
-        if over {
+        if let Err(e) = room {
             self.blocking(move |s| s.remove_token(&hash)).await?;
-            return Err(TokenError::TooMany(owner.name.clone()));
+            return Err(e);
         }
         Ok((token, record))
     }
 
-    fn count(&self, user: &str) -> usize {
-        self.lock()
-            .values()
-            .filter(|l| l.record.user == user)
-            .count()
+    fn has_room(&self, user: &str, limit: usize) -> Result<(), TokenError> {
+        room_in(&self.lock(), user, limit)
     }
 
     async fn drop_expired(&self, user: &str, now: u64) -> Result<(), StoreError> {
@@ -287,6 +288,17 @@ impl Tokens {
     }
 }
 
+/// Room for one more token of `user` (at most `limit`), and on the server.
+fn room_in(live: &HashMap<String, Live>, user: &str, limit: usize) -> Result<(), TokenError> {
+    if live.len() >= MAX_TOKENS {
+        return Err(TokenError::ServerFull);
+    }
+    if live.values().filter(|l| l.record.user == user).count() >= limit {
+        return Err(TokenError::TooMany(user.to_string(), limit));
+    }
+    Ok(())
+}
+
 impl Live {
     /// An expiring token ends its streams at expiry as `token rm` would:
     /// one sleeping task per such token, gone at expiry or revocation.
@@ -367,7 +379,7 @@ mod tests {
         }
         assert!(matches!(
             tokens.create(&alice(false), NewToken::default()).await,
-            Err(TokenError::TooMany(_))
+            Err(TokenError::TooMany(_, MAX_TOKENS_PER_USER))
         ));
         let spec = NewToken {
             expires: Some(Duration::ZERO),
