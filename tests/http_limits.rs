@@ -180,3 +180,25 @@ fn past_the_cap_new_connections_are_closed_at_once() {
         assert_eq!(&head, b"HTTP/1.1 200 OK");
     }
 }
+
+/// Every HTTP connection has TCP keepalive on, so a client that vanished
+/// without a FIN is found (`ss` shows the server side's keepalive timer).
+#[test]
+fn http_connections_have_tcp_keepalive() {
+    let server = server(100, Duration::from_secs(10), Duration::from_secs(60));
+    let http = server.http_addr.unwrap();
+    let mut s = TcpStream::connect(http).unwrap();
+    s.write_all(b"GET /topic/ka?persist=true HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    server.wait_receivers("public/ka", 1);
+    let filter = format!("( sport = :{} )", http.port());
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", &filter])
+        .output()
+        .expect("ss runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("timer:(keepalive"),
+        "ss shows no keepalive timer: {text}"
+    );
+}
