@@ -12,6 +12,7 @@ use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
+use crate::tokens::Tokens;
 
 #[derive(Debug)]
 pub struct App {
@@ -32,6 +33,11 @@ pub struct App {
     pub logs: LogHub,
     /// The `/metrics` counters.
     pub metrics: Metrics,
+    /// HTTP access tokens (SPEC §11.1).
+    pub tokens: Tokens,
+    /// Whether HTTP requests without a token may use public topics
+    /// (`--http-anonymous`).
+    pub http_anonymous: bool,
 }
 
 impl App {
@@ -51,6 +57,8 @@ impl App {
             auth,
             domain,
             advertise_port,
+            tokens: Tokens::in_memory(shutdown.clone()),
+            http_anonymous: auth == AuthMode::Open,
             shutdown,
             next_client: AtomicU64::new(1),
             logs: LogHub::global(),
@@ -62,6 +70,15 @@ impl App {
     /// served).
     pub fn with_metrics(self, metrics: Metrics) -> Self {
         App { metrics, ..self }
+    }
+
+    /// The same, with tokens kept in `tokens` and `--http-anonymous` set.
+    pub fn with_tokens(self, tokens: Tokens, http_anonymous: bool) -> Self {
+        App {
+            tokens,
+            http_anonymous,
+            ..self
+        }
     }
 
     pub fn next_client_number(&self) -> u64 {

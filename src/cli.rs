@@ -128,6 +128,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         kex: args.kex,
         trusted_user_ca: args.trusted_user_ca.clone(),
         metrics_listen: args.metrics_listen,
+        http: crate::http::HttpLimits::from_args(&args),
     };
     let running = server::start(opts).await?;
     let http = running

@@ -22,6 +22,7 @@ mod error;
 mod flag_table;
 mod flags;
 mod help;
+mod token;
 mod words;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::UsageError;
 pub use flags::{parse_bool, split_access};
 pub use help::{help_text, usage_text};
+pub use token::{CreateArgs, TOKEN_USAGE, TokenCmd};
 pub use words::split_words;
 
 /// Longest exec string accepted, in bytes. Longer ones are a usage error
@@ -59,6 +61,8 @@ pub enum Command {
     Pipe(PipeArgs),
     /// `logs [--all]`: stream the server's log lines about this user.
     Logs(LogsArgs),
+    /// `token create|ls|rm …`: HTTP access tokens (SPEC §11.1).
+    Token(TokenCmd),
     /// `pub -h`, `sub --help`, `help pipe`, ...: print [`usage_text`] of that
     /// command on stdout, exit 0.
     Usage(CommandKind),
@@ -75,6 +79,7 @@ impl Command {
             | Command::Whoami
             | Command::Ls
             | Command::Logs(_)
+            | Command::Token(_)
             | Command::Usage(_) => None,
         }
     }
@@ -247,6 +252,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
         "sub" => parse_kind(CommandKind::Sub, args),
         "pipe" => parse_kind(CommandKind::Pipe, args),
         "logs" => parse_kind(CommandKind::Logs, args),
+        "token" => token::parse(args).map(Command::Token),
         _ => Err(UsageError::UnknownCommand(name.clone())),
     }
 }

@@ -150,6 +150,37 @@ pub struct ServeArgs {
     /// Unanswered probes after which a client is dropped.
     #[arg(long, env = "SSHPIPE_KEEPALIVE_MAX", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keepalive_max: u32,
+    /// Whether HTTP clients without a token may use public topics
+    /// (default: true with --auth open, false with --auth users).
+    #[arg(long, env = "SSHPIPE_HTTP_ANONYMOUS", value_parser = parse_bool_option)]
+    pub http_anonymous: Option<bool>,
+    /// Most open HTTP connections (WebSockets and streams included). Past
+    /// it the oldest connection that has not sent a request is closed to
+    /// make room, else the new one is closed at once. Never more than half
+    /// the open-files limit: the rest is kept for SSH.
+    #[arg(long, env = "SSHPIPE_MAX_HTTP_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_http_connections: u64,
+    /// Time from connect to a complete first request head (Go duration).
+    #[arg(long, env = "SSHPIPE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_http_timeout)]
+    pub http_header_timeout: std::time::Duration,
+    /// Idle time allowed between requests on a kept-alive connection, and
+    /// for the head of each later request.
+    #[arg(long, env = "SSHPIPE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_http_timeout)]
+    pub http_idle_timeout: std::time::Duration,
+}
+
+/// `true`/`false` and the other spellings `-b=` takes over SSH.
+fn parse_bool_option(s: &str) -> Result<bool, String> {
+    crate::command::parse_bool(s).ok_or_else(|| format!("invalid value {s:?} (use true or false)"))
+}
+
+/// An HTTP timeout: from 100ms to an hour.
+fn parse_http_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::command::parse_duration(s)?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+        return Err(format!("timeout {s:?} must be from 100ms to 1h"));
+    }
+    Ok(d)
 }
 
 /// A keepalive interval: at least 1 s (a shorter one would probe clients

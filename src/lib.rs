@@ -30,6 +30,8 @@
 //!   browsers and `curl` meet SSH users on public topics.
 //! - `store`: what must survive a crash (access lists, queued messages);
 //!   only the broker talks to it.
+//! - `tokens`: HTTP access tokens (`ssh host token …`), stored as hashes;
+//!   an HTTP request with one acts as its user.
 //! - `logs`, `metrics`: what the server tells about itself — each user's
 //!   own log lines, live (`ssh host logs`), and `/metrics` for Prometheus.
 #![forbid(unsafe_code)]
@@ -48,4 +50,5 @@ pub mod metrics;
 pub mod server;
 pub mod ssh;
 pub mod store;
+pub mod tokens;
 pub mod topic;

@@ -19,6 +19,7 @@ use crate::identity::AuthMode;
 use crate::metrics::{self, Metrics};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
+use crate::tokens::Tokens;
 
 /// Everything needed to run the server, already checked.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct Options {
     pub trusted_user_ca: Option<PathBuf>,
     /// Where `/metrics` is served (SPEC §12).
     pub metrics_listen: MetricsListen,
+    /// HTTP connection limits and `--http-anonymous` (SPEC §11).
+    pub http: http::HttpLimits,
 }
 
 /// A started server. `shutdown` stops it; `join` waits for it.
@@ -60,6 +63,9 @@ pub struct Running {
 /// Checks the configuration, binds SSH (and HTTP, unless off), and starts
 /// serving in the background.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    // Before any socket or file is opened (SPEC §2, §11.2).
+    let open_files = http::raise_open_files_limit();
+    let http_budget = http::connection_budget(opts.http.max_connections, open_files);
     let users = load_users(opts.users.as_deref(), opts.auth)?;
     let trusted_cas = load_trusted_cas(opts.trusted_user_ca.as_deref())?;
     hostkey::ensure_data_dir(&opts.data_dir)?;
@@ -99,8 +105,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .context("reading the metrics listen address")?;
     // Opened before any port is bound: a bad store file is a start-up error.
     let store = Store::open(&opts.data_dir)?;
-    let broker = Broker::open(opts.broker.clone(), Some(store))?;
     let shutdown = CancellationToken::new();
+    let tokens = Tokens::open(Arc::new(store.clone()), shutdown.clone())?;
+    let broker = Broker::open(opts.broker.clone(), Some(store))?;
     let expiry = {
         let (broker, stop) = (broker.clone(), shutdown.clone());
         tokio::spawn(async move { broker.expire_until(stop).await })
@@ -114,7 +121,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         opts.advertise_port.unwrap_or(ssh_addr.port()),
         shutdown.clone(),
     );
-    let app = Arc::new(app.with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http)));
+    let http_anonymous = opts.http.anonymous.unwrap_or(opts.auth == AuthMode::Open);
+    let app = app
+        .with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http))
+        .with_tokens(tokens, http_anonymous);
+    let app = Arc::new(app);
     let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
@@ -122,7 +133,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         config,
         opts.ssh_limits.clone(),
     ));
-    let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, Arc::clone(&app))));
+    if http_listener.is_some() {
+        tracing::debug!(open_files = ?open_files, limit = http_budget, "HTTP connection budget");
+    }
+    let http_task = http_listener.map(|l| {
+        let serve = http::serve(l, Arc::clone(&app), opts.http.clone(), http_budget);
+        tokio::spawn(serve)
+    });
     let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(&app))));
     let tasks = app.broker.tasks().clone();
     let join = tokio::spawn(async move {

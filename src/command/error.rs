@@ -137,6 +137,9 @@ pub enum UsageError {
         /// What is not supported, e.g. `-d round-robin`.
         what: String,
     },
+    /// A malformed `token` command; the caller prints `TOKEN_USAGE` after it.
+    #[error("{}", esc(.0))]
+    Token(String),
 }
 
 impl UsageError {
@@ -147,7 +150,8 @@ impl UsageError {
             UsageError::UnbalancedQuote
             | UsageError::ExecTooLong { .. }
             | UsageError::UnknownCommand(_)
-            | UsageError::UnexpectedArgument { .. } => None,
+            | UsageError::UnexpectedArgument { .. }
+            | UsageError::Token(_) => None,
             UsageError::UnknownFlag { kind, .. }
             | UsageError::BadFlagSyntax { kind, .. }
             | UsageError::MissingValue { kind, .. }

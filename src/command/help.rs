@@ -27,7 +27,8 @@ pub fn help_text() -> String {
            pub [TOPIC] [flags]   send stdin to the topic's receivers (no TOPIC: a random one)\n  \
            sub TOPIC [flags]     copy the topic's data to stdout\n  \
            pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n  \
-           logs [--all]          your server log lines, live, as JSON (admins: --all)\n\
+           logs [--all]          your server log lines, live, as JSON (admins: --all)\n  \
+           token create|ls|rm    HTTP access tokens (token help for more)\n\
          \n\
          flags:\n",
     );

@@ -14,6 +14,14 @@ pub enum Failure {
     BadArgument(String),
     #[error("access denied")]
     AccessDenied,
+    /// HTTP: no token where one is needed, or a wrong, expired or revoked
+    /// one (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// HTTP: a valid token (or none) that may not do this: out of scope,
+    /// read-only, an access list without a token (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The server cannot take it now (too many topics, the store failed).
     #[error("{0}")]
     Unavailable(String),
@@ -48,7 +56,8 @@ impl Failure {
     pub fn http_status(&self) -> u16 {
         match self {
             Failure::BadArgument(_) | Failure::Body(_) => 400,
-            Failure::AccessDenied => 403,
+            Failure::AccessDenied | Failure::Forbidden(_) => 403,
+            Failure::Unauthorized(_) => 401,
             Failure::Queue(QueueError::Full(_)) => 507,
             Failure::Unavailable(_)
             | Failure::ShuttingDown
@@ -62,7 +71,10 @@ impl Failure {
     /// going away (shutdown), 1013 try again later, 1011 the rest.
     pub fn close_code(&self) -> u16 {
         match self {
-            Failure::AccessDenied | Failure::BadArgument(_) => 1008,
+            Failure::AccessDenied
+            | Failure::BadArgument(_)
+            | Failure::Unauthorized(_)
+            | Failure::Forbidden(_) => 1008,
             Failure::ShuttingDown => 1001,
             Failure::Unavailable(_) | Failure::Queue(_) | Failure::Timeout => 1013,
             Failure::Read(_) | Failure::Body(_) => 1011,
@@ -109,6 +121,8 @@ mod tests {
         let table: Vec<(Failure, u32, u16, u16)> = vec![
             (Failure::BadArgument("x".into()), 2, 400, 1008),
             (Failure::AccessDenied, 1, 403, 1008),
+            (Failure::Unauthorized("x".into()), 1, 401, 1008),
+            (Failure::Forbidden("x".into()), 1, 403, 1008),
             (Failure::Unavailable("x".into()), 1, 503, 1013),
             (Failure::Queue(QueueError::Full("x".into())), 1, 507, 1013),
             (Failure::Timeout, 1, 504, 1013),

@@ -6,12 +6,16 @@
 //! request to one of `sub -p`, `pub -p` or `pipe -p`; the delivery rules
 //! (blocking, ending, backpressure) all live in the broker.
 //!
-//! HTTP clients are not authenticated, so they act as one fixed identity,
-//! `@http`, which no access list can name: an HTTP client that sets
-//! `?access=` on a free public topic owns its list (SPEC §6), and a list set
-//! by an SSH user keeps HTTP clients out (403).
+//! Who a request is comes first (`caller`): anonymous (`@http`, public
+//! topics only, no access lists) or a token's user, who reaches their
+//! topics as over SSH. The connections themselves are ours too (`accept`):
+//! a cap, header and idle timeouts, TCP keepalive, and a share of file
+//! descriptors HTTP can never take from SSH (`limits`, SPEC §11.2).
 
+mod accept;
+mod caller;
 mod error;
+mod limits;
 mod query;
 mod socket;
 mod sse;
@@ -27,11 +31,12 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+pub use caller::{Caller, http_identity};
 pub use error::HttpError;
+pub use limits::{HttpLimits, connection_budget, raise_open_files_limit};
 #[doc(hidden)] // public only for the fuzz targets in fuzz/
 pub use query::Params;
 
@@ -54,37 +59,31 @@ struct HttpState {
     sockets: TaskTracker,
 }
 
-/// The identity of every HTTP client. `@` makes it an invalid user name, so
-/// no access list can name it and no namespace can be its own.
-pub fn http_identity() -> Identity {
-    Identity {
-        name: "@http".to_string(),
-        fingerprint: String::new(),
-        admin: false,
-        anonymous: true,
-    }
-}
-
-/// Checks `typed` (always in the public namespace) and `?access=`, as
-/// `ssh host CMD -p typed -a …` would. Invalid names and lists are errors,
-/// never rewritten.
+/// Checks `typed` and `?access=` for `caller`, as `ssh host CMD [-p] typed
+/// -a …` would for its user, then what the caller's token allows. Invalid
+/// names and lists are errors, never rewritten. `sends`: the request sends
+/// to the topic.
 fn prepare(
     state: &HttpState,
+    caller: &Caller,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
+    sends: bool,
 ) -> Result<Prepared, HttpError> {
-    let who = http_identity();
-    front::prepare(
+    let access = params.access();
+    let p = front::prepare(
         &state.app,
-        &who,
-        "http",
+        &caller.identity,
+        &caller.shown,
         peer,
         typed,
-        true,
+        caller.public(params)?,
         false,
-        params.access().as_deref(),
-    )
+        access.as_deref(),
+    )?;
+    caller.check(&p.topic, sends, access.is_some())?;
+    Ok(p)
 }
 
 fn open<'a>(p: &'a Prepared, who: &'a Identity) -> Open<'a> {
@@ -98,56 +97,60 @@ fn open<'a>(p: &'a Prepared, who: &'a Identity) -> Open<'a> {
     }
 }
 
-/// `pub -p t` for a POST route.
+/// `pub [-p] t` for a POST route.
 async fn open_pub(
     state: &HttpState,
+    caller: &Caller,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
 ) -> Result<(TopicRef, Publisher), HttpError> {
-    let p = prepare(state, peer, typed, params)?;
-    let who = http_identity();
-    let opened = state.app.broker.open_pub(open(&p, &who), false).await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, "http pub");
+    let p = prepare(state, caller, peer, typed, params, true)?;
+    let who = &caller.identity;
+    let opened = state.app.broker.open_pub(open(&p, who), false).await?;
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, "http pub");
     match opened.end {
         PubEnd::Live(publisher) => Ok((p.topic, publisher)),
         PubEnd::Queued(_) => Err(HttpError::Unavailable("a pub was queued".into())),
     }
 }
 
-/// `pipe -p t` for a WebSocket.
+/// `pipe [-p] t` for a WebSocket.
 async fn open_pipe(
     state: &HttpState,
+    caller: &Caller,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
     replay: bool,
 ) -> Result<(TopicRef, Pipe), HttpError> {
-    let p = prepare(state, peer, typed, params)?;
-    let who = http_identity();
-    let opened = state.app.broker.open_pipe(open(&p, &who), replay).await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, replay, "http pipe");
+    let p = prepare(state, caller, peer, typed, params, true)?;
+    let who = &caller.identity;
+    let opened = state.app.broker.open_pipe(open(&p, who), replay).await?;
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, replay, "http pipe");
     Ok((p.topic, opened.end))
 }
 
-/// `sub -p t` for a GET route (`?persist=true` → `-k`): queued messages
-/// first, then live data, exactly as `ssh host sub -p t` reads them.
+/// `sub [-p] t` for a GET route (`keep_alive`: `?persist=true` → `-k`):
+/// queued messages first, then live data, exactly as `ssh host sub -p t`
+/// reads them.
 async fn subscribe(
     state: &HttpState,
+    caller: &Caller,
     peer: SocketAddr,
     typed: &str,
     params: &Params,
-) -> Result<Reader, HttpError> {
-    let keep_alive = params.flag("persist")?;
-    let p = prepare(state, peer, typed, params)?;
-    let who = http_identity();
+    keep_alive: bool,
+) -> Result<(TopicRef, Reader), HttpError> {
+    let p = prepare(state, caller, peer, typed, params, false)?;
+    let who = &caller.identity;
     let opened = state
         .app
         .broker
-        .open_sub(open(&p, &who), keep_alive, false)
+        .open_sub(open(&p, who), keep_alive, false)
         .await?;
-    tracing::info!(client = %p.label, topic = %p.topic.full, keep_alive, "http sub");
-    Ok(opened.end)
+    tracing::info!(user = %who.name, client = %p.label, topic = %p.topic.full, keep_alive, "http sub");
+    Ok((p.topic, opened.end))
 }
 
 /// The topic an HTTP path names (`typed` is the path after the route
@@ -238,30 +241,22 @@ async fn cors(req: Request, next: Next) -> Response {
 
 /// Serves HTTP on `listener` until `app.shutdown` is cancelled, then lets
 /// open streams end (they watch the same token) and sockets send their
-/// close frames, for at most `SHUTDOWN_GRACE`.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
-    let listener = crate::metrics::CountedListener::new(listener, &app.metrics);
+/// close frames, for at most `SHUTDOWN_GRACE`. `budget` is the connection
+/// cap (`connection_budget`).
+pub async fn serve(listener: TcpListener, app: Arc<App>, limits: HttpLimits, budget: usize) {
     let sockets = TaskTracker::new();
+    let connections = TaskTracker::new();
     let shutdown = app.shutdown.clone();
     let router = router(HttpState {
-        app,
+        app: Arc::clone(&app),
         sockets: sockets.clone(),
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let signal = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { signal.cancelled().await });
+    accept::serve(listener, router, app, limits, budget, connections.clone()).await;
     // Both waits share one bound, so HTTP never holds up the exit longer
     // than SHUTDOWN_GRACE after the signal.
     let drain = async {
-        if let Err(e) = server.await {
-            tracing::warn!(error = %e, "HTTP server failed");
-        }
+        connections.close();
+        connections.wait().await;
         sockets.close();
         sockets.wait().await;
     };

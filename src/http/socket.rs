@@ -8,25 +8,30 @@
 //! with close code 1008, because browsers hide a refused handshake's status
 //! but do show a close code and reason. Shutdown closes with 1001.
 
-use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::{Caller, identify};
 use super::error::HttpError;
 use super::query::Params;
 use super::topic::MAX_CHUNK;
-use super::{HttpState, open_pipe};
-use crate::broker::{ByteSource, Pipe, PumpOptions, Subscription};
+use super::{HttpState, open_pipe, subscribe};
+use crate::broker::{ByteSource, Pipe, PumpOptions, Reader, Subscription};
 use crate::front;
+
+mod source;
+
+use source::SocketSource;
 
 /// A ping this often keeps idle sockets alive through proxies.
 const PING_EVERY: Duration = Duration::from_secs(15);
@@ -41,22 +46,44 @@ struct Options {
     status: bool,
 }
 
+/// What the socket carries once open: a pipe, or (read-only token) only
+/// what others send.
+/// Both boxed: one lives per socket, and the two differ in size.
+enum Joined {
+    Pipe(Box<Pipe>),
+    Receive(Box<Reader>),
+}
+
 pub async fn handler(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(typed): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
+    // A missing or bad token is refused before the upgrade, like a bad request.
+    let caller = identify(&state.app, &headers, &params)?;
     let opts = Options {
         binary: params.flag("binary")?,
         status: params.flag("status")?,
     };
     let replay = params.flag("replay")?;
+    let read_only = caller.grant.as_ref().is_some_and(|g| g.record.read_only);
     // A bad request is refused before the upgrade; a refusal of the topic
     // itself after it, as a close code browsers can show.
-    let joined = match open_pipe(&state, peer, &typed, &params, replay).await {
+    let joined = if read_only {
+        // Like a pipe, a receiving socket outlives the topic's senders.
+        subscribe(&state, &caller, peer, &typed, &params, true)
+            .await
+            .map(|(t, r)| (t, Joined::Receive(Box::new(r))))
+    } else {
+        open_pipe(&state, &caller, peer, &typed, &params, replay)
+            .await
+            .map(|(t, p)| (t, Joined::Pipe(Box::new(p))))
+    };
+    let joined = match joined {
         Ok(j) => Ok(j),
         Err(e @ (HttpError::BadArgument(_) | HttpError::Body(_))) => return Err(e),
         Err(e) => Err(e),
@@ -70,20 +97,35 @@ pub async fn handler(
             let _running = token;
             let (mut sink, mut stream) = socket.split();
             let (code, reason) = match joined {
-                Ok((topic, pipe)) => {
-                    let hint = front::hint(&app.ssh_prefix(), &topic, "pipe", "@http", false);
-                    let shutdown = app.shutdown.clone();
+                Ok((topic, joined)) => {
+                    let hint = front::hint(
+                        &app.ssh_prefix(),
+                        &topic,
+                        if read_only { "sub" } else { "pipe" },
+                        &caller.identity.name,
+                        false,
+                    );
                     let io = SocketIo {
                         sink: &mut sink,
                         stream: &mut stream,
                         opts,
                     };
-                    io.run(pipe, &hint, &shutdown).await
+                    let (code, reason) = io.run(joined, &hint, &caller.stop).await;
+                    revoked_or(&app, &caller, code, reason)
                 }
                 Err(e) => (e.close_code(), e.to_string()),
             };
             close(&mut sink, &mut stream, opts, code, &reason).await;
         }))
+}
+
+/// A socket stopped by its token's revocation or expiry says so (1008),
+/// not `server shutting down`.
+fn revoked_or(app: &crate::app::App, caller: &Caller, code: u16, reason: String) -> (u16, String) {
+    match caller.token_ended(app) {
+        Some(why) if code == close_code::AWAY => (close_code::POLICY, why.into()),
+        _ => (code, reason),
+    }
 }
 
 /// Ends the socket: the reason as a status line (with `?status=true`), a
@@ -125,8 +167,13 @@ enum Ending {
 }
 
 impl SocketIo<'_> {
-    /// Runs the pipe; returns the close code and reason.
-    async fn run(self, pipe: Pipe, hint: &str, shutdown: &CancellationToken) -> (u16, String) {
+    /// Runs the pipe (or, read-only, the receiving half); returns the
+    /// close code and reason.
+    async fn run(self, joined: Joined, hint: &str, shutdown: &CancellationToken) -> (u16, String) {
+        let pipe = match joined {
+            Joined::Pipe(pipe) => *pipe,
+            Joined::Receive(reader) => return self.receive(*reader, hint, shutdown).await,
+        };
         let (mut publisher, mut sub) = (pipe.publisher, pipe.subscription);
         if self.opts.status {
             for line in hint.lines() {
@@ -141,11 +188,13 @@ impl SocketIo<'_> {
             empty: false,
             round_robin: false,
         };
+        let too_big = AtomicBool::new(false);
         let mut source = SocketSource {
             stream: self.stream,
             pending: Bytes::new(),
             started,
             last_seen: &last_seen,
+            too_big: &too_big,
         };
         let mut quiet = ();
         let send = publisher.pump(&mut source, opts, &mut quiet);
@@ -157,10 +206,84 @@ impl SocketIo<'_> {
         let last_seen = &last_seen;
         let (_, ending) = front::run_pipe(send, |input_done| async move {
             writer
-                .run(&mut sub, &input_done, shutdown, started, last_seen)
+                .run(
+                    Chunks::Pipe(&mut sub),
+                    &input_done,
+                    shutdown,
+                    started,
+                    last_seen,
+                )
                 .await
         })
         .await;
+        if too_big.load(Ordering::Relaxed) {
+            return too_big_close();
+        }
+        ending_close(ending)
+    }
+
+    /// A read-only socket: what others send goes out; anything the client
+    /// sends but pings, pongs and its close ends it with 1008.
+    async fn receive(
+        self,
+        mut reader: Reader,
+        hint: &str,
+        shutdown: &CancellationToken,
+    ) -> (u16, String) {
+        if self.opts.status {
+            for line in hint.lines() {
+                let _ = self.sink.send(Message::Text(line.into())).await;
+            }
+        }
+        let started = Instant::now();
+        let last_seen = AtomicU64::new(0);
+        let too_big = AtomicBool::new(false);
+        let mut source = SocketSource {
+            stream: self.stream,
+            pending: Bytes::new(),
+            started,
+            last_seen: &last_seen,
+            too_big: &too_big,
+        };
+        let watch = async { matches!(source.next_chunk().await, Ok(Some(_))) };
+        let writer = Writer {
+            sink: self.sink,
+            binary: self.opts.binary,
+            carry: Vec::new(),
+        };
+        let last_seen = &last_seen;
+        let (sent, ending) = front::run_pipe(watch, |input_done| async move {
+            writer
+                .run(
+                    Chunks::Sub(&mut reader),
+                    &input_done,
+                    shutdown,
+                    started,
+                    last_seen,
+                )
+                .await
+        })
+        .await;
+        if too_big.load(Ordering::Relaxed) {
+            return too_big_close();
+        }
+        if sent == Some(true) {
+            return (close_code::POLICY, "read-only token".into());
+        }
+        ending_close(ending)
+    }
+}
+
+/// 1009 and why (SPEC §11).
+fn too_big_close() -> (u16, String) {
+    (
+        close_code::SIZE,
+        format!("message too big (limit {MAX_MESSAGE} bytes)"),
+    )
+}
+
+fn ending_close(ending: Ending) -> (u16, String) {
+    {
         match ending {
             Ending::InputEnded | Ending::ClientGone => (close_code::NORMAL, String::new()),
             Ending::Shutdown => (close_code::AWAY, "server shutting down".into()),
@@ -169,37 +292,19 @@ impl SocketIo<'_> {
     }
 }
 
-/// Messages from the client as the broker's input.
-struct SocketSource<'a> {
-    stream: &'a mut SplitStream<WebSocket>,
-    pending: Bytes,
-    started: Instant,
-    /// Milliseconds after `started` when the client last sent anything.
-    last_seen: &'a AtomicU64,
+/// Where the writer's chunks come from.
+enum Chunks<'a> {
+    Pipe(&'a mut Subscription),
+    /// A sub's reader: an error ends the stream (SSE and GET report it;
+    /// a socket just closes).
+    Sub(&'a mut Reader),
 }
 
-impl ByteSource for SocketSource<'_> {
-    /// Cancel-safe: `StreamExt::next` is, and `pending` keeps the rest of a
-    /// message larger than a chunk.
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(MAX_CHUNK);
-                return Ok(Some(self.pending.split_to(n)));
-            }
-            let msg = match self.stream.next().await {
-                None => return Err(io::ErrorKind::ConnectionAborted.into()),
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                Some(Ok(msg)) => msg,
-            };
-            let now = self.started.elapsed().as_millis() as u64;
-            self.last_seen.store(now, Ordering::Relaxed);
-            match msg {
-                Message::Text(text) => self.pending = text.into(),
-                Message::Binary(data) => self.pending = data,
-                Message::Close(_) => return Ok(None),
-                Message::Ping(_) | Message::Pong(_) => {}
-            }
+impl Chunks<'_> {
+    async fn next(&mut self) -> Option<Bytes> {
+        match self {
+            Chunks::Pipe(sub) => sub.next().await,
+            Chunks::Sub(reader) => super::topic::next_chunk(reader).await.ok().flatten(),
         }
     }
 }
@@ -215,7 +320,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     async fn run(
         mut self,
-        sub: &mut Subscription,
+        mut sub: Chunks<'_>,
         input_done: &CancellationToken,
         shutdown: &CancellationToken,
         started: Instant,

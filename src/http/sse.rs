@@ -10,11 +10,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, stream};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
 use super::topic::next_chunk;
@@ -28,10 +30,21 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(typed): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
-    let reader = subscribe(&state, peer, &typed, &params).await?;
-    let events = events(reader, state.app.shutdown.clone());
+    let caller = identify(&state.app, &headers, &params)?;
+    let (_, reader) = subscribe(
+        &state,
+        &caller,
+        peer,
+        &typed,
+        &params,
+        params.flag("persist")?,
+    )
+    .await?;
+    // Ends with the server, or at once when the token is revoked.
+    let events = events(reader, caller.stop.clone());
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())

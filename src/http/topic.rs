@@ -11,12 +11,13 @@ use std::net::SocketAddr;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
+use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
 use super::{HttpState, open_pub, subscribe};
@@ -34,15 +35,26 @@ pub async fn get(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(typed): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
+    let caller = identify(&state.app, &headers, &params)?;
     let mime = match params.get("mime") {
         None | Some("") => HeaderValue::from_static(DEFAULT_MIME),
         Some(m) => HeaderValue::from_str(m)
             .map_err(|_| HttpError::BadArgument(format!("invalid value for mime: {m:?}")))?,
     };
-    let reader = subscribe(&state, peer, &typed, &params).await?;
-    let body = Body::from_stream(chunks(reader, state.app.shutdown.clone()));
+    let (_, reader) = subscribe(
+        &state,
+        &caller,
+        peer,
+        &typed,
+        &params,
+        params.flag("persist")?,
+    )
+    .await?;
+    // Ends with the server, or at once when the token is revoked.
+    let body = Body::from_stream(chunks(reader, caller.stop.clone()));
     let headers = [
         (header::CONTENT_TYPE, mime),
         // Browsers would otherwise buffer text/plain to sniff its type.
@@ -93,9 +105,10 @@ pub async fn post_blocking(
     peer: ConnectInfo<SocketAddr>,
     typed: Path<String>,
     query: RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    publish(state, peer, typed, query, body, true).await
+    publish(state, peer, typed, query, headers, body, true).await
 }
 
 /// `POST /pubsub/{t}`: `pub -p -b=false t`, data without receivers is dropped.
@@ -104,22 +117,26 @@ pub async fn post_nonblocking(
     peer: ConnectInfo<SocketAddr>,
     typed: Path<String>,
     query: RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    publish(state, peer, typed, query, body, false).await
+    publish(state, peer, typed, query, headers, body, false).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn publish(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(typed): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Body,
     block: bool,
 ) -> Result<Response, HttpError> {
     let params = Params::parse(query.as_deref())?;
+    let caller = identify(&state.app, &headers, &params)?;
     let timeout = params.timeout()?;
-    let (topic, mut publisher) = open_pub(&state, peer, &typed, &params).await?;
+    let (topic, mut publisher) = open_pub(&state, &caller, peer, &typed, &params).await?;
     let opts = PumpOptions {
         block,
         timeout,
@@ -130,9 +147,12 @@ async fn publish(
     let mut quiet = ();
     let result = tokio::select! {
         r = publisher.pump(&mut source, opts, &mut quiet) => r,
-        () = state.app.shutdown.cancelled() => return Err(HttpError::ShuttingDown),
+        () = caller.stop.cancelled() => return Err(match caller.token_ended(&state.app) {
+            Some(why) => HttpError::Unauthorized(why.into()),
+            None => HttpError::ShuttingDown,
+        }),
     };
-    tracing::info!(topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
+    tracing::info!(user = %caller.identity.name, topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
     match result {
         Ok(()) => Ok("msg sent!\n".into_response()),
         Err(PumpError::Timeout) => Err(HttpError::Timeout),

@@ -15,6 +15,7 @@ mod out;
 mod pubsub;
 mod request;
 mod stdio;
+mod token;
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -73,6 +73,9 @@ pub async fn usage_error(req: &Request, out: &mut Out, err: &UsageError) -> Resu
     out.line(&err.to_string()).await?;
     match err.kind() {
         Some(kind) => out.line(command::usage_text(kind).trim_end()).await?,
+        None if matches!(err, UsageError::Token(_)) => {
+            out.line(command::TOKEN_USAGE.trim_end()).await?;
+        }
         None => {
             let hint = format!("run `{} help` for the commands", req.app.ssh_prefix());
             out.line(&hint).await?;

@@ -1,6 +1,6 @@
 //! The embedded durable store (SPEC §10) in the data dir:
 //!
-//! - `sshpipe.redb`: access lists, the index of queued messages (topic,
+//! - `sshpipe.redb`: access lists, HTTP token hashes, the index of queued messages (topic,
 //!   owner, size, where the body is) and the messages set aside as damaged;
 //! - `queue/N.msg`: one file per queued message body, in chunks that each
 //!   carry a CRC-32 (see `bodies`);
@@ -31,6 +31,7 @@ mod migrate;
 mod open;
 mod queue;
 mod sweep;
+mod tokens;
 mod unwind;
 
 use std::io;
@@ -56,6 +57,8 @@ pub const DAMAGED_DIR: &str = "damaged";
 
 /// Private topics' access lists: full topic name → entries, one per line.
 pub(crate) const ACLS: TableDefinition<&str, &str> = TableDefinition::new("acls");
+/// HTTP tokens: SHA-256 of the secret (hex) → record as JSON (`crate::tokens`).
+pub(crate) const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 /// Linked (acknowledged) messages by queue sequence number:
 /// (topic, user, size, created unix ms, data id, chunk count).
 pub(crate) const MESSAGES: TableDefinition<u64, (&str, &str, u64, u64, u64, u32)> =

@@ -143,6 +143,7 @@ pub fn options_for(data_dir: &Path) -> Options {
         kex: KexPolicy::default(),
         trusted_user_ca: None,
         metrics_listen: Default::default(),
+        http: Default::default(),
     }
 }
 
@@ -190,6 +191,7 @@ impl TestServer {
             kex: cfg.kex,
             trusted_user_ca,
             metrics_listen: Default::default(),
+            http: Default::default(),
         };
         TestServer::from_options(opts, dir)
     }

@@ -437,12 +437,24 @@ async fn access_lists_403_and_close_1008() {
     owner.kill().unwrap();
     let _ = owner.wait();
 
-    // An HTTP client's ?access= (a raw fingerprint, `+` and `/` unescaped)
-    // owns the list: that key gets in, others do not.
+    // Without a token an HTTP client may not set a list (SPEC §11.1).
     let friend = awkward_key(&server);
     let stranger = server.key("stranger");
     let path = format!("/topic/den?persist=true&access={}", friend.fingerprint);
-    let _den = client.get(url(&server, &path)).send().await.unwrap();
+    let r = client.get(url(&server, &path)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), "access lists need a token\n");
+    // With one, its ?access= (a raw fingerprint, `+` and `/` unescaped)
+    // owns the list: that key gets in, others do not.
+    let token = server.run(&alice, &["token", "create"], b"");
+    token.expect_code(0);
+    let token = token.stdout_str().trim().to_string();
+    let _den = client
+        .get(url(&server, &format!("{path}&public=true")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     server.wait_receivers("public/den", 1);
     let out = server.run(&stranger, &["pub", "-p", "den"], b"x");
     out.expect_code(1);
