@@ -11,5 +11,5 @@ mod names;
 mod pipe;
 
 pub use error::Failure;
-pub use names::{Prepared, hint, prepare};
+pub use names::{Prepared, hint, prepare, resolve};
 pub use pipe::run_pipe;

@@ -22,7 +22,7 @@ pub struct Prepared {
 }
 
 /// Resolves a typed topic name for `identity` (SPEC §6, §7).
-fn resolve(
+pub fn resolve(
     app: &App,
     identity: &Identity,
     typed: &str,

@@ -3,7 +3,7 @@
 //! tokens through GET, POST, SSE and WebSocket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{Key, TestServer, WAIT};
 use futures_util::{SinkExt as _, StreamExt as _};
