@@ -41,8 +41,10 @@ use super::limits::{HttpLimits, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RE
 use crate::app::App;
 use crate::metrics::{OpenConnection, Transport};
 
-/// How long a connection that evicted an idle one waits for its slot.
-const EVICTION_WAIT: Duration = Duration::from_secs(1);
+/// How long a connection that evicted an idle one waits for its slot (in a
+/// flood it queues behind the others that evicted one; a busy machine needs
+/// more than a moment to end them all).
+const EVICTION_WAIT: Duration = Duration::from_secs(3);
 
 /// The cap and the connections that have not sent a request yet.
 struct Gate {

@@ -4,6 +4,8 @@
 //! so every write races the connection's cancellation token; a dead
 //! subscriber therefore never strands its task or its sender.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use russh::ChannelWriteHalf;
 use russh::server::Msg;
@@ -11,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Window kept for stderr lines: several of our longest status lines.
 const STDERR_RESERVE: u32 = 1024;
+
+/// How long the exit status waits for a client that acknowledges nothing
+/// more, and at most in all (see `Out::finish`).
+const ACK_IDLE: Duration = Duration::from_millis(250);
+const ACK_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The client went away; nothing more can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +85,24 @@ impl Out {
 
     /// Exit status, then EOF and close: OpenSSH exits 255 without a status.
     /// Everything written before is already queued ahead of these.
+    ///
+    /// The status waits until the client has acknowledged nearly all of its
+    /// stdout. OpenSSH acknowledges data once it has written it out, and a
+    /// client that has its exit status when the connection then breaks (a
+    /// server killed with SIGKILL) exits with that status and throws away
+    /// what it still held: up to a whole window, so `sub f > file && use
+    /// file` would use a truncated file. OpenSSH leaves the last three
+    /// packets unacknowledged, hence the slack; a client that stops
+    /// acknowledging, or is slow about it, is not waited for long.
     pub async fn finish(self, status: u32) {
+        let slack = self
+            .write
+            .max_packet_size()
+            .saturating_mul(3)
+            .saturating_add(STDERR_RESERVE);
         let seq = async {
+            let caught_up = self.write.wait_acknowledged(slack, ACK_IDLE);
+            let _ = tokio::time::timeout(ACK_WAIT_MAX, caught_up).await;
             self.write.exit_status(status).await?;
             self.write.eof().await?;
             self.write.close().await

@@ -120,6 +120,9 @@ pub(crate) struct WindowSizeRef {
     notifier: Arc<Notify>,
     /// Window that data (not extended data) leaves unused (sshpipe patch).
     kept_for_extended: Arc<AtomicU32>,
+    /// The largest the window has been: what it returns to once the peer
+    /// has acknowledged everything sent (sshpipe patch).
+    peak: Arc<AtomicU32>,
 }
 
 impl WindowSizeRef {
@@ -129,12 +132,14 @@ impl WindowSizeRef {
             value: Arc::new(Mutex::new(initial)),
             notifier,
             kept_for_extended: Arc::default(),
+            peak: Arc::new(AtomicU32::new(initial)),
         }
     }
 
     pub(crate) async fn grow(&self, amount: u32) {
         let mut value = self.value.lock().await;
         *value = value.saturating_add(amount);
+        self.peak.fetch_max(*value, Ordering::Relaxed);
         drop(value);
         self.notifier.notify_one();
     }
@@ -454,6 +459,45 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
         self.window_size
             .kept_for_extended
             .store(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest packet the peer takes on this channel.
+    pub fn max_packet_size(&self) -> u32 {
+        self.max_packet_size
+    }
+
+    /// Bytes sent on this channel that the peer has not yet acknowledged
+    /// with a window adjustment (sshpipe patch). A peer such as OpenSSH
+    /// acknowledges only what it has written out, so this is (at most) what
+    /// it still holds in its buffers.
+    pub async fn unacknowledged(&self) -> u32 {
+        let value = *self.window_size.value.lock().await;
+        self.window_size
+            .peak
+            .load(Ordering::Relaxed)
+            .saturating_sub(value)
+    }
+
+    /// Waits until at most `slack` of the bytes sent are unacknowledged
+    /// (sshpipe patch); gives up once the peer acknowledges nothing for
+    /// `idle`, and says whether it got there. Meant for the end of a
+    /// stream, when nothing else writes on this channel: it shares the
+    /// window's wake-ups with writers.
+    pub async fn wait_acknowledged(&self, slack: u32, idle: std::time::Duration) -> bool {
+        let mut last = self.unacknowledged().await;
+        let mut deadline = tokio::time::Instant::now() + idle;
+        while last > slack {
+            let notified = self.window_size.notifier.notified();
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.unacknowledged().await <= slack;
+            }
+            let now = self.unacknowledged().await;
+            if now < last {
+                deadline = tokio::time::Instant::now() + idle;
+            }
+            last = now;
+        }
+        true
     }
 
     async fn reserve_writable_chunk(&self, remaining: usize, ext: bool) -> Result<usize, Error> {
@@ -883,6 +927,28 @@ mod tests {
             }
             msg => panic!("unexpected message: {msg:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_counts_sent_bytes_until_the_window_grows_back() {
+        use std::time::Duration;
+        let window_size = WindowSizeRef::new(1024);
+        let (write_half, mut receiver) = test_write_half(window_size.clone(), 1024);
+        assert_eq!(write_half.unacknowledged().await, 0);
+
+        write_half.data_bytes(Bytes::from_static(&[7; 300])).await.unwrap();
+        assert!(receiver.recv().await.is_some());
+        assert_eq!(write_half.unacknowledged().await, 300);
+
+        let grown = window_size.clone();
+        let adjust = tokio::spawn(async move { grown.grow(200).await });
+        assert!(write_half.wait_acknowledged(100, Duration::from_secs(5)).await);
+        adjust.await.unwrap();
+        assert_eq!(write_half.unacknowledged().await, 100);
+        // No adjustment comes: it gives up after `idle`.
+        assert!(!write_half.wait_acknowledged(50, Duration::from_millis(20)).await);
+        window_size.grow(100).await;
+        assert!(write_half.wait_acknowledged(0, Duration::from_millis(20)).await);
     }
 
     #[tokio::test]
