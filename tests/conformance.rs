@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sshpipe::broker::{
-    BackendKind, Broker, BrokerConfig, ByteSource, Client, Open, PubEnd, PubStage, Publisher,
-    PumpError, PumpOptions, ReadError, Reader, StageSink,
+    BackendKind, Broker, BrokerConfig, BrokerError, ByteSource, Client, Open, PubEnd, PubStage,
+    Publisher, PumpError, PumpOptions, ReadError, Reader, StageSink,
 };
 use sshpipe::identity::Identity;
 use sshpipe::store::Store;
@@ -659,6 +659,160 @@ async fn a_list_change_on_a_live_topic_detaches_patterns_at_once() {
     b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
     assert_eq!(b.counts(&t.full).unwrap().receivers, 0);
     assert!(b.open_sub(open(&t, &bob, None), true, false).await.is_err());
+}
+
+// -------------------------------------------- list changes on live topics
+
+fn denied(r: Result<Vec<u8>, ReadError>) -> bool {
+    matches!(r, Err(ReadError::Join(BrokerError::AccessDenied)))
+}
+
+/// alice's `alice/t`, shared with bob, with a pub of alice's keeping it live.
+async fn shared_with_bob(b: &Broker) -> (Identity, Identity, TopicRef, Publisher) {
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "t"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let p = live_pub(b, &t, &alice).await;
+    (alice, bob, t, p)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_on_a_live_topic_removes_a_sub_no_longer_allowed() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let r = b
+        .open_sub(open(&t, &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    let reading = tokio::spawn(read_all(r));
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(reading.await.unwrap()), "bob's sub was not cut off");
+    assert_eq!(b.counts(&t.full).unwrap().receivers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_leaves_clients_still_allowed_alone() {
+    let b = backend();
+    let (alice, bob, t, mut p) = shared_with_bob(&b).await;
+    let carol = user("carol");
+    b.set_access(&t, &alice, &list(&["bob", "carol"]))
+        .await
+        .unwrap();
+    let r_alice = reading(&b, &t, &alice).await;
+    let r_carol = reading(&b, &t, &carol).await;
+    let r_bob = reading(&b, &t, &bob).await;
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(r_bob.await.unwrap()));
+    p.pump(&mut input(&[b"still here\n"]), blocking(), &mut ())
+        .await
+        .unwrap();
+    drop(p);
+    assert_eq!(r_alice.await.unwrap().unwrap(), b"still here\n");
+    assert_eq!(r_carol.await.unwrap().unwrap(), b"still here\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_removes_a_waiting_pub_and_a_streaming_one() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    // Waiting: nobody receives yet.
+    let mut waiting = live_pub(&b, &t, &bob).await;
+    let waits =
+        tokio::spawn(async move { waiting.pump(&mut input(&[b"x"]), blocking(), &mut ()).await });
+    until("bob's pub waits", || b.waiting_pubs(&t.full) == 1).await;
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(waits.await.unwrap(), Err(PumpError::AccessDenied)));
+    // Streaming: a receiver of alice's takes what it sends.
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let got = spawn_reader(sub(&b, &t, &alice, true).await);
+    receivers(&b, &t.full, 1).await;
+    let mut streaming = live_pub(&b, &t, &bob).await;
+    let (tx, mut src) = feed();
+    tx.send(Ok(Bytes::from_static(b"first\n"))).unwrap();
+    let streams = tokio::spawn(async move {
+        let r = streaming.pump(&mut src, nonblocking(), &mut ()).await;
+        drop(tx);
+        r
+    });
+    let mut got = got;
+    assert_eq!(got.recv().await.unwrap(), "first\n");
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        streams.await.unwrap(),
+        Err(PumpError::AccessDenied)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_removes_a_pipe() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let pipe = b.open_pipe(open(&t, &bob, None), false).await.unwrap().end;
+    receivers(&b, &t.full, 1).await;
+    let (mut publisher, mut subscription) = (pipe.publisher, pipe.subscription);
+    let (_tx, mut src) = feed();
+    let sending =
+        tokio::spawn(async move { publisher.pump(&mut src, nonblocking(), &mut ()).await });
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(subscription.next().await.is_none());
+    assert!(subscription.revoked());
+    assert!(matches!(
+        sending.await.unwrap(),
+        Err(PumpError::AccessDenied)
+    ));
+}
+
+/// SPEC §6 names pattern subs among the clients removed: a pattern sub
+/// that was receiving from a topic it may no longer use ends.
+#[tokio::test(start_paused = true)]
+async fn an_access_change_ends_a_pattern_sub_that_received_from_the_topic() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let w = b
+        .open_sub(open(&private("alice", "*"), &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    let watching = tokio::spawn(read_all(w));
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(watching.await.unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_public_list_set_by_a_joiner_removes_clients_it_does_not_name() {
+    let b = backend();
+    let (alice, bob, t) = (user("alice"), user("bob"), public("t"));
+    let r = sub(&b, &t, &alice, true).await;
+    receivers(&b, &t.full, 1).await;
+    let reading = tokio::spawn(read_all(r));
+    let _bob = b
+        .open_sub(open(&t, &bob, Some(&list(&["carol"]))), true, false)
+        .await
+        .unwrap();
+    assert!(denied(reading.await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_queued_message_goes_only_to_a_reader_the_list_allows_when_read() {
+    let (b, _dir) = backend_with_store();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "files"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    queue_one(&b, &t, &alice, b"one").await;
+    queue_one(&b, &t, &alice, b"two").await;
+    let mut r = b
+        .open_sub(open(&t, &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    assert_eq!(r.next().await.unwrap().unwrap(), "one");
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        r.next().await,
+        Err(ReadError::Join(BrokerError::AccessDenied))
+    ));
+    assert_eq!(b.queued(&t.full).0, 1, "bob took the second message");
 }
 
 #[tokio::test(start_paused = true)]

@@ -276,6 +276,7 @@ impl Broker {
 
     fn subscription(&self, joined: Joined, ends_with_senders: bool) -> Option<Subscription> {
         let rx = joined.rx?;
+        let revoked = joined.registration.revoked.clone();
         Some(Subscription::new(SubscriptionParts {
             member: joined.registration.id,
             guard: joined.registration,
@@ -285,6 +286,7 @@ impl Broker {
             ends_with_senders,
             skipped: joined.skipped,
             tasks: self.inner.tasks.clone(),
+            revoked,
         }))
     }
 
@@ -367,6 +369,21 @@ impl Broker {
             end: reader,
             shared,
         })
+    }
+
+    /// May a deferred sub still read its topic's queue (the list may have
+    /// changed since it opened)?
+    fn may_read(&self, d: &Deferred) -> Result<(), BrokerError> {
+        let spec = JoinSpec {
+            topic: &d.topic,
+            who: &d.who,
+            label: &d.label,
+            role: d.role,
+            public_access: None,
+            mode: JoinMode::Check,
+            receiver_chunks: RECEIVER_QUEUE_CHUNKS,
+        };
+        self.join(&spec).map(|_| ())
     }
 
     /// Joins a deferred sub as a live receiver.

@@ -125,6 +125,9 @@ impl Reader {
                             Some(chunk) => return Ok(Some(chunk)),
                             None => {
                                 self.stage = Stage::Done;
+                                if sub.revoked() {
+                                    return Err(ReadError::Join(BrokerError::AccessDenied));
+                                }
                                 if sub.sender_vanished() {
                                     return Err(ReadError::SenderVanished);
                                 }
@@ -145,6 +148,14 @@ impl Reader {
     /// live. Done once as soon as the sub opens, so a sub with nothing
     /// queued is a receiver from the start.
     pub(super) fn drain(&mut self) -> Result<(), BrokerError> {
+        // A queued message goes only to a client the list allows now, not
+        // when the sub opened (SPEC §6): look again before each claim.
+        if let (Some(b), Some(d)) = (&self.broker, &self.deferred) {
+            b.may_read(d)?;
+        }
+        if self.sub.as_ref().is_some_and(Subscription::revoked) {
+            return Err(BrokerError::AccessDenied);
+        }
         let claim = match (&self.broker, self.topic.as_deref()) {
             (Some(b), Some(t)) => b.claim(t),
             _ => None,

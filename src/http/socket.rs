@@ -155,12 +155,16 @@ impl SocketIo<'_> {
             carry: Vec::new(),
         };
         let last_seen = &last_seen;
+        let receiving = &mut sub;
         let (_, ending) = front::run_pipe(send, |input_done| async move {
             writer
-                .run(&mut sub, &input_done, shutdown, started, last_seen)
+                .run(receiving, &input_done, shutdown, started, last_seen)
                 .await
         })
         .await;
+        if sub.revoked() {
+            return (close_code::POLICY, "access denied".into());
+        }
         match ending {
             Ending::InputEnded | Ending::ClientGone => (close_code::NORMAL, String::new()),
             Ending::Shutdown => (close_code::AWAY, "server shutting down".into()),

@@ -64,7 +64,9 @@ fn live(
             (Namespace::User(_), _) => (acls.get(name), None),
         };
         let shows = match &topic.name.namespace {
-            Namespace::Public => who.admin || inner.members.values().any(|m| m.user == who.name),
+            Namespace::Public => {
+                who.admin || inner.members.values().any(|m| m.who.name == who.name)
+            }
             Namespace::User(_) => may_use(&topic.name, acl, owner, who),
         };
         if !shows {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
 use super::stores::AclStore;
@@ -214,6 +215,7 @@ impl Memory {
         if let Some(t) = live {
             let mut inner = t.lock();
             let acl = (!list.0.is_empty()).then_some(list);
+            t.revoke_disallowed(&mut inner, acl, None);
             patterns::sync_topic(&patterns, &t, &mut inner, acl, None);
         }
         Ok(())
@@ -292,6 +294,9 @@ impl Memory {
         if !may_use(spec.topic, acl.as_ref(), owner.as_deref(), &who_is) {
             return Err(BrokerError::AccessDenied);
         }
+        if list_changed {
+            t.revoke_disallowed(inner, acl.as_ref(), owner.as_deref());
+        }
         let shared = acl.is_some();
         let receivers = t.counts().receivers;
         match spec.mode {
@@ -307,9 +312,11 @@ impl Memory {
         let info = MemberInfo {
             role: spec.role,
             label: spec.label.to_string(),
-            user: spec.who.name.clone(),
+            who: spec.who.clone(),
+            revoked: CancellationToken::new(),
             via_pattern: false,
         };
+        let revoked = info.revoked.clone();
         let (slot, rx) = match spec.role {
             Role::Sub { lossy, .. } => {
                 let (s, rx) = Slot::new(id, lossy, spec.receiver_chunks, &self.skipped_total);
@@ -331,7 +338,7 @@ impl Memory {
         t.add(inner, id, info, slot);
         let port: Arc<dyn TopicPort> = Arc::clone(t) as Arc<dyn TopicPort>;
         Ok(JoinOutcome::Joined(Joined {
-            registration: Registration::new(port, id),
+            registration: Registration::new(port, id, revoked),
             rx,
             skipped,
             senders_at_join,
