@@ -128,6 +128,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             backend: args.broker,
             queue: args.queue_limits(),
             max_topics: args.max_topics,
+            max_topics_per_user: args.max_topics_per_user,
         },
         kex: args.kex,
         trusted_user_ca: args.trusted_user_ca.clone(),

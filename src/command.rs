@@ -59,6 +59,8 @@ pub enum Command {
     Pipe(PipeArgs),
     /// `logs [--all]`: stream the server's log lines about this user.
     Logs(LogsArgs),
+    /// `access TOPIC [LIST | --clear]`: show, set or clear a topic's list.
+    Access(AccessArgs),
     /// `pub -h`, `sub --help`, `help pipe`, ...: print [`usage_text`] of that
     /// command on stdout, exit 0.
     Usage(CommandKind),
@@ -75,6 +77,7 @@ impl Command {
             | Command::Whoami
             | Command::Ls
             | Command::Logs(_)
+            | Command::Access(_)
             | Command::Usage(_) => None,
         }
     }
@@ -91,6 +94,8 @@ pub enum CommandKind {
     Pipe,
     /// `logs`
     Logs,
+    /// `access`
+    Access,
 }
 
 impl CommandKind {
@@ -101,6 +106,7 @@ impl CommandKind {
             CommandKind::Sub => "sub",
             CommandKind::Pipe => "pipe",
             CommandKind::Logs => "logs",
+            CommandKind::Access => "access",
         }
     }
 }
@@ -211,6 +217,27 @@ pub struct LogsArgs {
     pub all: bool,
 }
 
+/// `access TOPIC [LIST | --clear] [-p]` (SPEC §4, §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessArgs {
+    /// The topic as typed.
+    pub topic: String,
+    /// `-p`: the topic is in `public/`.
+    pub public: bool,
+    pub change: AccessChange,
+}
+
+/// What `access` does with the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessChange {
+    /// No LIST: print the list.
+    Show,
+    /// LIST: the entries, split on `,` and trimmed (never empty).
+    Set(Vec<String>),
+    /// `--clear`.
+    Clear,
+}
+
 /// Parses an exec string (SPEC §4, §4.1). Rejects strings longer than
 /// [`MAX_EXEC_LEN`] bytes.
 pub fn parse(exec: &str) -> Result<Command, UsageError> {
@@ -237,6 +264,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
                 "sub" => Command::Usage(CommandKind::Sub),
                 "pipe" => Command::Usage(CommandKind::Pipe),
                 "logs" => Command::Usage(CommandKind::Logs),
+                "access" => Command::Usage(CommandKind::Access),
                 _ => Command::Help,
             },
             _ => Command::Help,
@@ -247,6 +275,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
         "sub" => parse_kind(CommandKind::Sub, args),
         "pipe" => parse_kind(CommandKind::Pipe, args),
         "logs" => parse_kind(CommandKind::Logs, args),
+        "access" => parse_kind(CommandKind::Access, args),
         _ => Err(UsageError::UnknownCommand(name.clone())),
     }
 }

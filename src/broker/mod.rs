@@ -20,10 +20,12 @@ mod link;
 mod memory;
 mod publisher;
 mod queue;
+mod quota;
 mod reader;
 pub mod stats;
 mod stores;
 mod subscription;
+mod topics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub use subscription::Subscription;
 
 use memory::{JoinMode, JoinOutcome, JoinSpec, Joined, Memory};
 use subscription::SubscriptionParts;
+pub(crate) use topics::TopicLimits;
 
 /// Chunks a receiver may have queued before lossless senders wait. With
 /// 32 KiB chunks this bounds a receiver to 256 KiB plus its SSH window.
@@ -70,6 +73,10 @@ pub struct BrokerConfig {
     pub backend: BackendKind,
     /// Most live topics at once (SPEC §9).
     pub max_topics: usize,
+    /// Most live topics one user made (SPEC §9); anonymous keys get
+    /// `1/queue.anonymous_divisor` of it, and all of them together half of
+    /// `max_topics`, so free keys cannot lock registered users out.
+    pub max_topics_per_user: usize,
     /// Limits on queued messages (SPEC §8).
     pub queue: QueueLimits,
 }
@@ -79,6 +86,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             backend: BackendKind::Memory,
             max_topics: 10_000,
+            // Off here; the option's default is in `config.rs`.
+            max_topics_per_user: usize::MAX,
             queue: QueueLimits::default(),
         }
     }
@@ -90,9 +99,16 @@ pub enum BrokerError {
     AccessDenied,
     #[error("too many topics on this server ({0}); try again later")]
     TooManyTopics(usize),
+    /// The user made as many live topics as one user may (SPEC §9).
+    #[error("too many topics for {user} (limit {max})")]
+    TooManyUserTopics { user: String, max: usize },
     /// The access list could not be stored; it was not changed.
     #[error("{0}")]
     Store(String),
+    /// `access -p t LIST` on a public topic nobody is on: its list would
+    /// end at once with the topic (SPEC §6).
+    #[error("{0}: no client is on it, and a public topic keeps a list only while in use")]
+    NotLive(String),
 }
 
 /// One topic as `ls` prints it.
@@ -151,7 +167,8 @@ pub struct Pipe {
 pub struct QueuedPub {
     queue: Option<Arc<queue::Queue>>,
     topic: String,
-    user: String,
+    /// Whose quota the message counts against (SPEC §8).
+    charge: quota::Charge,
 }
 
 impl QueuedPub {
@@ -159,7 +176,7 @@ impl QueuedPub {
     /// many messages then wait on the topic.
     pub async fn store(self, source: &mut impl ByteSource) -> Result<usize, QueueError> {
         let queue = self.queue.ok_or(QueueError::NoStore)?;
-        queue.enqueue(&self.topic, &self.user, source).await
+        queue.enqueue(&self.topic, self.charge, source).await
     }
 }
 
@@ -218,7 +235,11 @@ impl Broker {
             None => (None, HashMap::new(), None),
         };
         let backend = match config.backend {
-            BackendKind::Memory => Backend::Memory(Memory::new(config.max_topics, acl_store, acls)),
+            BackendKind::Memory => Backend::Memory(Memory::new(
+                TopicLimits::from_config(&config),
+                acl_store,
+                acls,
+            )),
         };
         Ok(Broker {
             inner: Arc::new(Inner {
@@ -315,7 +336,7 @@ impl Broker {
                 end: PubEnd::Queued(QueuedPub {
                     queue: self.inner.queue.clone(),
                     topic: req.topic.full.clone(),
-                    user: req.client.identity.name.clone(),
+                    charge: quota::Charge::for_topic(req.topic, req.client.identity),
                 }),
             }),
         }
@@ -448,28 +469,34 @@ impl Broker {
         self.memory().list(viewer, &queued)
     }
 
-    /// A topic's access list, for whoever may use the topic.
+    /// A topic's access list, for its owner (`access TOPIC`, SPEC §6):
+    /// whoever may change the list may read it.
     pub async fn access(
         &self,
         topic: &TopicRef,
         who_is: &Identity,
     ) -> Result<Option<AccessList>, BrokerError> {
         let (list, owner) = self.memory().access_list(topic);
-        if !crate::topic::may_use(topic, list.as_ref(), owner.as_deref(), &who(who_is)) {
+        let w = who(who_is);
+        if !crate::topic::may_set_access(topic, list.is_some(), owner.as_deref(), &w) {
             return Err(BrokerError::AccessDenied);
         }
         Ok(list)
     }
 
-    /// Sets (an empty list clears) a private topic's access list, durably
-    /// before it takes effect.
+    /// Sets (an empty list clears) a topic's access list: a private one
+    /// durably before it takes effect, a public one on the live topic.
+    /// Either way clients no longer allowed are taken off at once.
     pub async fn set_access(
         &self,
         topic: &TopicRef,
         who_is: &Identity,
         list: &AccessList,
     ) -> Result<(), BrokerError> {
-        self.memory().set_private_access(topic, who_is, list).await
+        match topic.namespace {
+            Namespace::User(_) => self.memory().set_private_access(topic, who_is, list).await,
+            Namespace::Public => self.memory().set_public_access(topic, who_is, list),
+        }
     }
 
     /// The live counts of a topic by full name (`None`: no such live topic).

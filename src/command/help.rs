@@ -27,7 +27,8 @@ pub fn help_text() -> String {
            pub [TOPIC] [flags]   send stdin to the topic's receivers (no TOPIC: a random one)\n  \
            sub TOPIC [flags]     copy the topic's data to stdout\n  \
            pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n  \
-           logs [--all]          your server log lines, live, as JSON (admins: --all)\n\
+           logs [--all]          your server log lines, live, as JSON (admins: --all)\n  \
+           access TOPIC [LIST|--clear]  show, set or clear a topic's access list\n\
          \n\
          flags:\n",
     );
@@ -80,6 +81,12 @@ pub fn usage_text(kind: CommandKind) -> String {
         CommandKind::Pipe => (
             "pipe [TOPIC] [flags]",
             "Send stdin to the topic and receive others' data on stdout.",
+        ),
+        CommandKind::Access => (
+            "access TOPIC [LIST | --clear] [flags]",
+            "Print the topic's access list (access: none when it has none), set it to\n\
+             LIST (comma-separated users or SHA256: keys), or remove it with --clear.\n\
+             Only the topic's owner may; clients no longer allowed are cut off at once.",
         ),
         CommandKind::Logs => (
             "logs [flags]",

@@ -123,6 +123,7 @@ async fn dispatch(
         Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
         Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
         Command::Logs(args) => super::logs::run(req, args, read, out).await,
+        Command::Access(args) => super::access::run(req, args, out).await,
     }
 }
 

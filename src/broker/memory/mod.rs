@@ -2,7 +2,7 @@
 //!
 //! No lock here is held across the whole server. Topics live in shards, each
 //! behind its own short lock, and each topic has its own. Lock order, always:
-//! `patterns` → a shard → a topic → `acls`. A join locks one shard and one
+//! `patterns` → a shard → a topic → `acls`; the topic count is a leaf lock. A join locks one shard and one
 //! topic; `ls` and pattern subs copy a shard's topics out and then visit them
 //! one by one, so neither stalls joins; persisting a private access list
 //! happens under no lock but `acl_writes`, which only other list changes wait
@@ -15,7 +15,7 @@ mod topic;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 
 use tokio::sync::{mpsc, watch};
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
 use super::stores::AclStore;
+use super::topics::{Maker, TopicCount, TopicLimits};
 use super::{BrokerError, QueuedTotals, TopicListing, who};
 use crate::identity::Identity;
 use crate::topic::{AccessList, Namespace, TopicRef, may_set_access, may_use};
@@ -80,8 +81,8 @@ type Shard = Mutex<HashMap<String, Arc<Topic>>>;
 #[derive(Debug)]
 pub(crate) struct Memory {
     shards: Vec<Shard>,
-    live_topics: AtomicUsize,
-    max_topics: usize,
+    /// Live topics, per maker and in all (a leaf lock).
+    topic_count: TopicCount,
     /// Private topics' access lists, by full name. They belong to the topic,
     /// not to a session (SPEC §6), so they live here, not in `Topic`.
     acls: Mutex<HashMap<String, AccessList>>,
@@ -105,14 +106,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Memory {
     pub fn new(
-        max_topics: usize,
+        limits: TopicLimits,
         acl_store: Option<Arc<dyn AclStore>>,
         acls: HashMap<String, AccessList>,
     ) -> Arc<Memory> {
         Arc::new_cyclic(|me| Memory {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            live_topics: AtomicUsize::new(0),
-            max_topics,
+            topic_count: TopicCount::new(limits),
             acls: Mutex::new(acls),
             acl_writes: tokio::sync::Mutex::new(()),
             acl_store,
@@ -221,6 +221,42 @@ impl Memory {
         Ok(())
     }
 
+    /// Sets (or clears) a live public topic's list (`access -p`): only its
+    /// owner, or anyone while it has none, who then owns it (SPEC §6).
+    pub fn set_public_access(
+        &self,
+        topic: &TopicRef,
+        who_is: &Identity,
+        list: &AccessList,
+    ) -> Result<(), BrokerError> {
+        let patterns = self.patterns_read();
+        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
+        let Some(t) = live else {
+            return Err(BrokerError::NotLive(topic.full.clone()));
+        };
+        let mut inner = t.lock();
+        if inner.dead {
+            return Err(BrokerError::NotLive(topic.full.clone()));
+        }
+        let owner = inner.public_acl.as_ref().map(|(_, o)| o.clone());
+        let has = inner.public_acl.is_some();
+        // With no list yet, only a client on the topic may claim it (SPEC
+        // §6: "set by a client that joins it"), not any passer-by.
+        let on_it = who_is.admin
+            || inner
+                .members
+                .values()
+                .any(|m| !m.via_pattern && m.who.name == who_is.name);
+        if !may_set_access(topic, has, owner.as_deref(), &who(who_is)) || (!has && !on_it) {
+            return Err(BrokerError::AccessDenied);
+        }
+        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), who_is.name.clone()));
+        let (acl, owner) = self.acl_of(&t, &inner);
+        t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());
+        patterns::sync_topic(&patterns, &t, &mut inner, acl.as_ref(), owner.as_deref());
+        Ok(())
+    }
+
     /// Joins (or, by `mode`, only checks) a topic by name.
     pub fn join(&self, spec: &JoinSpec<'_>) -> Result<JoinOutcome, BrokerError> {
         // A public `-a` re-decides the topic's pattern attachments, and the
@@ -242,28 +278,24 @@ impl Memory {
             if shard.contains_key(&spec.topic.full) {
                 continue; // created meanwhile: join that one
             }
-            let t = Arc::new(Topic::new(spec.topic.clone(), self.me.clone()));
+            let maker = Maker::of(spec.who);
+            let t = Arc::new(Topic::new(
+                spec.topic.clone(),
+                self.me.clone(),
+                maker.clone(),
+            ));
             let mut inner = t.lock();
             if spec.mode != JoinMode::Join {
                 // Decide without keeping the topic (nobody is on it).
                 return self.join_locked(spec, &t, &mut inner, None, false);
             }
-            let taken = self
-                .live_topics
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < self.max_topics).then_some(n + 1)
-                });
-            if taken.is_err() {
-                return Err(BrokerError::TooManyTopics(self.max_topics));
-            }
+            self.topic_count.take(&maker)?;
             let outcome = self.join_locked(spec, &t, &mut inner, Some(&patterns), true);
             match &outcome {
                 Ok(_) => {
                     shard.insert(spec.topic.full.clone(), Arc::clone(&t));
                 }
-                Err(_) => {
-                    self.live_topics.fetch_sub(1, Ordering::AcqRel);
-                }
+                Err(_) => self.topic_count.release(&maker),
             }
             return outcome;
         }
@@ -363,7 +395,7 @@ impl Memory {
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), t));
         if ours {
             shard.remove(&t.name.full);
-            self.live_topics.fetch_sub(1, Ordering::AcqRel);
+            self.topic_count.release(&t.maker);
         }
     }
 
@@ -395,7 +427,7 @@ impl Memory {
     }
 
     pub fn topic_count(&self) -> usize {
-        self.live_topics.load(Ordering::Acquire)
+        self.topic_count.total()
     }
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.

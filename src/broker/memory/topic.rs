@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Memory;
 use crate::broker::link::{Counts, Role, SenderCounts, Slot, TopicPort};
+use crate::broker::topics::Maker;
 use crate::broker::who;
 use crate::identity::Identity;
 use crate::topic::{AccessList, TopicRef, may_use};
@@ -56,10 +57,12 @@ pub(crate) struct Topic {
     receivers: watch::Sender<usize>,
     cursor: AtomicUsize,
     registry: Weak<Memory>,
+    /// Whose topic count this topic is in (SPEC §9).
+    pub maker: Maker,
 }
 
 impl Topic {
-    pub fn new(name: TopicRef, registry: Weak<Memory>) -> Self {
+    pub fn new(name: TopicRef, registry: Weak<Memory>, maker: Maker) -> Self {
         Topic {
             name,
             inner: Mutex::new(TopicInner::default()),
@@ -67,6 +70,7 @@ impl Topic {
             receivers: watch::Sender::new(0),
             cursor: AtomicUsize::new(0),
             registry,
+            maker,
         }
     }
 
