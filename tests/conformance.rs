@@ -815,6 +815,70 @@ async fn a_queued_message_goes_only_to_a_reader_the_list_allows_when_read() {
     assert_eq!(b.queued(&t.full).0, 1, "bob took the second message");
 }
 
+#[tokio::test]
+async fn a_public_pub_q_keeps_its_list_with_the_message_until_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, carol, t) = (user("alice"), user("bob"), user("carol"), public("drop"));
+    {
+        let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+        let opened = b
+            .open_pub(open(&t, &alice, Some(&list(&["bob"]))), true)
+            .await
+            .unwrap();
+        let PubEnd::Queued(q) = opened.end else {
+            panic!("went live with nobody on the topic")
+        };
+        q.store(&mut input(&[b"for bob"])).await.unwrap();
+    }
+    // After a restart too, only the list's users may read it.
+    let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+    assert!(
+        b.open_sub(open(&t, &carol, None), false, false)
+            .await
+            .is_err()
+    );
+    assert!(
+        b.open_pub(open(&t, &carol, Some(&list(&["carol"]))), true)
+            .await
+            .is_err()
+    );
+    assert_eq!(b.access(&t, &alice).await.unwrap(), Some(list(&["bob"])));
+    let r = sub(&b, &t, &bob, false).await;
+    assert_eq!(read_all(r).await.unwrap(), b"for bob");
+    // Read and nobody on it: the topic is free again.
+    assert!(
+        b.open_sub(open(&t, &carol, None), false, false)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_per_user_are_bounded_apart_from_the_server_bound() {
+    let b = Broker::open(
+        BrokerConfig {
+            max_topics: 10,
+            max_topics_per_user: 3,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(live_pub(&b, &private("alice", &i.to_string()), &alice).await);
+    }
+    let over = b
+        .open_pub(open(&private("alice", "3"), &alice, None), false)
+        .await;
+    assert!(matches!(over, Err(BrokerError::TooManyUserTopics { .. })));
+    // Others are not locked out by alice.
+    let _bob = live_pub(&b, &private("bob", "0"), &bob).await;
+    held.pop();
+    let _again = live_pub(&b, &private("alice", "3"), &alice).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn topics_are_bounded_and_freed_when_empty() {
     let b = Broker::open(

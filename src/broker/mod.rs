@@ -331,14 +331,21 @@ impl Broker {
                 shared: j.shared,
                 end: PubEnd::Live(Publisher::new(j.registration, false)),
             }),
-            JoinOutcome::Granted { shared } => Ok(Opened {
-                shared,
-                end: PubEnd::Queued(QueuedPub {
-                    queue: self.inner.queue.clone(),
-                    topic: req.topic.full.clone(),
-                    charge: quota::Charge::for_topic(req.topic, req.client.identity),
-                }),
-            }),
+            JoinOutcome::Granted { shared } => {
+                // A public `-a` outlives this pub with its message (SPEC §6).
+                if let (Some(list), Namespace::Public) = (public_access, &req.topic.namespace) {
+                    let me = &req.client.identity.name;
+                    self.memory().hold_public(req.topic, list, me).await?;
+                }
+                Ok(Opened {
+                    shared: shared || public_access.is_some_and(|l| !l.is_empty()),
+                    end: PubEnd::Queued(QueuedPub {
+                        queue: self.inner.queue.clone(),
+                        topic: req.topic.full.clone(),
+                        charge: quota::Charge::for_topic(req.topic, req.client.identity),
+                    }),
+                })
+            }
         }
     }
 
@@ -495,7 +502,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         match topic.namespace {
             Namespace::User(_) => self.memory().set_private_access(topic, who_is, list).await,
-            Namespace::Public => self.memory().set_public_access(topic, who_is, list),
+            Namespace::Public => self.memory().set_public_access(topic, who_is, list).await,
         }
     }
 
@@ -546,6 +553,17 @@ impl Broker {
         }
     }
 
+    /// Lets go of public lists held for queued messages that are all gone
+    /// (of `only`, or of every topic).
+    async fn settle_held(&self, only: Option<&str>) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        self.memory()
+            .release_held(only, |name| queue.has_messages(name))
+            .await;
+    }
+
     /// Work started by handles that are gone (see `Inner::tasks`).
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
@@ -565,6 +583,7 @@ impl Broker {
             let removed = queue.expire().await;
             if removed > 0 {
                 tracing::info!(removed, "expired queued messages");
+                self.settle_held(None).await;
             }
         }
     }

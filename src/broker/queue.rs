@@ -346,6 +346,11 @@ impl Queue {
         Ok(waiting)
     }
 
+    /// Does `topic` still have queued messages?
+    pub fn has_messages(&self, topic: &str) -> bool {
+        self.lock().topics.contains_key(topic)
+    }
+
     /// A stored message is gone: its room goes back to its owner's quota.
     pub(super) fn unreserve(&self, user: &str, size: u64) {
         self.lock().ledger.release(user, size, 1);

@@ -113,6 +113,11 @@ impl Reader {
                     if !self.keep_alive {
                         self.stage = Stage::Done;
                     }
+                    // The last message of a topic nobody is on: its held
+                    // public list goes too.
+                    if let (Some(b), Some(t)) = (&self.broker, self.topic.as_deref()) {
+                        b.settle_held(Some(t)).await;
+                    }
                 }
                 Stage::Live => {
                     let Some(sub) = self.sub.as_mut() else {

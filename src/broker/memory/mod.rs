@@ -8,6 +8,7 @@
 //! happens under no lock but `acl_writes`, which only other list changes wait
 //! on.
 
+mod held;
 mod listing;
 mod patterns;
 mod topic;
@@ -86,6 +87,8 @@ pub(crate) struct Memory {
     /// Private topics' access lists, by full name. They belong to the topic,
     /// not to a session (SPEC §6), so they live here, not in `Topic`.
     acls: Mutex<HashMap<String, AccessList>>,
+    /// Public lists held for queued messages (`held`), by full name.
+    held: Mutex<HashMap<String, held::Held>>,
     /// Serialises private list changes (check, persist, apply), so two
     /// changes reach the store in the order they take effect.
     acl_writes: tokio::sync::Mutex<()>,
@@ -108,9 +111,11 @@ impl Memory {
     pub fn new(
         limits: TopicLimits,
         acl_store: Option<Arc<dyn AclStore>>,
-        acls: HashMap<String, AccessList>,
+        mut acls: HashMap<String, AccessList>,
     ) -> Arc<Memory> {
+        let held = held::split_held(&mut acls);
         Arc::new_cyclic(|me| Memory {
+            held: Mutex::new(held),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             topic_count: TopicCount::new(limits),
             acls: Mutex::new(acls),
@@ -150,7 +155,10 @@ impl Memory {
     fn acl_of(&self, topic: &Topic, inner: &TopicInner) -> (Option<AccessList>, Option<String>) {
         match (&topic.name.namespace, &inner.public_acl) {
             (Namespace::Public, Some((list, owner))) => (Some(list.clone()), Some(owner.clone())),
-            (Namespace::Public, None) => (None, None),
+            (Namespace::Public, None) => match self.held_of(&topic.name.full) {
+                Some((list, owner)) => (Some(list), Some(owner)),
+                None => (None, None),
+            },
             (Namespace::User(_), _) => (lock(&self.acls).get(&topic.name.full).cloned(), None),
         }
     }
@@ -167,7 +175,10 @@ impl Memory {
                 let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
                 match live {
                     Some(t) => self.acl_of(&t, &t.lock()),
-                    None => (None, None),
+                    None => match self.held_of(&topic.full) {
+                        Some((list, owner)) => (Some(list), Some(owner)),
+                        None => (None, None),
+                    },
                 }
             }
         }
@@ -221,25 +232,43 @@ impl Memory {
         Ok(())
     }
 
-    /// Sets (or clears) a live public topic's list (`access -p`): only its
-    /// owner, or anyone while it has none, who then owns it (SPEC §6).
-    pub fn set_public_access(
+    /// Sets (or clears) a public topic's list (`access -p`): only its
+    /// owner, or — while it has none — a client on it, who then owns it
+    /// (SPEC §6). A topic nobody is on has a list only if one is held for
+    /// its queued messages; its owner may change that one.
+    pub async fn set_public_access(
         &self,
         topic: &TopicRef,
         who_is: &Identity,
         list: &AccessList,
     ) -> Result<(), BrokerError> {
-        let patterns = self.patterns_read();
-        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
-        let Some(t) = live else {
+        if let Some(done) = self.set_live_public_access(topic, who_is, list) {
+            return done;
+        }
+        let Some((_, owner)) = self.held_of(&topic.full) else {
             return Err(BrokerError::NotLive(topic.full.clone()));
         };
+        if !may_set_access(topic, true, Some(&owner), &who(who_is)) {
+            return Err(BrokerError::AccessDenied);
+        }
+        self.hold_public(topic, list, &owner).await
+    }
+
+    /// `None`: the topic is not live.
+    fn set_live_public_access(
+        &self,
+        topic: &TopicRef,
+        who_is: &Identity,
+        list: &AccessList,
+    ) -> Option<Result<(), BrokerError>> {
+        let patterns = self.patterns_read();
+        let t = lock(self.shard(&topic.full)).get(&topic.full).cloned()?;
         let mut inner = t.lock();
         if inner.dead {
-            return Err(BrokerError::NotLive(topic.full.clone()));
+            return None;
         }
-        let owner = inner.public_acl.as_ref().map(|(_, o)| o.clone());
-        let has = inner.public_acl.is_some();
+        let (current, owner) = self.acl_of(&t, &inner);
+        let has = current.is_some();
         // With no list yet, only a client on the topic may claim it (SPEC
         // §6: "set by a client that joins it"), not any passer-by.
         let on_it = who_is.admin
@@ -248,13 +277,16 @@ impl Memory {
                 .values()
                 .any(|m| !m.via_pattern && m.who.name == who_is.name);
         if !may_set_access(topic, has, owner.as_deref(), &who(who_is)) || (!has && !on_it) {
-            return Err(BrokerError::AccessDenied);
+            return Some(Err(BrokerError::AccessDenied));
         }
-        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), who_is.name.clone()));
+        // The owner stays the owner; a first list makes its setter one.
+        let owner = owner.unwrap_or_else(|| who_is.name.clone());
+        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), owner));
+        self.update_held(&topic.full, inner.public_acl.clone());
         let (acl, owner) = self.acl_of(&t, &inner);
         t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());
         patterns::sync_topic(&patterns, &t, &mut inner, acl.as_ref(), owner.as_deref());
-        Ok(())
+        Some(Ok(()))
     }
 
     /// Joins (or, by `mode`, only checks) a topic by name.
@@ -315,11 +347,13 @@ impl Memory {
         let who_is = who(spec.who);
         let mut list_changed = false;
         if let (Some(list), Namespace::Public) = (spec.public_access, &spec.topic.namespace) {
-            let owner = inner.public_acl.as_ref().map(|(_, o)| o.as_str());
-            if !may_set_access(spec.topic, inner.public_acl.is_some(), owner, &who_is) {
+            // A held list (queued messages) counts as the topic's.
+            let (current, owner) = self.acl_of(t, inner);
+            if !may_set_access(spec.topic, current.is_some(), owner.as_deref(), &who_is) {
                 return Err(BrokerError::AccessDenied);
             }
             inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            self.update_held(&spec.topic.full, inner.public_acl.clone());
             list_changed = true;
         }
         let (acl, owner) = self.acl_of(t, inner);
