@@ -56,6 +56,12 @@ impl World {
     }
 }
 
+/// Ends a background client this test started.
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A background client's end: its exit status 1 and `access denied`.
 fn expect_denied(child: Child, what: &str) {
     let out = collect(child, what);
@@ -84,8 +90,7 @@ fn removing_a_user_from_a_list_cuts_off_his_live_sub_at_once() {
         .server
         .run(&w.alice, &["pub", "-c", "t"], b"still yours\n");
     sent.expect_code(0);
-    let mut carol = carol;
-    let _ = carol.kill();
+    stop(carol);
 }
 
 #[test]
@@ -154,7 +159,7 @@ fn access_p_works_on_a_public_topic_while_someone_is_on_it() {
     let w = World::new();
     let out = w.run(&w.alice, &["access", "-p", "room", "bob"]);
     out.expect_code(1);
-    let mut alice = w.server.spawn(&w.alice, &["sub", "-k", "-p", "room"]);
+    let alice = w.server.spawn(&w.alice, &["sub", "-k", "-p", "room"]);
     let carol = w.server.spawn(&w.carol, &["sub", "-k", "-p", "room"]);
     w.server.wait_receivers("public/room", 2);
     // Not on it: no claim to its list.
@@ -166,7 +171,7 @@ fn access_p_works_on_a_public_topic_while_someone_is_on_it() {
     expect_denied(carol, "carol, not on alice's new public list");
     w.run(&w.carol, &["access", "-p", "room", "carol"])
         .expect_code(1);
-    let _ = alice.kill();
+    stop(alice);
 }
 
 // ------------------------------------------ pub -q -a keeps its list (§6)
@@ -194,15 +199,15 @@ fn a_public_queued_message_with_a_list_is_only_for_the_list() {
 #[test]
 fn ls_shows_addresses_only_to_their_own_user() {
     let w = World::new();
-    let mut alice = w.server.spawn(&w.alice, &["sub", "-k", "-p", "room"]);
-    let mut bob = w.server.spawn(&w.bob, &["sub", "-k", "-p", "room"]);
+    let alice = w.server.spawn(&w.alice, &["sub", "-k", "-p", "room"]);
+    let bob = w.server.spawn(&w.bob, &["sub", "-k", "-p", "room"]);
     w.server.wait_receivers("public/room", 2);
     let seen = w.run(&w.bob, &["ls"]).stdout_str();
     assert!(seen.contains("alice#"), "{seen}");
     assert!(!seen.contains("alice@"), "bob sees alice's address: {seen}");
     assert!(seen.contains("bob@127.0.0.1:"), "{seen}");
-    let _ = alice.kill();
-    let _ = bob.kill();
+    stop(alice);
+    stop(bob);
 }
 
 // --------------------------------------------------- fair limits (§8, §9)
@@ -241,9 +246,7 @@ fn anonymous_keys_cannot_fill_the_topic_limit() {
     // Registered users still get topics.
     held.push(w.server.spawn(&w.alice, &["sub", "-k", "a"]));
     w.server.wait_receivers("alice/a", 1);
-    for mut c in held {
-        let _ = c.kill();
-    }
+    held.into_iter().for_each(stop);
 }
 
 fn queue_limits(l: QueueLimits) -> World {
