@@ -2,14 +2,19 @@
 //!
 //! No lock here is held across the whole server. Topics live in shards, each
 //! behind its own short lock, and each topic has its own. Lock order, always:
-//! `patterns` → a shard → a topic → `acls`; the topic count is a leaf lock. A join locks one shard and one
-//! topic; `ls` and pattern subs copy a shard's topics out and then visit them
-//! one by one, so neither stalls joins; persisting a private access list
-//! happens under no lock but `acl_writes`, which only other list changes wait
-//! on.
+//! `patterns` → a shard → a topic → `acls` or `held`; the topic count is a
+//! leaf lock too, taken with nothing inside it. A join locks one shard and
+//! one topic; `ls` and pattern subs copy a shard's topics out and then visit
+//! them one by one, so neither stalls joins; persisting an access list
+//! (private, or public and held for queued messages) happens under no lock
+//! but `acl_writes`, which only other list changes wait on.
+//!
+//! A list change re-decides, under the topic's lock, every client already
+//! on the topic (`Topic::revoke_disallowed`), so it applies at once.
 
 mod held;
 mod listing;
+mod lists;
 mod patterns;
 mod topic;
 
@@ -161,132 +166,6 @@ impl Memory {
             },
             (Namespace::User(_), _) => (lock(&self.acls).get(&topic.name.full).cloned(), None),
         }
-    }
-
-    pub fn has_access_list(&self, full: &str) -> bool {
-        lock(&self.acls).contains_key(full)
-    }
-
-    /// A topic's list and, for a public one, who set it.
-    pub fn access_list(&self, topic: &TopicRef) -> (Option<AccessList>, Option<String>) {
-        match topic.namespace {
-            Namespace::User(_) => (lock(&self.acls).get(&topic.full).cloned(), None),
-            Namespace::Public => {
-                let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
-                match live {
-                    Some(t) => self.acl_of(&t, &t.lock()),
-                    None => match self.held_of(&topic.full) {
-                        Some((list, owner)) => (Some(list), Some(owner)),
-                        None => (None, None),
-                    },
-                }
-            }
-        }
-    }
-
-    /// Sets (or, with an empty list, clears) a private topic's list:
-    /// checked, written to the store, then applied — and re-applied to the
-    /// pattern subs of the live topic. Joins never wait for the disk.
-    pub async fn set_private_access(
-        &self,
-        topic: &TopicRef,
-        who_is: &Identity,
-        list: &AccessList,
-    ) -> Result<(), BrokerError> {
-        let _writing = self.acl_writes.lock().await;
-        let has = self.has_access_list(&topic.full);
-        if !may_set_access(topic, has, None, &who(who_is)) {
-            return Err(BrokerError::AccessDenied);
-        }
-        if let Some(store) = self.acl_store.clone() {
-            let (name, stored) = (topic.full.clone(), list.clone());
-            let put = tokio::task::spawn_blocking(move || store.put_acl(&name, Some(&stored)));
-            let failed = match put.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(e) = failed {
-                tracing::error!(error = %e, topic = %topic.full, "could not store an access list");
-                return Err(BrokerError::Store(format!(
-                    "cannot store the access list: {e}"
-                )));
-            }
-        }
-        {
-            let mut acls = lock(&self.acls);
-            if list.0.is_empty() {
-                acls.remove(&topic.full);
-            } else {
-                acls.insert(topic.full.clone(), list.clone());
-            }
-        }
-        let patterns = self.patterns_read();
-        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
-        if let Some(t) = live {
-            let mut inner = t.lock();
-            let acl = (!list.0.is_empty()).then_some(list);
-            t.revoke_disallowed(&mut inner, acl, None);
-            patterns::sync_topic(&patterns, &t, &mut inner, acl, None);
-        }
-        Ok(())
-    }
-
-    /// Sets (or clears) a public topic's list (`access -p`): only its
-    /// owner, or — while it has none — a client on it, who then owns it
-    /// (SPEC §6). A topic nobody is on has a list only if one is held for
-    /// its queued messages; its owner may change that one.
-    pub async fn set_public_access(
-        &self,
-        topic: &TopicRef,
-        who_is: &Identity,
-        list: &AccessList,
-    ) -> Result<(), BrokerError> {
-        if let Some(done) = self.set_live_public_access(topic, who_is, list) {
-            return done;
-        }
-        let Some((_, owner)) = self.held_of(&topic.full) else {
-            return Err(BrokerError::NotLive(topic.full.clone()));
-        };
-        if !may_set_access(topic, true, Some(&owner), &who(who_is)) {
-            return Err(BrokerError::AccessDenied);
-        }
-        self.hold_public(topic, list, &owner).await
-    }
-
-    /// `None`: the topic is not live.
-    fn set_live_public_access(
-        &self,
-        topic: &TopicRef,
-        who_is: &Identity,
-        list: &AccessList,
-    ) -> Option<Result<(), BrokerError>> {
-        let patterns = self.patterns_read();
-        let t = lock(self.shard(&topic.full)).get(&topic.full).cloned()?;
-        let mut inner = t.lock();
-        if inner.dead {
-            return None;
-        }
-        let (current, owner) = self.acl_of(&t, &inner);
-        let has = current.is_some();
-        // With no list yet, only a client on the topic may claim it (SPEC
-        // §6: "set by a client that joins it"), not any passer-by.
-        let on_it = who_is.admin
-            || inner
-                .members
-                .values()
-                .any(|m| !m.via_pattern && m.who.name == who_is.name);
-        if !may_set_access(topic, has, owner.as_deref(), &who(who_is)) || (!has && !on_it) {
-            return Some(Err(BrokerError::AccessDenied));
-        }
-        // The owner stays the owner; a first list makes its setter one.
-        let owner = owner.unwrap_or_else(|| who_is.name.clone());
-        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), owner));
-        self.update_held(&topic.full, inner.public_acl.clone());
-        let (acl, owner) = self.acl_of(&t, &inner);
-        t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());
-        patterns::sync_topic(&patterns, &t, &mut inner, acl.as_ref(), owner.as_deref());
-        Some(Ok(()))
     }
 
     /// Joins (or, by `mode`, only checks) a topic by name.
