@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sshpipe::broker::{
     BackendKind, Broker, BrokerConfig, BrokerError, ByteSource, Client, Open, PubEnd, PubStage,
-    Publisher, PumpError, PumpOptions, ReadError, Reader, StageSink,
+    Publisher, PumpError, PumpOptions, QueueLimits, ReadError, Reader, StageSink,
 };
 use sshpipe::identity::Identity;
 use sshpipe::store::Store;
@@ -986,6 +986,69 @@ async fn a_sub_that_leaves_mid_message_puts_it_back() {
     assert_eq!(b.claimed(&t.full), 0);
     let again = sub(&b, &t, &alice, false).await;
     assert_eq!(read_all(again).await.unwrap(), body);
+}
+
+/// Input that says when its first chunk was taken, then waits for `more`.
+struct Announcing {
+    first: Option<Bytes>,
+    taken: Arc<std::sync::atomic::AtomicBool>,
+    more: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl ByteSource for Announcing {
+    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        if let Some(first) = self.first.take() {
+            self.taken.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(Some(first));
+        }
+        Ok(self.more.recv().await)
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_pub_q_never_both_pass_a_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = QueueLimits {
+        max_user_bytes: 100,
+        ..QueueLimits::default()
+    };
+    let cfg = BrokerConfig {
+        queue: limits,
+        ..config()
+    };
+    let b = Broker::open(cfg, Some(Store::open(dir.path()).unwrap())).unwrap();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let PubEnd::Queued(first) = b.open_pub(open(&t, &alice, None), true).await.unwrap().end else {
+        panic!("live")
+    };
+    let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (more, rest) = mpsc::unbounded_channel();
+    let mut src = Announcing {
+        first: Some(Bytes::from(vec![b'a'; 60])),
+        taken: Arc::clone(&taken),
+        more: rest,
+    };
+    let storing = tokio::spawn(async move { first.store(&mut src).await });
+    until("the first pub read its 60 bytes", || {
+        taken.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    tokio::task::yield_now().await;
+    // The second one would fit were the first not counted until stored.
+    let PubEnd::Queued(second) = b.open_pub(open(&t, &alice, None), true).await.unwrap().end else {
+        panic!("live")
+    };
+    let refused = second.store(&mut input(&[&[b'b'; 60]])).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .starts_with("queue full: alice has 60 bytes"),
+        "the second pub passed a check the first had already used"
+    );
+    drop(more);
+    assert_eq!(storing.await.unwrap().unwrap(), 1);
+    assert_eq!(b.queued(&t.full), (1, 60));
 }
 
 #[tokio::test]

@@ -165,6 +165,7 @@ pub struct Pipe {
 
 /// A `pub -q` about to store its input.
 pub struct QueuedPub {
+    broker: Broker,
     queue: Option<Arc<queue::Queue>>,
     topic: String,
     /// Whose quota the message counts against (SPEC §8).
@@ -176,7 +177,12 @@ impl QueuedPub {
     /// many messages then wait on the topic.
     pub async fn store(self, source: &mut impl ByteSource) -> Result<usize, QueueError> {
         let queue = self.queue.ok_or(QueueError::NoStore)?;
-        queue.enqueue(&self.topic, self.charge, source).await
+        let stored = queue.enqueue(&self.topic, self.charge, source).await;
+        if stored.is_err() {
+            // A public list held for this message alone goes with it.
+            self.broker.settle_held(Some(&self.topic)).await;
+        }
+        stored
     }
 }
 
@@ -340,6 +346,7 @@ impl Broker {
                 Ok(Opened {
                     shared: shared || public_access.is_some_and(|l| !l.is_empty()),
                     end: PubEnd::Queued(QueuedPub {
+                        broker: self.clone(),
                         queue: self.inner.queue.clone(),
                         topic: req.topic.full.clone(),
                         charge: quota::Charge::for_topic(req.topic, req.client.identity),
