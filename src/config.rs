@@ -321,7 +321,24 @@ mod tests {
         assert_eq!(l.max_exec_bytes, 4096);
         assert_eq!(l.max_sessions_per_user, 1000);
         assert_eq!(args.max_topics, 10_000);
+        assert_eq!(args.max_topics_per_user, 1000);
+        let q = args.queue_limits();
+        assert_eq!(
+            (q.max_store_bytes, q.min_free_percent, q.anonymous_divisor),
+            (4 << 30, 5, 10),
+            "SPEC §8's server-wide bounds and the anonymous tenth"
+        );
         assert_eq!(args.kex, KexPolicy::Compat);
+    }
+
+    #[test]
+    fn percentages() {
+        for (v, want) in [("5%", Some(5)), ("0", Some(0)), ("100 %", Some(100))] {
+            assert_eq!(parse_percent(v).ok(), want, "{v}");
+        }
+        for v in ["101%", "-1", "5.5%", "%", "half"] {
+            assert!(parse_percent(v).is_err(), "{v}");
+        }
     }
 
     #[test]

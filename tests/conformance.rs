@@ -1052,6 +1052,27 @@ async fn two_concurrent_pub_q_never_both_pass_a_quota() {
 }
 
 #[tokio::test]
+async fn a_list_change_mid_message_stops_the_reader_and_keeps_the_message() {
+    let (b, _dir) = backend_with_store();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "big"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let body = vec![b'q'; 600 * 1024];
+    queue_one(&b, &t, &alice, &body).await;
+    let mut r = sub(&b, &t, &bob, false).await;
+    assert!(!r.next().await.unwrap().unwrap().is_empty());
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        r.next().await,
+        Err(ReadError::Join(BrokerError::AccessDenied))
+    ));
+    drop(r);
+    assert_eq!(
+        read_all(sub(&b, &t, &alice, false).await).await.unwrap(),
+        body
+    );
+}
+
+#[tokio::test]
 async fn a_stored_list_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "t"));

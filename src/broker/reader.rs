@@ -99,6 +99,16 @@ impl Reader {
                 Stage::Drain => self.drain()?,
                 Stage::Message(claim) => {
                     if let Some(chunk) = claim.next_chunk().await? {
+                        // A list change mid-message stops it too (checked
+                        // before each chunk is handed out, so a message
+                        // written whole is never held back); the message
+                        // goes back to the head of the queue with the claim.
+                        if let (Some(b), Some(d)) = (&self.broker, &self.deferred) {
+                            b.may_read(d)?;
+                        }
+                        if self.sub.as_ref().is_some_and(Subscription::revoked) {
+                            return Err(BrokerError::AccessDenied.into());
+                        }
                         return Ok(Some(chunk));
                     }
                     let Stage::Message(claim) = std::mem::replace(&mut self.stage, Stage::Drain)
