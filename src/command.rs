@@ -63,6 +63,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// `token create|ls|rm …`: HTTP access tokens (SPEC §11.1).
     Token(TokenCmd),
+    /// `access TOPIC [LIST | --clear]`: show, set or clear a topic's list.
+    Access(AccessArgs),
     /// `pub -h`, `sub --help`, `help pipe`, ...: print [`usage_text`] of that
     /// command on stdout, exit 0.
     Usage(CommandKind),
@@ -80,6 +82,7 @@ impl Command {
             | Command::Ls
             | Command::Logs(_)
             | Command::Token(_)
+            | Command::Access(_)
             | Command::Usage(_) => None,
         }
     }
@@ -96,6 +99,8 @@ pub enum CommandKind {
     Pipe,
     /// `logs`
     Logs,
+    /// `access`
+    Access,
 }
 
 impl CommandKind {
@@ -106,6 +111,7 @@ impl CommandKind {
             CommandKind::Sub => "sub",
             CommandKind::Pipe => "pipe",
             CommandKind::Logs => "logs",
+            CommandKind::Access => "access",
         }
     }
 }
@@ -216,6 +222,27 @@ pub struct LogsArgs {
     pub all: bool,
 }
 
+/// `access TOPIC [LIST | --clear] [-p]` (SPEC §4, §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessArgs {
+    /// The topic as typed.
+    pub topic: String,
+    /// `-p`: the topic is in `public/`.
+    pub public: bool,
+    pub change: AccessChange,
+}
+
+/// What `access` does with the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessChange {
+    /// No LIST: print the list.
+    Show,
+    /// LIST: the entries, split on `,` and trimmed (never empty).
+    Set(Vec<String>),
+    /// `--clear`.
+    Clear,
+}
+
 /// Parses an exec string (SPEC §4, §4.1). Rejects strings longer than
 /// [`MAX_EXEC_LEN`] bytes.
 pub fn parse(exec: &str) -> Result<Command, UsageError> {
@@ -242,6 +269,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
                 "sub" => Command::Usage(CommandKind::Sub),
                 "pipe" => Command::Usage(CommandKind::Pipe),
                 "logs" => Command::Usage(CommandKind::Logs),
+                "access" => Command::Usage(CommandKind::Access),
                 _ => Command::Help,
             },
             _ => Command::Help,
@@ -253,6 +281,7 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
         "pipe" => parse_kind(CommandKind::Pipe, args),
         "logs" => parse_kind(CommandKind::Logs, args),
         "token" => token::parse(args).map(Command::Token),
+        "access" => parse_kind(CommandKind::Access, args),
         _ => Err(UsageError::UnknownCommand(name.clone())),
     }
 }

@@ -112,6 +112,18 @@ pub struct ServeArgs {
     /// How long a queued message is kept (Go duration: `168h`, `30m`).
     #[arg(long, env = "SSHPIPE_QUEUE_RETENTION", default_value = "168h", value_parser = crate::command::parse_duration)]
     pub queue_retention: std::time::Duration,
+    /// All queued messages together, e.g. `4GiB`; over it `pub -q` gets
+    /// `queue full: server storage is full`.
+    #[arg(long, env = "SSHPIPE_MAX_STORE_BYTES", default_value = "4GiB", value_parser = parse_size)]
+    pub max_store_bytes: u64,
+    /// Store nothing while the data dir's file system has less than this
+    /// share free (`5%`; `0` turns the check off).
+    #[arg(long, env = "SSHPIPE_MIN_FREE_DISK", default_value = "5%", value_parser = parse_percent)]
+    pub min_free_disk: u8,
+    /// Anonymous keys (`fp-…`) get 1/N of each per-user limit: topics,
+    /// queued bytes and queued messages.
+    #[arg(long, env = "SSHPIPE_ANONYMOUS_DIVISOR", default_value = "10", value_parser = clap::value_parser!(u64).range(1..))]
+    pub anonymous_divisor: u64,
     /// Most open SSH connections.
     #[arg(long, env = "SSHPIPE_MAX_CONNECTIONS", default_value = "10000")]
     pub max_connections: usize,
@@ -130,6 +142,11 @@ pub struct ServeArgs {
     /// Most topics that exist at once.
     #[arg(long, env = "SSHPIPE_MAX_TOPICS", default_value = "10000")]
     pub max_topics: usize,
+    /// Most live topics one user may have made (anonymous keys: 1/N of it,
+    /// see --anonymous-divisor; all anonymous keys together: half of
+    /// --max-topics).
+    #[arg(long, env = "SSHPIPE_MAX_TOPICS_PER_USER", default_value = "1000")]
+    pub max_topics_per_user: usize,
     /// Most commands one user may run at once.
     #[arg(long, env = "SSHPIPE_MAX_SESSIONS_PER_USER", default_value = "1000")]
     pub max_sessions_per_user: usize,
@@ -218,6 +235,7 @@ impl ServeArgs {
             backend: self.broker,
             queue: self.queue_limits(),
             max_topics: self.max_topics,
+            max_topics_per_user: self.max_topics_per_user,
         }
     }
 
@@ -228,6 +246,9 @@ impl ServeArgs {
             max_user_bytes: self.queue_max_user_bytes,
             max_user_messages: self.queue_max_user_messages,
             retention: self.queue_retention,
+            max_store_bytes: self.max_store_bytes,
+            min_free_percent: self.min_free_disk,
+            anonymous_divisor: self.anonymous_divisor,
         }
     }
 }
@@ -249,6 +270,16 @@ impl Default for crate::broker::BrokerConfig {
 impl Default for crate::broker::QueueLimits {
     fn default() -> Self {
         ServeArgs::defaults().queue_limits()
+    }
+}
+
+/// A share of a file system: `5%` or `5`, from 0 to 100.
+pub fn parse_percent(s: &str) -> Result<u8, String> {
+    let t = s.trim();
+    let n = t.strip_suffix('%').unwrap_or(t).trim();
+    match n.parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0% to 100%")),
     }
 }
 
@@ -369,6 +400,13 @@ mod tests {
         assert_eq!(l.max_exec_bytes, 4096);
         assert_eq!(l.max_sessions_per_user, 1000);
         assert_eq!(args.max_topics, 10_000);
+        assert_eq!(args.max_topics_per_user, 1000);
+        let q = args.queue_limits();
+        assert_eq!(
+            (q.max_store_bytes, q.min_free_percent, q.anonymous_divisor),
+            (4 << 30, 5, 10),
+            "SPEC §8's server-wide bounds and the anonymous tenth"
+        );
         assert_eq!(args.kex, KexPolicy::Compat);
     }
 
@@ -393,6 +431,16 @@ mod tests {
             std::time::Duration::from_secs(7 * 24 * 3600)
         );
         assert_eq!(crate::ssh::SshLimits::default().max_exec_bytes, 4096);
+    }
+
+    #[test]
+    fn percentages() {
+        for (v, want) in [("5%", Some(5)), ("0", Some(0)), ("100 %", Some(100))] {
+            assert_eq!(parse_percent(v).ok(), want, "{v}");
+        }
+        for v in ["101%", "-1", "5.5%", "%", "half"] {
+            assert!(parse_percent(v).is_err(), "{v}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 /// What travels through a receiver's queue.
 #[derive(Debug)]
@@ -191,14 +192,18 @@ pub(crate) struct Registration {
     /// A sender's input reached its end and was delivered; a sender that
     /// leaves without this set vanished (SPEC §5.3).
     pub finished: AtomicBool,
+    /// Cancelled by the backend when an access-list change took this client
+    /// off the topic (SPEC §6): its handles end with `access denied`.
+    pub revoked: CancellationToken,
 }
 
 impl Registration {
-    pub fn new(port: Arc<dyn TopicPort>, id: u64) -> Arc<Self> {
+    pub fn new(port: Arc<dyn TopicPort>, id: u64, revoked: CancellationToken) -> Arc<Self> {
         Arc::new(Registration {
             port,
             id,
             finished: AtomicBool::new(false),
+            revoked,
         })
     }
 }

@@ -20,10 +20,12 @@ mod link;
 mod memory;
 mod publisher;
 mod queue;
+mod quota;
 mod reader;
 pub(crate) mod stats;
 mod stores;
 mod subscription;
+mod topics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub use subscription::Subscription;
 
 use memory::{JoinMode, JoinOutcome, JoinSpec, Joined, Memory};
 use subscription::SubscriptionParts;
+pub(crate) use topics::TopicLimits;
 
 /// Chunks a receiver may have queued before lossless senders wait. With
 /// 32 KiB chunks this bounds a receiver to 256 KiB plus its SSH window.
@@ -71,6 +74,10 @@ pub struct BrokerConfig {
     pub backend: BackendKind,
     /// Most live topics at once (SPEC §9).
     pub max_topics: usize,
+    /// Most live topics one user made (SPEC §9); anonymous keys get
+    /// `1/queue.anonymous_divisor` of it, and all of them together half of
+    /// `max_topics`, so free keys cannot lock registered users out.
+    pub max_topics_per_user: usize,
     /// Limits on queued messages (SPEC §8).
     pub queue: QueueLimits,
 }
@@ -81,9 +88,16 @@ pub enum BrokerError {
     AccessDenied,
     #[error("too many topics on this server ({0}); try again later")]
     TooManyTopics(usize),
+    /// The user made as many live topics as one user may (SPEC §9).
+    #[error("too many topics for {user} (limit {max})")]
+    TooManyUserTopics { user: String, max: usize },
     /// The access list could not be stored; it was not changed.
     #[error("{0}")]
     Store(String),
+    /// `access -p t LIST` on a public topic nobody is on: its list would
+    /// end at once with the topic (SPEC §6).
+    #[error("{0}: no client is on it, and a public topic keeps a list only while in use")]
+    NotLive(String),
 }
 
 /// One topic as `ls` prints it.
@@ -140,9 +154,11 @@ pub struct Pipe {
 
 /// A `pub -q` about to store its input.
 pub struct QueuedPub {
+    broker: Broker,
     queue: Option<Arc<queue::Queue>>,
     topic: String,
-    user: String,
+    /// Whose quota the message counts against (SPEC §8).
+    charge: quota::Charge,
 }
 
 impl QueuedPub {
@@ -150,7 +166,12 @@ impl QueuedPub {
     /// many messages then wait on the topic.
     pub async fn store(self, source: &mut impl ByteSource) -> Result<usize, QueueError> {
         let queue = self.queue.ok_or(QueueError::NoStore)?;
-        queue.enqueue(&self.topic, &self.user, source).await
+        let stored = queue.enqueue(&self.topic, self.charge, source).await;
+        if stored.is_err() {
+            // A public list held for this message alone goes with it.
+            self.broker.settle_held(Some(&self.topic)).await;
+        }
+        stored
     }
 }
 
@@ -210,7 +231,11 @@ impl Broker {
             None => (None, HashMap::new(), None),
         };
         let backend = match config.backend {
-            BackendKind::Memory => Backend::Memory(Memory::new(config.max_topics, acl_store, acls)),
+            BackendKind::Memory => Backend::Memory(Memory::new(
+                TopicLimits::from_config(&config),
+                acl_store,
+                acls,
+            )),
         };
         Ok(Broker {
             inner: Arc::new(Inner {
@@ -268,6 +293,7 @@ impl Broker {
 
     fn subscription(&self, joined: Joined, ends_with_senders: bool) -> Option<Subscription> {
         let rx = joined.rx?;
+        let revoked = joined.registration.revoked.clone();
         Some(Subscription::new(SubscriptionParts {
             member: joined.registration.id,
             guard: joined.registration,
@@ -277,6 +303,7 @@ impl Broker {
             ends_with_senders,
             skipped: joined.skipped,
             tasks: self.inner.tasks.clone(),
+            revoked,
         }))
     }
 
@@ -300,14 +327,22 @@ impl Broker {
                 shared: j.shared,
                 end: PubEnd::Live(Publisher::new(j.registration, false)),
             }),
-            JoinOutcome::Granted { shared } => Ok(Opened {
-                shared,
-                end: PubEnd::Queued(QueuedPub {
-                    queue: self.inner.queue.clone(),
-                    topic: req.topic.full.clone(),
-                    user: req.client.identity.name.clone(),
-                }),
-            }),
+            JoinOutcome::Granted { shared } => {
+                // A public `-a` outlives this pub with its message (SPEC §6).
+                if let (Some(list), Namespace::Public) = (public_access, &req.topic.namespace) {
+                    let me = &req.client.identity.name;
+                    self.memory().hold_public(req.topic, list, me).await?;
+                }
+                Ok(Opened {
+                    shared: shared || public_access.is_some_and(|l| !l.is_empty()),
+                    end: PubEnd::Queued(QueuedPub {
+                        broker: self.clone(),
+                        queue: self.inner.queue.clone(),
+                        topic: req.topic.full.clone(),
+                        charge: quota::Charge::for_topic(req.topic, req.client.identity),
+                    }),
+                })
+            }
         }
     }
 
@@ -359,6 +394,21 @@ impl Broker {
             end: reader,
             shared,
         })
+    }
+
+    /// May a deferred sub still read its topic's queue (the list may have
+    /// changed since it opened)?
+    fn may_read(&self, d: &Deferred) -> Result<(), BrokerError> {
+        let spec = JoinSpec {
+            topic: &d.topic,
+            who: &d.who,
+            label: &d.label,
+            role: d.role,
+            public_access: None,
+            mode: JoinMode::Check,
+            receiver_chunks: RECEIVER_QUEUE_CHUNKS,
+        };
+        self.join(&spec).map(|_| ())
     }
 
     /// Joins a deferred sub as a live receiver.
@@ -423,28 +473,34 @@ impl Broker {
         self.memory().list(viewer, &queued)
     }
 
-    /// A topic's access list, for whoever may use the topic.
+    /// A topic's access list, for its owner (`access TOPIC`, SPEC §6):
+    /// whoever may change the list may read it.
     pub async fn access(
         &self,
         topic: &TopicRef,
         who_is: &Identity,
     ) -> Result<Option<AccessList>, BrokerError> {
         let (list, owner) = self.memory().access_list(topic);
-        if !crate::topic::may_use(topic, list.as_ref(), owner.as_deref(), &who(who_is)) {
+        let w = who(who_is);
+        if !crate::topic::may_set_access(topic, list.is_some(), owner.as_deref(), &w) {
             return Err(BrokerError::AccessDenied);
         }
         Ok(list)
     }
 
-    /// Sets (an empty list clears) a private topic's access list, durably
-    /// before it takes effect.
+    /// Sets (an empty list clears) a topic's access list: a private one
+    /// durably before it takes effect, a public one on the live topic.
+    /// Either way clients no longer allowed are taken off at once.
     pub async fn set_access(
         &self,
         topic: &TopicRef,
         who_is: &Identity,
         list: &AccessList,
     ) -> Result<(), BrokerError> {
-        self.memory().set_private_access(topic, who_is, list).await
+        match topic.namespace {
+            Namespace::User(_) => self.memory().set_private_access(topic, who_is, list).await,
+            Namespace::Public => self.memory().set_public_access(topic, who_is, list).await,
+        }
     }
 
     /// The live counts of a topic by full name (`None`: no such live topic).
@@ -494,6 +550,17 @@ impl Broker {
         }
     }
 
+    /// Lets go of public lists held for queued messages that are all gone
+    /// (of `only`, or of every topic).
+    async fn settle_held(&self, only: Option<&str>) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        self.memory()
+            .release_held(only, |name| queue.has_messages(name))
+            .await;
+    }
+
     /// Work started by handles that are gone (see `Inner::tasks`).
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
@@ -513,6 +580,7 @@ impl Broker {
             let removed = queue.expire().await;
             if removed > 0 {
                 tracing::info!(removed, "expired queued messages");
+                self.settle_held(None).await;
             }
         }
     }

@@ -62,6 +62,9 @@ pub struct PumpOptions {
 pub enum PumpError {
     #[error("timeout reached, exiting")]
     Timeout,
+    /// An access-list change took this sender off its topic (SPEC §6).
+    #[error("access denied")]
+    AccessDenied,
     #[error("reading input: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -263,8 +266,24 @@ impl Publisher {
         }
     }
 
-    /// Runs a whole sender: wait, read, frame, deliver, flush.
+    /// Runs a whole sender: wait, read, frame, deliver, flush — cut short
+    /// with `AccessDenied` the moment a list change takes it off its topic,
+    /// whether it is waiting or streaming.
     pub async fn pump(
+        &mut self,
+        source: &mut impl ByteSource,
+        opts: PumpOptions,
+        sink: &mut impl StageSink,
+    ) -> Result<(), PumpError> {
+        let revoked = self.registration.revoked.clone();
+        tokio::select! {
+            biased;
+            () = revoked.cancelled() => Err(PumpError::AccessDenied),
+            r = self.pump_all(source, opts, sink) => r,
+        }
+    }
+
+    async fn pump_all(
         &mut self,
         source: &mut impl ByteSource,
         opts: PumpOptions,

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use tokio::sync::watch;
 
+use super::quota::{Charge, Ledger, Reservation, server_full};
 use super::stores::{BodySink, MessageStore};
 use super::{Broker, ByteSource};
 use crate::store::{StoreError, StoreHealth, StoredMessage};
@@ -38,6 +39,13 @@ pub struct QueueLimits {
     pub max_user_bytes: u64,
     pub max_user_messages: usize,
     pub retention: Duration,
+    /// All queued messages together (`--max-store-bytes`).
+    pub max_store_bytes: u64,
+    /// Store nothing while the data dir's file system has less than this
+    /// share free, in percent (`--min-free-disk`).
+    pub min_free_percent: u8,
+    /// Anonymous keys get 1/N of each per-user limit.
+    pub anonymous_divisor: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,18 +98,12 @@ pub(super) struct Entry {
     pub delivered: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    bytes: u64,
-    messages: usize,
-}
-
 #[derive(Debug, Default)]
 pub(super) struct Index {
     /// Per full topic name, messages by sequence number (oldest first).
     pub topics: HashMap<String, BTreeMap<u64, Entry>>,
-    /// Per user, including messages being linked right now.
-    usage: HashMap<String, Usage>,
+    /// Per user and in all, including messages being stored right now.
+    pub(super) ledger: Ledger,
     next_seq: u64,
     next_data: u64,
 }
@@ -149,9 +151,7 @@ impl Queue {
         for msg in store.load_messages()? {
             index.next_seq = index.next_seq.max(msg.seq + 1);
             index.next_data = index.next_data.max(msg.data_id + 1);
-            let usage = index.usage.entry(msg.user.clone()).or_default();
-            usage.bytes += msg.size;
-            usage.messages += 1;
+            index.ledger.add_stored(&msg.user, msg.size);
             let entry = Entry {
                 msg,
                 claimed: false,
@@ -201,57 +201,23 @@ impl Queue {
             .collect()
     }
 
-    fn usage(&self, user: &str) -> Usage {
-        self.lock().usage.get(user).copied().unwrap_or_default()
-    }
-
-    fn check_bytes(&self, user: &str, size: u64) -> Result<(), QueueError> {
-        let l = &self.limits;
-        if size > l.max_message {
-            return Err(QueueError::Full(format!(
-                "message is over the {}-byte limit ({size} bytes read)",
-                l.max_message
-            )));
-        }
-        let used = self.usage(user).bytes;
-        if used + size > l.max_user_bytes {
-            return Err(QueueError::Full(format!(
-                "{user} has {used} bytes queued, this message would make {} (limit {})",
-                used + size,
-                l.max_user_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    fn count_full(&self, user: &str, usage: Usage) -> Option<QueueError> {
-        let max = self.limits.max_user_messages;
-        (usage.messages >= max).then(|| {
-            QueueError::Full(format!(
-                "{user} has {} queued messages (limit {max})",
-                usage.messages
-            ))
-        })
-    }
-
     /// Reads `source` to its end and stores it as one message at the end of
     /// `topic`'s queue. Returns how many messages then wait on the topic.
     /// On any error nothing is left behind.
     pub async fn enqueue(
         self: &Arc<Self>,
         topic: &str,
-        user: &str,
+        charge: Charge,
         source: &mut impl ByteSource,
     ) -> Result<usize, QueueError> {
-        if let Some(full) = self.count_full(user, self.usage(user)) {
-            return Err(full);
-        }
+        self.check_free_disk().await?;
+        let mut reserved = Reservation::new(self, charge)?;
         let data_id = {
             let mut index = self.lock();
             index.next_data += 1;
             index.next_data - 1
         };
-        let written = self.write_body(data_id, user, source).await;
+        let written = self.write_body(data_id, &mut reserved, source).await;
         let (size, chunks) = match written {
             Ok(w) => w,
             Err(e) => {
@@ -262,9 +228,9 @@ impl Queue {
         // Linking runs as its own task: once it starts, a client leaving
         // (which drops this future) cannot leave a message linked in the
         // store but missing from the index.
-        let (queue, topic, user) = (Arc::clone(self), topic.to_string(), user.to_string());
+        let (queue, topic) = (Arc::clone(self), topic.to_string());
         let task = tokio::spawn(async move {
-            let linked = queue.link(&topic, &user, data_id, size, chunks).await;
+            let linked = queue.link(&topic, reserved, data_id, size, chunks).await;
             if linked.is_err() {
                 queue.discard(data_id).await;
             }
@@ -278,7 +244,7 @@ impl Queue {
     async fn write_body(
         &self,
         data_id: u64,
-        user: &str,
+        reserved: &mut Reservation,
         source: &mut impl ByteSource,
     ) -> Result<(u64, u32), QueueError> {
         let store = self.store.clone();
@@ -286,13 +252,11 @@ impl Queue {
             .await
             .map_err(Self::store_failure)?;
         let mut buf = BytesMut::new();
-        let mut size = 0u64;
         loop {
             let next = source.next_chunk().await?;
             let end = next.is_none();
             if let Some(data) = next {
-                size += data.len() as u64;
-                self.check_bytes(user, size)?;
+                reserved.grow(data.len() as u64)?;
                 buf.extend_from_slice(&data);
             }
             while buf.len() >= CHUNK_BYTES || (end && !buf.is_empty()) {
@@ -321,33 +285,24 @@ impl Queue {
         }
     }
 
-    /// Checks the limits once more (other pubs may have queued meanwhile),
-    /// then links the message durably and makes it visible.
+    /// Links the message durably and makes it visible. Its room was
+    /// reserved as it was read, so no limit needs checking again here; a
+    /// failed link gives the room back (the reservation drops).
     async fn link(
         &self,
         topic: &str,
-        user: &str,
+        reserved: Reservation,
         data_id: u64,
         size: u64,
         chunks: u32,
     ) -> Result<usize, QueueError> {
         let msg = {
             let mut index = self.lock();
-            let usage = index.usage.get(user).copied().unwrap_or_default();
-            if let Some(full) = self.count_full(user, usage) {
-                return Err(full);
-            }
-            drop(index);
-            self.check_bytes(user, size)?;
-            index = self.lock();
-            let usage = index.usage.entry(user.to_string()).or_default();
-            usage.bytes += size;
-            usage.messages += 1;
             index.next_seq += 1;
             StoredMessage {
                 seq: index.next_seq - 1,
                 topic: topic.to_string(),
-                user: user.to_string(),
+                user: reserved.charge.user.clone(),
                 size,
                 created_ms: now_ms(),
                 data_id,
@@ -357,9 +312,9 @@ impl Queue {
         let store = self.store.clone();
         let linked = msg.clone();
         if let Err(e) = blocking(move || store.link(&linked)).await {
-            self.unreserve(user, size);
             return Err(Self::store_failure(e));
         }
+        reserved.stored();
         let waiting = {
             let mut index = self.lock();
             let q = index.topics.entry(topic.to_string()).or_default();
@@ -377,14 +332,29 @@ impl Queue {
         Ok(waiting)
     }
 
+    /// Does `topic` still have queued messages?
+    pub fn has_messages(&self, topic: &str) -> bool {
+        self.lock().topics.contains_key(topic)
+    }
+
+    /// A stored message is gone: its room goes back to its owner's quota.
     pub(super) fn unreserve(&self, user: &str, size: u64) {
-        let mut index = self.lock();
-        if let Some(u) = index.usage.get_mut(user) {
-            u.bytes = u.bytes.saturating_sub(size);
-            u.messages = u.messages.saturating_sub(1);
-            if u.messages == 0 {
-                index.usage.remove(user);
-            }
+        self.lock().ledger.release(user, size, 1);
+    }
+
+    /// `--min-free-disk`: refuses to store while the data dir's file system
+    /// has less than that share free.
+    async fn check_free_disk(&self) -> Result<(), QueueError> {
+        let min = self.limits.min_free_percent;
+        if min == 0 {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        match unblock(move || store.free_percent()).await? {
+            Some(free) if free < f64::from(min) => Err(server_full()),
+            // Unknown (statvfs failed): the store's own disk-full handling
+            // still applies.
+            _ => Ok(()),
         }
     }
 

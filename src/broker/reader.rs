@@ -99,6 +99,16 @@ impl Reader {
                 Stage::Drain => self.drain()?,
                 Stage::Message(claim) => {
                     if let Some(chunk) = claim.next_chunk().await? {
+                        // A list change mid-message stops it too (checked
+                        // before each chunk is handed out, so a message
+                        // written whole is never held back); the message
+                        // goes back to the head of the queue with the claim.
+                        if let (Some(b), Some(d)) = (&self.broker, &self.deferred) {
+                            b.may_read(d)?;
+                        }
+                        if self.sub.as_ref().is_some_and(Subscription::revoked) {
+                            return Err(BrokerError::AccessDenied.into());
+                        }
                         return Ok(Some(chunk));
                     }
                     let Stage::Message(claim) = std::mem::replace(&mut self.stage, Stage::Drain)
@@ -113,6 +123,11 @@ impl Reader {
                     if !self.keep_alive {
                         self.stage = Stage::Done;
                     }
+                    // The last message of a topic nobody is on: its held
+                    // public list goes too.
+                    if let (Some(b), Some(t)) = (&self.broker, self.topic.as_deref()) {
+                        b.settle_held(Some(t)).await;
+                    }
                 }
                 Stage::Live => {
                     let Some(sub) = self.sub.as_mut() else {
@@ -125,6 +140,9 @@ impl Reader {
                             Some(chunk) => return Ok(Some(chunk)),
                             None => {
                                 self.stage = Stage::Done;
+                                if sub.revoked() {
+                                    return Err(ReadError::Join(BrokerError::AccessDenied));
+                                }
                                 if sub.sender_vanished() {
                                     return Err(ReadError::SenderVanished);
                                 }
@@ -145,6 +163,14 @@ impl Reader {
     /// live. Done once as soon as the sub opens, so a sub with nothing
     /// queued is a receiver from the start.
     pub(super) fn drain(&mut self) -> Result<(), BrokerError> {
+        // A queued message goes only to a client the list allows now, not
+        // when the sub opened (SPEC §6): look again before each claim.
+        if let (Some(b), Some(d)) = (&self.broker, &self.deferred) {
+            b.may_read(d)?;
+        }
+        if self.sub.as_ref().is_some_and(Subscription::revoked) {
+            return Err(BrokerError::AccessDenied);
+        }
         let claim = match (&self.broker, self.topic.as_deref()) {
             (Some(b), Some(t)) => b.claim(t),
             _ => None,

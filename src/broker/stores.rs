@@ -59,6 +59,9 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug + 'static {
     fn mark_delivered(&self, data_id: u64) -> std::io::Result<()>;
     /// Moves a damaged message out of the queue, kept for an admin.
     fn set_aside(&self, msg: &StoredMessage, reason: &str) -> Result<PathBuf, StoreError>;
+    /// The share of the storage's space that is free to use, in percent
+    /// (`None` if it cannot be told), for `--min-free-disk`.
+    fn free_percent(&self) -> Option<f64>;
     /// Whether writes work right now.
     fn health(&self) -> StoreHealth;
     /// Changes to `health().available`.
@@ -107,6 +110,9 @@ impl MessageStore for Store {
     }
     fn set_aside(&self, msg: &StoredMessage, reason: &str) -> Result<PathBuf, StoreError> {
         Store::set_aside(self, msg, reason)
+    }
+    fn free_percent(&self) -> Option<f64> {
+        Store::free_percent(self)
     }
     fn health(&self) -> StoreHealth {
         Store::health(self)

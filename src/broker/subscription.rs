@@ -17,6 +17,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::link::{Item, SenderCounts, TopicPort, dispatch_line};
@@ -45,6 +46,8 @@ pub struct Subscription {
     in_hand: Option<(Bytes, Weak<dyn TopicPort>)>,
     /// Where re-dispatching orphaned lines runs, so shutdown can wait for it.
     tasks: TaskTracker,
+    /// Cancelled when a list change took this receiver off its topic.
+    revoked: CancellationToken,
     /// Bytes handed out so far.
     pub received: u64,
 }
@@ -59,6 +62,7 @@ pub(crate) struct SubscriptionParts {
     pub ends_with_senders: bool,
     pub skipped: Arc<AtomicU64>,
     pub tasks: TaskTracker,
+    pub revoked: CancellationToken,
 }
 
 impl Subscription {
@@ -76,6 +80,7 @@ impl Subscription {
             skipped: p.skipped,
             in_hand: None,
             tasks: p.tasks,
+            revoked: p.revoked,
             received: 0,
         }
     }
@@ -84,6 +89,12 @@ impl Subscription {
     /// on the topic: what it received is not the whole of it (SPEC §5.3).
     pub fn sender_vanished(&self) -> bool {
         self.senders.borrow().vanished > self.vanished_at_join
+    }
+
+    /// An access-list change took this receiver off its topic (SPEC §6):
+    /// `next` returned `None`, and the front end says `access denied`.
+    pub fn revoked(&self) -> bool {
+        self.revoked.is_cancelled()
     }
 
     /// Bytes a lossy receiver had to skip (SPEC §5.4).
@@ -98,6 +109,10 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Bytes> {
         self.in_hand = None;
         loop {
+            // Once revoked, not one more byte: what is queued is dropped.
+            if self.revoked.is_cancelled() {
+                return None;
+            }
             if self.draining {
                 match self.rx.try_recv() {
                     Ok(item) => match self.take(item) {
@@ -109,6 +124,7 @@ impl Subscription {
             }
             tokio::select! {
                 biased;
+                () = self.revoked.cancelled() => return None,
                 item = self.rx.recv() => {
                     // `None` cannot happen while the topic holds our slot,
                     // but if it does the stream is simply over.

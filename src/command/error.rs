@@ -125,6 +125,9 @@ pub enum UsageError {
         /// The word.
         arg: String,
     },
+    /// `access` given both a list and `--clear`, two lists, or an empty one.
+    #[error("access: {0}")]
+    BadAccessArgs(String),
     /// `sub` without a topic.
     #[error("{0}: a topic is required")]
     MissingTopic(CommandKind),
@@ -163,6 +166,7 @@ impl UsageError {
             | UsageError::NoTopic { kind, .. }
             | UsageError::MissingTopic(kind)
             | UsageError::Unsupported { kind, .. } => Some(*kind),
+            UsageError::BadAccessArgs(_) => Some(CommandKind::Access),
         }
     }
 }

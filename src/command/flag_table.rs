@@ -19,6 +19,7 @@ pub(super) enum Flag {
     Queue,
     Lossy,
     All,
+    Clear,
 }
 
 /// One row of the SPEC §4.1 flag table.
@@ -34,7 +35,7 @@ pub(super) struct FlagSpec {
     pub(super) default: &'static str,
 }
 
-use CommandKind::{Logs as LOGS, Pipe as PIPE, Pub as PUB, Sub as SUB};
+use CommandKind::{Access as ACCESS, Logs as LOGS, Pipe as PIPE, Pub as PUB, Sub as SUB};
 
 /// The flag table, in SPEC §4.1 order, then the flags of `logs` (§4, §12).
 pub(super) const FLAGS: &[FlagSpec] = &[
@@ -79,7 +80,7 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         short: "p",
         long: "public",
         value: None,
-        kinds: &[PUB, SUB, PIPE],
+        kinds: &[PUB, SUB, PIPE, ACCESS],
         help: "use the shared public/ namespace",
         default: "false",
     },
@@ -144,6 +145,15 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         value: None,
         kinds: &[LOGS],
         help: "every user's lines, not only yours (admins only)",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::Clear,
+        short: "",
+        long: "clear",
+        value: None,
+        kinds: &[ACCESS],
+        help: "remove the topic's access list",
         default: "false",
     },
 ];

@@ -6,7 +6,10 @@
 
 use super::flag_table::{FLAGS, Flag};
 use super::parse_duration;
-use super::{Command, CommandKind, Dispatch, LogsArgs, PipeArgs, PubArgs, SubArgs, UsageError};
+use super::{
+    AccessArgs, AccessChange, Command, CommandKind, Dispatch, LogsArgs, PipeArgs, PubArgs, SubArgs,
+    UsageError,
+};
 
 /// Go's `strconv.ParseBool`: the boolean values `-b=` takes over SSH and
 /// `?persist=` and the like over HTTP.
@@ -103,6 +106,9 @@ struct Opts {
     lossy: bool,
     replay: bool,
     all: bool,
+    /// `access`'s second word.
+    list: Option<String>,
+    clear: bool,
 }
 
 pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, UsageError> {
@@ -121,6 +127,8 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
         lossy: false,
         replay: false,
         all: false,
+        list: None,
+        clear: false,
     };
     let mut i = 0;
     let mut flags_done = false;
@@ -148,6 +156,15 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
                         kind,
                         arg: arg.clone(),
                     });
+                }
+                if kind == CommandKind::Access && o.pubs.common.topic.is_some() {
+                    if o.list.is_some() {
+                        return Err(UsageError::BadAccessArgs(format!(
+                            "more than one list: {arg:?}"
+                        )));
+                    }
+                    o.list = Some(arg.clone());
+                    continue;
                 }
                 if o.pubs.common.topic.is_some() {
                     return Err(UsageError::TooManyTopics {
@@ -214,6 +231,8 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
         lossy,
         replay,
         all,
+        list,
+        clear,
     } = o;
     Ok(match kind {
         CommandKind::Pub => Command::Pub(pubs),
@@ -233,7 +252,42 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
             dispatch: pubs.dispatch,
         }),
         CommandKind::Logs => Command::Logs(LogsArgs { all }),
+        CommandKind::Access => access_args(pubs.common.topic, pubs.common.public, list, clear)?,
     })
+}
+
+fn access_args(
+    topic: Option<String>,
+    public: bool,
+    list: Option<String>,
+    clear: bool,
+) -> Result<Command, UsageError> {
+    let Some(topic) = topic else {
+        return Err(UsageError::MissingTopic(CommandKind::Access));
+    };
+    let change = match (list, clear) {
+        (Some(_), true) => {
+            return Err(UsageError::BadAccessArgs(
+                "give a list or --clear, not both".into(),
+            ));
+        }
+        (Some(l), false) => {
+            let entries = split_access(&l);
+            if entries.is_empty() {
+                return Err(UsageError::BadAccessArgs(
+                    "empty list; to remove the list, use --clear".into(),
+                ));
+            }
+            AccessChange::Set(entries)
+        }
+        (None, true) => AccessChange::Clear,
+        (None, false) => AccessChange::Show,
+    };
+    Ok(Command::Access(AccessArgs {
+        topic,
+        public,
+        change,
+    }))
 }
 
 fn set_value(
@@ -271,7 +325,8 @@ fn set_value(
         | Flag::Replay
         | Flag::Queue
         | Flag::Lossy
-        | Flag::All => {}
+        | Flag::All
+        | Flag::Clear => {}
     }
     Ok(())
 }
@@ -287,6 +342,7 @@ fn set_bool(o: &mut Opts, flag: Flag, b: bool) {
         Flag::Queue => o.pubs.queue = b,
         Flag::Lossy => o.lossy = b,
         Flag::All => o.all = b,
+        Flag::Clear => o.clear = b,
         // Value flags never get here.
         Flag::Access | Flag::Timeout | Flag::Dispatch => {}
     }

@@ -29,6 +29,7 @@ pub fn help_text() -> String {
            pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n  \
            logs [--all]          your server log lines, live, as JSON (admins: --all)\n  \
            token create|ls|rm    HTTP access tokens (token help for more)\n\
+           access TOPIC [LIST|--clear]  show, set or clear a topic's access list\n\
          \n\
          flags:\n",
     );
@@ -81,6 +82,12 @@ pub fn usage_text(kind: CommandKind) -> String {
         CommandKind::Pipe => (
             "pipe [TOPIC] [flags]",
             "Send stdin to the topic and receive others' data on stdout.",
+        ),
+        CommandKind::Access => (
+            "access TOPIC [LIST | --clear] [flags]",
+            "Print the topic's access list (access: none when it has none), set it to\n\
+             LIST (comma-separated users or SHA256: keys), or remove it with --clear.\n\
+             Only the topic's owner may; clients no longer allowed are cut off at once.",
         ),
         CommandKind::Logs => (
             "logs [flags]",

@@ -1137,3 +1137,55 @@ proptest! {
         prop_assert_eq!(parse(&exec), Ok(pub_args(|a| a.timeout = d)));
     }
 }
+
+#[test]
+fn access_shows_sets_or_clears() {
+    let access = |t: &str, public: bool, change: AccessChange| {
+        Command::Access(AccessArgs {
+            topic: s(t),
+            public,
+            change,
+        })
+    };
+    let table = [
+        ("access t", access("t", false, AccessChange::Show)),
+        ("access -p t", access("t", true, AccessChange::Show)),
+        (
+            "access t bob,SHA256:x",
+            access("t", false, AccessChange::Set(vec![s("bob"), s("SHA256:x")])),
+        ),
+        (
+            "access t ' bob , carol '",
+            access("t", false, AccessChange::Set(vec![s("bob"), s("carol")])),
+        ),
+        ("access t --clear", access("t", false, AccessChange::Clear)),
+        (
+            "access --clear -p t",
+            access("t", true, AccessChange::Clear),
+        ),
+        ("access -- -t", access("-t", false, AccessChange::Show)),
+        ("access -h", Command::Usage(CommandKind::Access)),
+        ("help access", Command::Usage(CommandKind::Access)),
+    ];
+    for (exec, want) in table {
+        assert_eq!(ok(exec), want, "{exec}");
+    }
+    let bad = [
+        ("access", "access: a topic is required"),
+        (
+            "access t bob --clear",
+            "access: give a list or --clear, not both",
+        ),
+        ("access t a b", "access: more than one list: \"b\""),
+        (
+            "access t ''",
+            "access: empty list; to remove the list, use --clear",
+        ),
+        ("access t -a bob", "access: unknown flag: -a"),
+    ];
+    for (exec, want) in bad {
+        let e = err(exec);
+        assert_eq!(e.to_string(), want, "{exec}");
+        assert_eq!(e.kind(), Some(CommandKind::Access), "{exec}");
+    }
+}

@@ -204,10 +204,11 @@ impl SocketIo<'_> {
             carry: Vec::new(),
         };
         let last_seen = &last_seen;
+        let receiving = &mut sub;
         let (_, ending) = front::run_pipe(send, |input_done| async move {
             writer
                 .run(
-                    Chunks::Pipe(&mut sub),
+                    Chunks::Pipe(receiving),
                     &input_done,
                     shutdown,
                     started,
@@ -216,6 +217,9 @@ impl SocketIo<'_> {
                 .await
         })
         .await;
+        if sub.revoked() {
+            return (close_code::POLICY, "access denied".into());
+        }
         if too_big.load(Ordering::Relaxed) {
             return too_big_close();
         }
@@ -283,12 +287,10 @@ fn too_big_close() -> (u16, String) {
 }
 
 fn ending_close(ending: Ending) -> (u16, String) {
-    {
-        match ending {
-            Ending::InputEnded | Ending::ClientGone => (close_code::NORMAL, String::new()),
-            Ending::Shutdown => (close_code::AWAY, "server shutting down".into()),
-            Ending::Silent => (close_code::AWAY, "no answer to pings".into()),
-        }
+    match ending {
+        Ending::InputEnded | Ending::ClientGone => (close_code::NORMAL, String::new()),
+        Ending::Shutdown => (close_code::AWAY, "server shutting down".into()),
+        Ending::Silent => (close_code::AWAY, "no answer to pings".into()),
     }
 }
 

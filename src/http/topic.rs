@@ -156,6 +156,7 @@ async fn publish(
     match result {
         Ok(()) => Ok("msg sent!\n".into_response()),
         Err(PumpError::Timeout) => Err(HttpError::Timeout),
+        Err(PumpError::AccessDenied) => Err(HttpError::AccessDenied),
         Err(PumpError::Io(e)) => Err(HttpError::Body(e)),
     }
 }

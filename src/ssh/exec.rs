@@ -124,6 +124,7 @@ async fn dispatch(
         Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
         Command::Logs(args) => super::logs::run(req, args, read, out).await,
         Command::Token(cmd) => super::token::run(req, cmd, out).await,
+        Command::Access(args) => super::access::run(req, args, out).await,
     }
 }
 

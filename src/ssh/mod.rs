@@ -5,6 +5,7 @@
 //! connection has a cancellation token that fires when it ends, and
 //! shutdown can wait for all of them.
 
+mod access;
 mod auth;
 mod exec;
 mod handler;

@@ -130,6 +130,9 @@ pub async fn publish(
             out.line(&Failure::Timeout.to_string()).await?;
             Ok(Report::on(&full, 1, publisher.sent))
         }
+        Err(PumpError::AccessDenied) => {
+            failed(out, kind, Some(&full), &Failure::AccessDenied).await
+        }
         Err(PumpError::Io(_)) => Err(Gone),
     }
 }
@@ -287,6 +290,10 @@ pub async fn pipe(
     let send = publisher.pump(&mut source, opts, &mut quiet);
     let (sent, received) = front::run_pipe(send, |stop| copy_out(&mut sub, out, stop)).await;
     received?;
+    // A list change took the pipe off its topic (SPEC §6).
+    if sub.revoked() || matches!(sent, Some(Err(PumpError::AccessDenied))) {
+        return failed(out, kind, Some(&full), &Failure::AccessDenied).await;
+    }
     match sent {
         Some(Ok(())) => Ok(Report::on(&full, 0, publisher.sent)),
         _ => Err(Gone),

@@ -1,7 +1,9 @@
 //! Private topics' access lists (SPEC §6). They belong to the topic, not to
 //! a session, and survive restarts, so the broker writes every change
-//! through to here and loads them all at start. Public topics' lists are
-//! never stored: they end with the topic's last client.
+//! through to here and loads them all at start. Public topics' lists end
+//! with the topic's last client and are not stored — except one given with
+//! `pub -q`, kept (owner first) while its queued messages wait (see
+//! `broker/memory/held.rs`).
 
 use std::collections::HashMap;
 

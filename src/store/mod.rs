@@ -144,6 +144,14 @@ impl Store {
         })
     }
 
+    /// The share of the data dir's file system that is free to
+    /// unprivileged users, in percent (`None` if it cannot be read).
+    pub fn free_percent(&self) -> Option<f64> {
+        let st = nix::sys::statvfs::statvfs(self.path()).ok()?;
+        let total = st.blocks() as f64;
+        (total > 0.0).then(|| st.blocks_available() as f64 * 100.0 / total)
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.file
     }

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sshpipe::app::App;
-use sshpipe::broker::Counts;
+use sshpipe::broker::{BrokerConfig, Counts};
 use sshpipe::config::KexPolicy;
 use sshpipe::identity::AuthMode;
 use sshpipe::server::{self, Options};
@@ -129,6 +129,16 @@ impl Default for Config {
 
 /// Options for an in-process server on `data_dir`: loopback, port 0, open
 /// auth, domain `testhost`, no HTTP, default limits.
+/// The broker of test servers: the server's defaults, except that
+/// anonymous keys (every test key not in a users file) get a user's whole
+/// quota rather than a tenth. Most tests are about per-user rules and use
+/// anonymous keys; tests/it/security.rs sets the tenth itself.
+pub fn test_broker() -> BrokerConfig {
+    let mut config = BrokerConfig::default();
+    config.queue.anonymous_divisor = 1;
+    config
+}
+
 pub fn options_for(data_dir: &Path) -> Options {
     Options {
         ssh_listen: "127.0.0.1:0".parse().expect("addr"),
@@ -139,7 +149,7 @@ pub fn options_for(data_dir: &Path) -> Options {
         advertise_port: None,
         http_listen: None,
         ssh_limits: SshLimits::default(),
-        broker: Default::default(),
+        broker: test_broker(),
         kex: KexPolicy::default(),
         trusted_user_ca: None,
         metrics_listen: Default::default(),
@@ -187,7 +197,7 @@ impl TestServer {
             advertise_port: None,
             http_listen: cfg.http.then(|| "127.0.0.1:0".parse().expect("addr")),
             ssh_limits: cfg.ssh_limits,
-            broker: Default::default(),
+            broker: test_broker(),
             kex: cfg.kex,
             trusted_user_ca,
             metrics_listen: Default::default(),

@@ -1025,10 +1025,8 @@ fn ls_shows_only_what_the_user_may_see() {
     let block = ls_block(&listing, "alice/logs");
     assert_eq!(block[0], "  access: bob");
     assert_eq!(block[1], "  pubs: 0");
-    assert!(
-        block[2].starts_with("  subs: 1 (alice@127.0.0.1:"),
-        "{listing}"
-    );
+    // Others see who, not where from (SPEC §6).
+    assert!(block[2].starts_with("  subs: 1 (alice#"), "{listing}");
     assert_eq!(block[3], "  pipes: 0");
     assert_eq!(block[4], "  waiting pubs: 0");
     assert_eq!(ls(&w, &w.carol), "no topics\n");
@@ -1045,9 +1043,10 @@ fn ls_shows_only_what_the_user_may_see() {
     let subs = &ls_block(&listing, "public/pt")[1];
     assert!(subs.starts_with("  subs: 2 ("), "{listing}");
     assert!(
-        subs.contains("alice@127.0.0.1:") && subs.contains("bob@127.0.0.1:"),
+        subs.contains("alice#") && subs.contains("bob@127.0.0.1:"),
         "{listing}"
     );
+    assert!(!subs.contains("alice@"), "{listing}");
     assert_eq!(ls(&w, &w.carol), "no topics\n");
     let anon_ls = ls(&w, &w.anon);
     assert_eq!(anon_ls, "no topics\n");

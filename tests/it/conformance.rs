@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sshpipe::broker::{
-    BackendKind, Broker, BrokerConfig, ByteSource, Client, Open, PubEnd, PubStage, Publisher,
-    PumpError, PumpOptions, ReadError, Reader, StageSink,
+    BackendKind, Broker, BrokerConfig, BrokerError, ByteSource, Client, Open, PubEnd, PubStage,
+    Publisher, PumpError, PumpOptions, QueueLimits, ReadError, Reader, StageSink,
 };
 use sshpipe::identity::Identity;
 use sshpipe::store::Store;
@@ -661,6 +661,224 @@ async fn a_list_change_on_a_live_topic_detaches_patterns_at_once() {
     assert!(b.open_sub(open(&t, &bob, None), true, false).await.is_err());
 }
 
+// -------------------------------------------- list changes on live topics
+
+fn denied(r: Result<Vec<u8>, ReadError>) -> bool {
+    matches!(r, Err(ReadError::Join(BrokerError::AccessDenied)))
+}
+
+/// alice's `alice/t`, shared with bob, with a pub of alice's keeping it live.
+async fn shared_with_bob(b: &Broker) -> (Identity, Identity, TopicRef, Publisher) {
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "t"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let p = live_pub(b, &t, &alice).await;
+    (alice, bob, t, p)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_on_a_live_topic_removes_a_sub_no_longer_allowed() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let r = b
+        .open_sub(open(&t, &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    let reading = tokio::spawn(read_all(r));
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(reading.await.unwrap()), "bob's sub was not cut off");
+    assert_eq!(b.counts(&t.full).unwrap().receivers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_leaves_clients_still_allowed_alone() {
+    let b = backend();
+    let (alice, bob, t, mut p) = shared_with_bob(&b).await;
+    let carol = user("carol");
+    b.set_access(&t, &alice, &list(&["bob", "carol"]))
+        .await
+        .unwrap();
+    let r_alice = reading(&b, &t, &alice).await;
+    let r_carol = reading(&b, &t, &carol).await;
+    let r_bob = reading(&b, &t, &bob).await;
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(r_bob.await.unwrap()));
+    p.pump(&mut input(&[b"still here\n"]), blocking(), &mut ())
+        .await
+        .unwrap();
+    drop(p);
+    assert_eq!(r_alice.await.unwrap().unwrap(), b"still here\n");
+    assert_eq!(r_carol.await.unwrap().unwrap(), b"still here\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_removes_a_waiting_pub_and_a_streaming_one() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    // Waiting: nobody receives yet.
+    let mut waiting = live_pub(&b, &t, &bob).await;
+    let waits =
+        tokio::spawn(async move { waiting.pump(&mut input(&[b"x"]), blocking(), &mut ()).await });
+    until("bob's pub waits", || b.waiting_pubs(&t.full) == 1).await;
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(waits.await.unwrap(), Err(PumpError::AccessDenied)));
+    // Streaming: a receiver of alice's takes what it sends.
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let got = spawn_reader(sub(&b, &t, &alice, true).await);
+    receivers(&b, &t.full, 1).await;
+    let mut streaming = live_pub(&b, &t, &bob).await;
+    let (tx, mut src) = feed();
+    tx.send(Ok(Bytes::from_static(b"first\n"))).unwrap();
+    let streams = tokio::spawn(async move {
+        let r = streaming.pump(&mut src, nonblocking(), &mut ()).await;
+        drop(tx);
+        r
+    });
+    let mut got = got;
+    assert_eq!(got.recv().await.unwrap(), "first\n");
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        streams.await.unwrap(),
+        Err(PumpError::AccessDenied)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_access_change_removes_a_pipe() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let pipe = b.open_pipe(open(&t, &bob, None), false).await.unwrap().end;
+    receivers(&b, &t.full, 1).await;
+    let (mut publisher, mut subscription) = (pipe.publisher, pipe.subscription);
+    let (_tx, mut src) = feed();
+    let sending =
+        tokio::spawn(async move { publisher.pump(&mut src, nonblocking(), &mut ()).await });
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(subscription.next().await.is_none());
+    assert!(subscription.revoked());
+    assert!(matches!(
+        sending.await.unwrap(),
+        Err(PumpError::AccessDenied)
+    ));
+}
+
+/// SPEC §6 names pattern subs among the clients removed: a pattern sub
+/// that was receiving from a topic it may no longer use ends.
+#[tokio::test(start_paused = true)]
+async fn an_access_change_ends_a_pattern_sub_that_received_from_the_topic() {
+    let b = backend();
+    let (alice, bob, t, _p) = shared_with_bob(&b).await;
+    let w = b
+        .open_sub(open(&private("alice", "*"), &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    receivers(&b, &t.full, 1).await;
+    let watching = tokio::spawn(read_all(w));
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(denied(watching.await.unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_public_list_set_by_a_joiner_removes_clients_it_does_not_name() {
+    let b = backend();
+    let (alice, bob, t) = (user("alice"), user("bob"), public("t"));
+    let r = sub(&b, &t, &alice, true).await;
+    receivers(&b, &t.full, 1).await;
+    let reading = tokio::spawn(read_all(r));
+    let _bob = b
+        .open_sub(open(&t, &bob, Some(&list(&["carol"]))), true, false)
+        .await
+        .unwrap();
+    assert!(denied(reading.await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_queued_message_goes_only_to_a_reader_the_list_allows_when_read() {
+    let (b, _dir) = backend_with_store();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "files"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    queue_one(&b, &t, &alice, b"one").await;
+    queue_one(&b, &t, &alice, b"two").await;
+    let mut r = b
+        .open_sub(open(&t, &bob, None), true, false)
+        .await
+        .unwrap()
+        .end;
+    assert_eq!(r.next().await.unwrap().unwrap(), "one");
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        r.next().await,
+        Err(ReadError::Join(BrokerError::AccessDenied))
+    ));
+    assert_eq!(b.queued(&t.full).0, 1, "bob took the second message");
+}
+
+#[tokio::test]
+async fn a_public_pub_q_keeps_its_list_with_the_message_until_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, carol, t) = (user("alice"), user("bob"), user("carol"), public("drop"));
+    {
+        let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+        let opened = b
+            .open_pub(open(&t, &alice, Some(&list(&["bob"]))), true)
+            .await
+            .unwrap();
+        let PubEnd::Queued(q) = opened.end else {
+            panic!("went live with nobody on the topic")
+        };
+        q.store(&mut input(&[b"for bob"])).await.unwrap();
+    }
+    // After a restart too, only the list's users may read it.
+    let b = Broker::open(config(), Some(Store::open(dir.path()).unwrap())).unwrap();
+    assert!(
+        b.open_sub(open(&t, &carol, None), false, false)
+            .await
+            .is_err()
+    );
+    assert!(
+        b.open_pub(open(&t, &carol, Some(&list(&["carol"]))), true)
+            .await
+            .is_err()
+    );
+    assert_eq!(b.access(&t, &alice).await.unwrap(), Some(list(&["bob"])));
+    let r = sub(&b, &t, &bob, false).await;
+    assert_eq!(read_all(r).await.unwrap(), b"for bob");
+    // Read and nobody on it: the topic is free again.
+    assert!(
+        b.open_sub(open(&t, &carol, None), false, false)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_per_user_are_bounded_apart_from_the_server_bound() {
+    let b = Broker::open(
+        BrokerConfig {
+            max_topics: 10,
+            max_topics_per_user: 3,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(live_pub(&b, &private("alice", &i.to_string()), &alice).await);
+    }
+    let over = b
+        .open_pub(open(&private("alice", "3"), &alice, None), false)
+        .await;
+    assert!(matches!(over, Err(BrokerError::TooManyUserTopics { .. })));
+    // Others are not locked out by alice.
+    let _bob = live_pub(&b, &private("bob", "0"), &bob).await;
+    held.pop();
+    let _again = live_pub(&b, &private("alice", "3"), &alice).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn topics_are_bounded_and_freed_when_empty() {
     let b = Broker::open(
@@ -768,6 +986,90 @@ async fn a_sub_that_leaves_mid_message_puts_it_back() {
     assert_eq!(b.claimed(&t.full), 0);
     let again = sub(&b, &t, &alice, false).await;
     assert_eq!(read_all(again).await.unwrap(), body);
+}
+
+/// Input that says when its first chunk was taken, then waits for `more`.
+struct Announcing {
+    first: Option<Bytes>,
+    taken: Arc<std::sync::atomic::AtomicBool>,
+    more: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl ByteSource for Announcing {
+    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        if let Some(first) = self.first.take() {
+            self.taken.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(Some(first));
+        }
+        Ok(self.more.recv().await)
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_pub_q_never_both_pass_a_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = QueueLimits {
+        max_user_bytes: 100,
+        ..QueueLimits::default()
+    };
+    let cfg = BrokerConfig {
+        queue: limits,
+        ..config()
+    };
+    let b = Broker::open(cfg, Some(Store::open(dir.path()).unwrap())).unwrap();
+    let (alice, t) = (user("alice"), private("alice", "t"));
+    let PubEnd::Queued(first) = b.open_pub(open(&t, &alice, None), true).await.unwrap().end else {
+        panic!("live")
+    };
+    let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (more, rest) = mpsc::unbounded_channel();
+    let mut src = Announcing {
+        first: Some(Bytes::from(vec![b'a'; 60])),
+        taken: Arc::clone(&taken),
+        more: rest,
+    };
+    let storing = tokio::spawn(async move { first.store(&mut src).await });
+    until("the first pub read its 60 bytes", || {
+        taken.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    tokio::task::yield_now().await;
+    // The second one would fit were the first not counted until stored.
+    let PubEnd::Queued(second) = b.open_pub(open(&t, &alice, None), true).await.unwrap().end else {
+        panic!("live")
+    };
+    let refused = second.store(&mut input(&[&[b'b'; 60]])).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .starts_with("queue full: alice has 60 bytes"),
+        "the second pub passed a check the first had already used"
+    );
+    drop(more);
+    assert_eq!(storing.await.unwrap().unwrap(), 1);
+    assert_eq!(b.queued(&t.full), (1, 60));
+}
+
+#[tokio::test]
+async fn a_list_change_mid_message_stops_the_reader_and_keeps_the_message() {
+    let (b, _dir) = backend_with_store();
+    let (alice, bob, t) = (user("alice"), user("bob"), private("alice", "big"));
+    b.set_access(&t, &alice, &list(&["bob"])).await.unwrap();
+    let body = vec![b'q'; 600 * 1024];
+    queue_one(&b, &t, &alice, &body).await;
+    let mut r = sub(&b, &t, &bob, false).await;
+    assert!(!r.next().await.unwrap().unwrap().is_empty());
+    b.set_access(&t, &alice, &list(&["carol"])).await.unwrap();
+    assert!(matches!(
+        r.next().await,
+        Err(ReadError::Join(BrokerError::AccessDenied))
+    ));
+    drop(r);
+    assert_eq!(
+        read_all(sub(&b, &t, &alice, false).await).await.unwrap(),
+        body
+    );
 }
 
 #[tokio::test]

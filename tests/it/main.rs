@@ -28,6 +28,7 @@ mod metrics;
 mod patterns;
 mod queue;
 mod round_robin;
+mod security;
 mod shutdown;
 mod slow_receivers;
 mod smoke;

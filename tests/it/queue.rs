@@ -157,7 +157,11 @@ fn limited(limits: QueueLimits) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
         broker: BrokerConfig {
-            queue: limits,
+            // Test keys are anonymous: give them a user's whole quota here.
+            queue: QueueLimits {
+                anonymous_divisor: 1,
+                ..limits
+            },
             ..Default::default()
         },
         ..options_for(&dir.path().join("data"))

@@ -137,6 +137,9 @@ fn http_get(server: &TestServer, path: &str) -> (u16, String) {
 fn server_on(data_dir: &Path) -> TestServer {
     let mut opts = options_for(data_dir);
     opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    // These tests fill the file system for real: --min-free-disk would
+    // refuse first (tests/it/security.rs covers it).
+    opts.broker.queue.min_free_percent = 0;
     TestServer::from_options(opts, tempfile::tempdir().unwrap())
 }
 

@@ -64,7 +64,9 @@ fn live(
             (Namespace::User(_), _) => (acls.get(name), None),
         };
         let shows = match &topic.name.namespace {
-            Namespace::Public => who.admin || inner.members.values().any(|m| m.user == who.name),
+            Namespace::Public => {
+                who.admin || inner.members.values().any(|m| m.who.name == who.name)
+            }
             Namespace::User(_) => may_use(&topic.name, acl, owner, who),
         };
         if !shows {
@@ -79,7 +81,7 @@ fn live(
                 Role::Sub { .. } => &mut listing.subs,
                 Role::Pipe { .. } => &mut listing.pipes,
             };
-            list.push(member.label.clone());
+            list.push(shown_label(&member.label, &member.who.name, who));
         }
         out.insert(name.clone(), listing);
     }
@@ -143,7 +145,20 @@ fn pattern_subs(
         out.entry(key)
             .or_insert_with(|| TopicListing::empty(entry.pattern.clone(), None))
             .subs
-            .push(entry.label.clone());
+            .push(shown_label(&entry.label, &entry.who.name, who));
+    }
+}
+
+/// A client's id as `who` may see it (SPEC §6): `USER@IP:PORT#N` to the
+/// client's own user and to admins, `USER#N` to everyone else, so sharing a
+/// topic does not tell others where a user connects from.
+fn shown_label(label: &str, member: &str, who: &Who<'_>) -> String {
+    if who.admin || member == who.name {
+        return label.to_string();
+    }
+    match label.split_once('@').zip(label.rsplit_once('#')) {
+        Some(((user, _), (_, n))) => format!("{user}#{n}"),
+        None => label.to_string(),
     }
 }
 
@@ -155,4 +170,31 @@ fn dormant_ref(full: &str) -> Option<TopicRef> {
         namespace: Namespace::User(user.to_string()),
         local: local.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_show_only_to_their_user_and_admins() {
+        let who = |name, admin| Who {
+            name,
+            fingerprint: "SHA256:x",
+            admin,
+        };
+        let label = "bob@10.0.0.7:51234#12";
+        let table = [
+            (who("bob", false), "bob@10.0.0.7:51234#12"),
+            (who("root", true), "bob@10.0.0.7:51234#12"),
+            (who("alice", false), "bob#12"),
+        ];
+        for (viewer, want) in table {
+            assert_eq!(shown_label(label, "bob", &viewer), want);
+        }
+        assert_eq!(
+            shown_label("http@[::1]:9#3", "@http", &who("alice", false)),
+            "http#3"
+        );
+    }
 }

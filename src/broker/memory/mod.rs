@@ -2,26 +2,34 @@
 //!
 //! No lock here is held across the whole server. Topics live in shards, each
 //! behind its own short lock, and each topic has its own. Lock order, always:
-//! `patterns` → a shard → a topic → `acls`. A join locks one shard and one
-//! topic; `ls` and pattern subs copy a shard's topics out and then visit them
-//! one by one, so neither stalls joins; persisting a private access list
-//! happens under no lock but `acl_writes`, which only other list changes wait
-//! on.
+//! `patterns` → a shard → a topic → `acls` or `held`; the topic count is a
+//! leaf lock too, taken with nothing inside it. A join locks one shard and
+//! one topic; `ls` and pattern subs copy a shard's topics out and then visit
+//! them one by one, so neither stalls joins; persisting an access list
+//! (private, or public and held for queued messages) happens under no lock
+//! but `acl_writes`, which only other list changes wait on.
+//!
+//! A list change re-decides, under the topic's lock, every client already
+//! on the topic (`Topic::revoke_disallowed`), so it applies at once.
 
+mod held;
 mod listing;
+mod lists;
 mod patterns;
 mod topic;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
 use super::stores::AclStore;
+use super::topics::{Maker, TopicCount, TopicLimits};
 use super::{BrokerError, QueuedTotals, TopicListing, who};
 use crate::identity::Identity;
 use crate::topic::{AccessList, Namespace, TopicRef, may_set_access, may_use};
@@ -79,11 +87,13 @@ type Shard = Mutex<HashMap<String, Arc<Topic>>>;
 #[derive(Debug)]
 pub(crate) struct Memory {
     shards: Vec<Shard>,
-    live_topics: AtomicUsize,
-    max_topics: usize,
+    /// Live topics, per maker and in all (a leaf lock).
+    topic_count: TopicCount,
     /// Private topics' access lists, by full name. They belong to the topic,
     /// not to a session (SPEC §6), so they live here, not in `Topic`.
     acls: Mutex<HashMap<String, AccessList>>,
+    /// Public lists held for queued messages (`held`), by full name.
+    held: Mutex<HashMap<String, held::Held>>,
     /// Serialises private list changes (check, persist, apply), so two
     /// changes reach the store in the order they take effect.
     acl_writes: tokio::sync::Mutex<()>,
@@ -104,14 +114,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Memory {
     pub fn new(
-        max_topics: usize,
+        limits: TopicLimits,
         acl_store: Option<Arc<dyn AclStore>>,
-        acls: HashMap<String, AccessList>,
+        mut acls: HashMap<String, AccessList>,
     ) -> Arc<Memory> {
+        let held = held::split_held(&mut acls);
         Arc::new_cyclic(|me| Memory {
+            held: Mutex::new(held),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            live_topics: AtomicUsize::new(0),
-            max_topics,
+            topic_count: TopicCount::new(limits),
             acls: Mutex::new(acls),
             acl_writes: tokio::sync::Mutex::new(()),
             acl_store,
@@ -149,74 +160,12 @@ impl Memory {
     fn acl_of(&self, topic: &Topic, inner: &TopicInner) -> (Option<AccessList>, Option<String>) {
         match (&topic.name.namespace, &inner.public_acl) {
             (Namespace::Public, Some((list, owner))) => (Some(list.clone()), Some(owner.clone())),
-            (Namespace::Public, None) => (None, None),
+            (Namespace::Public, None) => match self.held_of(&topic.name.full) {
+                Some((list, owner)) => (Some(list), Some(owner)),
+                None => (None, None),
+            },
             (Namespace::User(_), _) => (lock(&self.acls).get(&topic.name.full).cloned(), None),
         }
-    }
-
-    pub fn has_access_list(&self, full: &str) -> bool {
-        lock(&self.acls).contains_key(full)
-    }
-
-    /// A topic's list and, for a public one, who set it.
-    pub fn access_list(&self, topic: &TopicRef) -> (Option<AccessList>, Option<String>) {
-        match topic.namespace {
-            Namespace::User(_) => (lock(&self.acls).get(&topic.full).cloned(), None),
-            Namespace::Public => {
-                let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
-                match live {
-                    Some(t) => self.acl_of(&t, &t.lock()),
-                    None => (None, None),
-                }
-            }
-        }
-    }
-
-    /// Sets (or, with an empty list, clears) a private topic's list:
-    /// checked, written to the store, then applied — and re-applied to the
-    /// pattern subs of the live topic. Joins never wait for the disk.
-    pub async fn set_private_access(
-        &self,
-        topic: &TopicRef,
-        who_is: &Identity,
-        list: &AccessList,
-    ) -> Result<(), BrokerError> {
-        let _writing = self.acl_writes.lock().await;
-        let has = self.has_access_list(&topic.full);
-        if !may_set_access(topic, has, None, &who(who_is)) {
-            return Err(BrokerError::AccessDenied);
-        }
-        if let Some(store) = self.acl_store.clone() {
-            let (name, stored) = (topic.full.clone(), list.clone());
-            let put = tokio::task::spawn_blocking(move || store.put_acl(&name, Some(&stored)));
-            let failed = match put.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(e) = failed {
-                tracing::error!(error = %e, topic = %topic.full, "could not store an access list");
-                return Err(BrokerError::Store(format!(
-                    "cannot store the access list: {e}"
-                )));
-            }
-        }
-        {
-            let mut acls = lock(&self.acls);
-            if list.0.is_empty() {
-                acls.remove(&topic.full);
-            } else {
-                acls.insert(topic.full.clone(), list.clone());
-            }
-        }
-        let patterns = self.patterns_read();
-        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
-        if let Some(t) = live {
-            let mut inner = t.lock();
-            let acl = (!list.0.is_empty()).then_some(list);
-            patterns::sync_topic(&patterns, &t, &mut inner, acl, None);
-        }
-        Ok(())
     }
 
     /// Joins (or, by `mode`, only checks) a topic by name.
@@ -240,28 +189,24 @@ impl Memory {
             if shard.contains_key(&spec.topic.full) {
                 continue; // created meanwhile: join that one
             }
-            let t = Arc::new(Topic::new(spec.topic.clone(), self.me.clone()));
+            let maker = Maker::of(spec.who);
+            let t = Arc::new(Topic::new(
+                spec.topic.clone(),
+                self.me.clone(),
+                maker.clone(),
+            ));
             let mut inner = t.lock();
             if spec.mode != JoinMode::Join {
                 // Decide without keeping the topic (nobody is on it).
                 return self.join_locked(spec, &t, &mut inner, None, false);
             }
-            let taken = self
-                .live_topics
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < self.max_topics).then_some(n + 1)
-                });
-            if taken.is_err() {
-                return Err(BrokerError::TooManyTopics(self.max_topics));
-            }
+            self.topic_count.take(&maker)?;
             let outcome = self.join_locked(spec, &t, &mut inner, Some(&patterns), true);
             match &outcome {
                 Ok(_) => {
                     shard.insert(spec.topic.full.clone(), Arc::clone(&t));
                 }
-                Err(_) => {
-                    self.live_topics.fetch_sub(1, Ordering::AcqRel);
-                }
+                Err(_) => self.topic_count.release(&maker),
             }
             return outcome;
         }
@@ -281,16 +226,21 @@ impl Memory {
         let who_is = who(spec.who);
         let mut list_changed = false;
         if let (Some(list), Namespace::Public) = (spec.public_access, &spec.topic.namespace) {
-            let owner = inner.public_acl.as_ref().map(|(_, o)| o.as_str());
-            if !may_set_access(spec.topic, inner.public_acl.is_some(), owner, &who_is) {
+            // A held list (queued messages) counts as the topic's.
+            let (current, owner) = self.acl_of(t, inner);
+            if !may_set_access(spec.topic, current.is_some(), owner.as_deref(), &who_is) {
                 return Err(BrokerError::AccessDenied);
             }
             inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            self.update_held(&spec.topic.full, inner.public_acl.clone());
             list_changed = true;
         }
         let (acl, owner) = self.acl_of(t, inner);
         if !may_use(spec.topic, acl.as_ref(), owner.as_deref(), &who_is) {
             return Err(BrokerError::AccessDenied);
+        }
+        if list_changed {
+            t.revoke_disallowed(inner, acl.as_ref(), owner.as_deref());
         }
         let shared = acl.is_some();
         let receivers = t.counts().receivers;
@@ -307,9 +257,11 @@ impl Memory {
         let info = MemberInfo {
             role: spec.role,
             label: spec.label.to_string(),
-            user: spec.who.name.clone(),
+            who: spec.who.clone(),
+            revoked: CancellationToken::new(),
             via_pattern: false,
         };
+        let revoked = info.revoked.clone();
         let (slot, rx) = match spec.role {
             Role::Sub { lossy, .. } => {
                 let (s, rx) = Slot::new(id, lossy, spec.receiver_chunks, &self.skipped_total);
@@ -331,7 +283,7 @@ impl Memory {
         t.add(inner, id, info, slot);
         let port: Arc<dyn TopicPort> = Arc::clone(t) as Arc<dyn TopicPort>;
         Ok(JoinOutcome::Joined(Joined {
-            registration: Registration::new(port, id),
+            registration: Registration::new(port, id, revoked),
             rx,
             skipped,
             senders_at_join,
@@ -356,7 +308,7 @@ impl Memory {
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), t));
         if ours {
             shard.remove(&t.name.full);
-            self.live_topics.fetch_sub(1, Ordering::AcqRel);
+            self.topic_count.release(&t.maker);
         }
     }
 
@@ -388,7 +340,7 @@ impl Memory {
     }
 
     pub fn topic_count(&self) -> usize {
-        self.live_topics.load(Ordering::Acquire)
+        self.topic_count.total()
     }
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.

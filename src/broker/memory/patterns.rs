@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::topic::{MemberInfo, Topic, TopicInner};
 use super::{Joined, Memory};
 use crate::broker::link::{Registration, Role, SenderCounts, Slot, TopicPort};
@@ -25,6 +27,9 @@ pub(crate) struct PatternEntry {
     pub who: Identity,
     pub label: String,
     pub slot: Slot,
+    /// Ends the pattern sub (`access denied`) when a list change takes it
+    /// off a topic it was receiving from (SPEC §6).
+    pub revoked: CancellationToken,
 }
 
 impl PatternEntry {
@@ -35,7 +40,8 @@ impl PatternEntry {
                 lossy: self.slot.lossy,
             },
             label: self.label.clone(),
-            user: self.who.name.clone(),
+            who: self.who.clone(),
+            revoked: self.revoked.clone(),
             via_pattern: true,
         }
     }
@@ -141,6 +147,7 @@ impl Memory {
             who: who_is.clone(),
             label: label.to_string(),
             slot,
+            revoked: CancellationToken::new(),
         });
         self.patterns
             .write()
@@ -167,7 +174,7 @@ impl Memory {
         });
         let senders = port.senders.subscribe();
         Joined {
-            registration: Registration::new(port, id),
+            registration: Registration::new(port, id, entry.revoked.clone()),
             rx: Some(rx),
             skipped,
             senders_at_join: SenderCounts::default(),
@@ -220,6 +227,7 @@ mod tests {
                 skipped: Arc::default(),
                 skipped_total: Arc::default(),
             },
+            revoked: CancellationToken::new(),
         }
     }
 

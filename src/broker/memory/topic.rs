@@ -12,17 +12,25 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::Memory;
 use crate::broker::link::{Counts, Role, SenderCounts, Slot, TopicPort};
-use crate::topic::{AccessList, TopicRef};
+use crate::broker::topics::Maker;
+use crate::broker::who;
+use crate::identity::Identity;
+use crate::topic::{AccessList, TopicRef, may_use};
 
 #[derive(Debug, Clone)]
 pub(crate) struct MemberInfo {
     pub role: Role,
     /// `USER@IP:PORT#N`, as `ls` prints it.
     pub label: String,
-    pub user: String,
+    /// Who the client is: a list change re-decides each member (SPEC §6).
+    pub who: Identity,
+    /// Cancelled when a list change takes the client off (its handles, or
+    /// for a pattern attachment the whole pattern sub, end `access denied`).
+    pub revoked: CancellationToken,
     /// Attached through a pattern sub: a receiver here, but it neither keeps
     /// the topic alive nor shows in the topic's own `ls` entry.
     pub via_pattern: bool,
@@ -49,10 +57,12 @@ pub(crate) struct Topic {
     receivers: watch::Sender<usize>,
     cursor: AtomicUsize,
     registry: Weak<Memory>,
+    /// Whose topic count this topic is in (SPEC §9).
+    pub maker: Maker,
 }
 
 impl Topic {
-    pub fn new(name: TopicRef, registry: Weak<Memory>) -> Self {
+    pub fn new(name: TopicRef, registry: Weak<Memory>, maker: Maker) -> Self {
         Topic {
             name,
             inner: Mutex::new(TopicInner::default()),
@@ -60,6 +70,7 @@ impl Topic {
             receivers: watch::Sender::new(0),
             cursor: AtomicUsize::new(0),
             registry,
+            maker,
         }
     }
 
@@ -120,6 +131,31 @@ impl Topic {
         }
         if info.role.receives() {
             self.receivers.send_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+
+    /// Takes off every member the topic's current list no longer allows
+    /// and tells each one why (SPEC §6: a change applies at once). A
+    /// sender taken off counts as vanished: its receivers did not get all
+    /// of its data. A pattern attachment ends its whole pattern sub, as
+    /// SPEC §6 names pattern subs among the clients removed.
+    pub fn revoke_disallowed(
+        &self,
+        inner: &mut TopicInner,
+        acl: Option<&AccessList>,
+        owner: Option<&str>,
+    ) {
+        let gone: Vec<u64> = inner
+            .members
+            .iter()
+            .filter(|(_, m)| !may_use(&self.name, acl, owner, &who(&m.who)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(m) = inner.members.get(&id) {
+                m.revoked.cancel();
+            }
+            self.remove_locked(inner, id, true);
         }
     }
 
