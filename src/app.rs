@@ -12,6 +12,7 @@ use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
+use crate::monitor::{Clock, MemoryMonitors, MonitorLimits, Monitors};
 
 #[derive(Debug)]
 pub struct App {
@@ -32,6 +33,9 @@ pub struct App {
     pub logs: LogHub,
     /// The `/metrics` counters.
     pub metrics: Metrics,
+    /// Health monitors (SPEC §13). `new` gives memory-only ones;
+    /// `server::start` puts stored ones in with `with_monitors`.
+    pub monitors: Monitors,
 }
 
 impl App {
@@ -44,7 +48,15 @@ impl App {
         advertise_port: u16,
         shutdown: CancellationToken,
     ) -> Self {
+        let monitors = Monitors::new(
+            std::sync::Arc::new(MemoryMonitors::default()),
+            Vec::new(),
+            broker.clone(),
+            Clock::system(),
+            MonitorLimits::default(),
+        );
         App {
+            monitors,
             broker,
             users,
             trusted_cas,
@@ -62,6 +74,11 @@ impl App {
     /// served).
     pub fn with_metrics(self, metrics: Metrics) -> Self {
         App { metrics, ..self }
+    }
+
+    /// The same, with these monitors (stored ones, at start-up).
+    pub fn with_monitors(self, monitors: Monitors) -> Self {
+        App { monitors, ..self }
     }
 
     pub fn next_client_number(&self) -> u64 {

@@ -45,6 +45,7 @@ pub mod http;
 pub mod identity;
 pub mod logs;
 pub mod metrics;
+pub mod monitor;
 pub mod server;
 pub mod ssh;
 pub mod store;

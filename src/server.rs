@@ -17,6 +17,7 @@ use crate::hostkey;
 use crate::http;
 use crate::identity::AuthMode;
 use crate::metrics::{self, Metrics};
+use crate::monitor::{Clock, MonitorLimits, Monitors};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
 
@@ -99,7 +100,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .context("reading the metrics listen address")?;
     // Opened before any port is bound: a bad store file is a start-up error.
     let store = Store::open(&opts.data_dir)?;
-    let broker = Broker::open(opts.broker.clone(), Some(store))?;
+    let broker = Broker::open(opts.broker.clone(), Some(store.clone()))?;
+    let monitors = Monitors::open(
+        Arc::new(store),
+        broker.clone(),
+        Clock::system(),
+        MonitorLimits::default(),
+    )?;
     let shutdown = CancellationToken::new();
     let expiry = {
         let (broker, stop) = (broker.clone(), shutdown.clone());
@@ -114,7 +121,16 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         opts.advertise_port.unwrap_or(ssh_addr.port()),
         shutdown.clone(),
     );
-    let app = Arc::new(app.with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http)));
+    let app = app
+        .with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http))
+        .with_monitors(monitors.clone());
+    let app = Arc::new(app);
+    // Timer and alert worker; its first look is the re-evaluation of the
+    // monitors loaded from the store.
+    let monitoring = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { monitors.run(stop).await })
+    };
     let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
@@ -131,6 +147,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             let _ = t.await;
         }
         let _ = expiry.await;
+        let _ = monitoring.await;
         // Lines of departed round-robin workers still being handed on: the
         // clients are gone by now, so this ends at once or within the grace.
         tasks.close();

@@ -19,6 +19,9 @@ pub(super) enum Flag {
     Queue,
     Lossy,
     All,
+    Delete,
+    From,
+    To,
 }
 
 /// One row of the SPEC §4.1 flag table.
@@ -34,7 +37,9 @@ pub(super) struct FlagSpec {
     pub(super) default: &'static str,
 }
 
-use CommandKind::{Logs as LOGS, Pipe as PIPE, Pub as PUB, Sub as SUB};
+use CommandKind::{
+    Logs as LOGS, Monitor as MONITOR, Pipe as PIPE, Pub as PUB, Sub as SUB, Uptime as UPTIME,
+};
 
 /// The flag table, in SPEC §4.1 order, then the flags of `logs` (§4, §12).
 pub(super) const FLAGS: &[FlagSpec] = &[
@@ -79,7 +84,7 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         short: "p",
         long: "public",
         value: None,
-        kinds: &[PUB, SUB, PIPE],
+        kinds: &[PUB, SUB, PIPE, MONITOR, UPTIME],
         help: "use the shared public/ namespace",
         default: "false",
     },
@@ -146,13 +151,43 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         help: "every user's lines, not only yours (admins only)",
         default: "false",
     },
+    FlagSpec {
+        flag: Flag::Delete,
+        short: "d",
+        long: "delete",
+        value: None,
+        kinds: &[MONITOR],
+        help: "delete the topic's monitor",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::From,
+        short: "",
+        long: "from",
+        value: Some("TIME|DUR"),
+        kinds: &[UPTIME],
+        help: "start: 2026-01-02T15:04:05Z, or a duration ago",
+        default: "24h ago",
+    },
+    FlagSpec {
+        flag: Flag::To,
+        short: "",
+        long: "to",
+        value: Some("TIME|DUR"),
+        kinds: &[UPTIME],
+        help: "end: a time, or a duration ago",
+        default: "now",
+    },
 ];
 
 impl FlagSpec {
     /// `-a, --access LIST`, `-b, --block[=BOOL]`, `-p, --public`, `--all`.
     pub(super) fn synopsis(&self) -> String {
         if self.short.is_empty() {
-            return format!("--{}", self.long);
+            return match self.value {
+                Some(v) => format!("--{} {v}", self.long),
+                None => format!("--{}", self.long),
+            };
         }
         match (self.value, self.flag) {
             (Some(v), _) => format!("-{}, --{} {v}", self.short, self.long),

@@ -1,7 +1,8 @@
 //! What both front ends (`ssh/`, `http/`) do the same way, written once:
 //! turning what a client typed into a topic and an access list, the labels
-//! `ls` shows, the hint line, running a pipe's two halves at once, and one
-//! error type that knows its exit status, HTTP status and close code.
+//! `ls` shows, the hint line, running a pipe's two halves at once, monitor
+//! pings (`ping`), and one error type that knows its exit status, HTTP
+//! status and close code.
 //!
 //! Front ends stay thin: they parse their own wire format, call `prepare`
 //! and the broker's intents, and write what comes back.
@@ -9,6 +10,7 @@
 mod error;
 mod names;
 mod pipe;
+pub mod ping;
 
 pub use error::Failure;
 pub use names::{Prepared, client_label, flag_safe, hint, prepare, resolve};

@@ -123,6 +123,10 @@ async fn dispatch(
         Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
         Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
         Command::Logs(args) => super::logs::run(req, args, read, out).await,
+        Command::Monitor(args) => super::monitor::monitor(req, args, out).await,
+        Command::Status => super::monitor::status(req, out).await,
+        Command::Uptime(args) => super::monitor::uptime(req, args, out).await,
+        Command::Rss => super::monitor::rss(req, out).await,
     }
 }
 

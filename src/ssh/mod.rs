@@ -11,6 +11,7 @@ mod handler;
 mod limits;
 mod loglimit;
 mod logs;
+mod monitor;
 mod out;
 mod pubsub;
 mod request;

@@ -28,6 +28,7 @@ mod acls;
 mod bodies;
 mod health;
 mod migrate;
+mod monitors;
 mod open;
 mod queue;
 mod sweep;
@@ -41,6 +42,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use bodies::{Body, BodyWriter, Damage, MAX_CHUNK_BYTES};
 pub use health::StoreHealth;
+pub use monitors::{HealthChange, MonitorRecord, monitor_id};
 pub use open::OpenCause;
 pub use queue::{DamagedMessage, StoredMessage};
 
