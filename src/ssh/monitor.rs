@@ -50,7 +50,7 @@ pub async fn monitor(req: &Request, args: MonitorArgs, out: &mut Out) -> Result<
     };
     match done {
         Ok(line) => {
-            out.line(&line).await?;
+            out.text(&format!("{line}\n")).await?;
             Ok(Report::on(&t.full, 0, 0))
         }
         Err(e) => failed(out, kind, Some(&t.full), &e.into()).await,
