@@ -37,3 +37,6 @@ pub async fn feed(monitors: &Monitors, owner: &str, link: &str) -> Result<String
     let items = monitors.feed_items(owner).await?;
     Ok(rss(owner, link, &items))
 }
+
+#[cfg(test)]
+mod tests;
