@@ -192,3 +192,101 @@ fn parse_time(flag: &str, v: &str) -> Result<TimeArg, UsageError> {
         reason: format!("{reason}, or a duration like 24h"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::parse;
+    use super::*;
+
+    fn monitor(topic: &str, public: bool, window: Option<u64>) -> Command {
+        Command::Monitor(MonitorArgs {
+            topic: topic.into(),
+            public,
+            window: window.map(Duration::from_secs),
+        })
+    }
+
+    #[test]
+    fn monitor_words() {
+        let table = [
+            ("monitor t 24h", monitor("t", false, Some(86_400))),
+            ("monitor -p t 1m30s", monitor("t", true, Some(90))),
+            ("monitor t 2s --public", monitor("t", true, Some(2))),
+            ("monitor t -d", monitor("t", false, None)),
+            ("monitor -d -p t", monitor("t", true, None)),
+            ("monitor --delete=true t", monitor("t", false, None)),
+            ("monitor -- -t 1s", monitor("-t", false, Some(1))),
+            ("monitor t 8784h", monitor("t", false, Some(8784 * 3600))),
+            ("monitor -h", Command::Usage(CommandKind::Monitor)),
+            ("help monitor", Command::Usage(CommandKind::Monitor)),
+            ("status", Command::Status),
+            ("rss", Command::Rss),
+        ];
+        for (exec, want) in table {
+            assert_eq!(parse(exec), Ok(want), "{exec}");
+        }
+    }
+
+    #[test]
+    fn uptime_words() {
+        let at = |s: &str| Some(TimeArg::At(parse_rfc3339(s).unwrap()));
+        let table = [
+            ("uptime t", UptimeArgs { topic: "t".into(), ..Default::default() }),
+            (
+                "uptime --from 7d t",
+                // `7d` is not a Go duration: a bad time (below).
+                UptimeArgs::default(),
+            ),
+            (
+                "uptime t --from 168h -p",
+                UptimeArgs {
+                    topic: "t".into(),
+                    public: true,
+                    from: Some(TimeArg::Ago(Duration::from_secs(168 * 3600))),
+                    to: None,
+                },
+            ),
+            (
+                "uptime --from=2026-12-01T00:00:00Z --to 2026-12-02T00:00:00+01:00 t",
+                UptimeArgs {
+                    topic: "t".into(),
+                    public: false,
+                    from: at("2026-12-01T00:00:00Z"),
+                    to: at("2026-12-01T23:00:00Z"),
+                },
+            ),
+        ];
+        for (exec, want) in table {
+            let got = parse(exec);
+            if want.topic.is_empty() {
+                assert!(matches!(got, Err(UsageError::BadTime { .. })), "{exec}: {got:?}");
+            } else {
+                assert_eq!(got, Ok(Command::Uptime(want)), "{exec}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_words_are_usage_errors_of_their_command() {
+        let table = [
+            ("monitor", "monitor: a topic is required"),
+            ("monitor t", "monitor: a window is required (monitor TOPIC 24h), or -d to delete"),
+            ("monitor t 1h -d", "monitor: -d takes no window, got \"1h\""),
+            ("monitor t 999ms", "monitor: invalid window \"999ms\": at least 1s"),
+            ("monitor t 8785h", "monitor: invalid window \"8785h\": at most 8784h"),
+            ("monitor t 1h x", "monitor: more than one topic: \"x\""),
+            ("monitor t 1h -q", "monitor: unknown flag: -q"),
+            ("monitor t 1h -d false", "monitor: boolean flag -d takes a value only with '=': write -d=false"),
+            ("uptime", "uptime: a topic is required"),
+            ("uptime t u", "uptime: more than one topic: \"u\""),
+            ("uptime t --from", "uptime: flag needs a value: --from"),
+            ("status -p", "status: takes no arguments, got \"-p\""),
+        ];
+        for (exec, want) in table {
+            let err = parse(exec).unwrap_err();
+            assert_eq!(err.to_string(), want, "{exec}");
+            assert!(err.kind().is_some() || exec.starts_with("status"), "{exec}");
+        }
+    }
+}

@@ -16,6 +16,9 @@
 //! - Time comes from a [`Clock`] tied to tokio's clock, so tests can run the
 //!   timer on paused time.
 
+mod timer;
+mod worker;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,10 +32,10 @@ use super::render::{FeedItem, StatusRow, alert_line, guid};
 use super::store::MonitorStore;
 use super::time::Millis;
 use super::uptime::{Uptime, uptime};
-use crate::broker::{Broker, ByteSource, Client, Open, PubEnd, PumpOptions};
+use crate::broker::Broker;
 use crate::identity::Identity;
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
-use crate::topic::{Namespace, TopicRef};
+use crate::topic::TopicRef;
 
 pub use crate::command::{MAX_WINDOW, MIN_WINDOW};
 /// A ping that changes nothing is written to the store at most this often
@@ -528,174 +531,6 @@ impl Monitors {
         (healthy, st.by_id.len() - healthy)
     }
 
-    /// Looks at every monitor whenever a window may have ended.
-    async fn timer(&self, stop: CancellationToken) {
-        loop {
-            let next = self.tick();
-            let sleep = async {
-                if next == u64::MAX {
-                    std::future::pending::<()>().await;
-                } else {
-                    tokio::time::sleep_until(self.inner.clock.instant_of(next)).await;
-                }
-            };
-            tokio::select! {
-                () = sleep => {}
-                () = self.inner.wake.notified() => {}
-                () = stop.cancelled() => return,
-            }
-        }
-    }
-
-    /// Re-evaluates every monitor now; returns the earliest window end to
-    /// wake for.
-    fn tick(&self) -> Millis {
-        let now = self.now();
-        let mut st = lock(&self.inner.state);
-        let mut earliest = u64::MAX;
-        let mut work = Vec::new();
-        for (id, entry) in &mut st.by_id {
-            let (change, alert) = self.reevaluate(entry, now);
-            if change.is_some() {
-                work.push(Work::Persist {
-                    id: id.clone(),
-                    change,
-                    alert,
-                    reply: None,
-                });
-            }
-            if entry.rec.healthy
-                && let Some(at) = next_check(entry.rec.window_ms, entry.last_ping)
-            {
-                earliest = earliest.min(at);
-            }
-        }
-        for w in work {
-            self.queue(w);
-        }
-        // Under the lock: a ping after this compares with the right time.
-        self.inner.timer_at.store(earliest, Ordering::Relaxed);
-        earliest
-    }
-
-    /// Does the queued work in order until `stop`, then what is left.
-    async fn worker(&self, mut rx: mpsc::UnboundedReceiver<Work>, stop: CancellationToken) {
-        loop {
-            let work = tokio::select! {
-                w = rx.recv() => w,
-                () = stop.cancelled() => break,
-            };
-            let Some(work) = work else { return };
-            self.apply(work).await;
-        }
-        rx.close();
-        while let Some(work) = rx.recv().await {
-            self.apply(work).await;
-        }
-    }
-
-    async fn apply(&self, work: Work) {
-        match work {
-            Work::Persist {
-                id,
-                change,
-                alert,
-                reply,
-            } => {
-                let rec = lock(&self.inner.state).by_id.get(&id).map(|e| e.rec.clone());
-                let Some(rec) = rec else {
-                    // Deleted meanwhile.
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(()));
-                    }
-                    return;
-                };
-                let store = Arc::clone(&self.inner.store);
-                let written = {
-                    let rec = rec.clone();
-                    tokio::task::spawn_blocking(move || {
-                        store.put_monitor(&rec, change.as_ref(), HISTORY_KEEP)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())))
-                };
-                if let Err(e) = &written {
-                    tracing::warn!(user = %rec.owner, topic = %rec.topic, error = %e, "cannot store monitor");
-                }
-                if let Some(r) = reply {
-                    let _ = r.send(written);
-                }
-                if let Some(line) = alert {
-                    self.alert(&rec, line).await;
-                }
-            }
-            Work::Delete {
-                owner,
-                topic,
-                reply,
-            } => {
-                let store = Arc::clone(&self.inner.store);
-                let done = tokio::task::spawn_blocking(move || store.delete_monitor(&owner, &topic))
-                    .await
-                    .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
-                let _ = reply.send(done);
-            }
-        }
-    }
-
-    /// Publishes one alert line to the owner's `monitor-alerts`, as
-    /// `pub -q` does: to the live readers if any (`-b=false`), else queued.
-    async fn alert(&self, rec: &MonitorRecord, line: String) {
-        let owner = Identity {
-            name: rec.owner.clone(),
-            fingerprint: rec.fingerprint.clone(),
-            admin: false,
-            anonymous: rec.anonymous,
-        };
-        let topic = TopicRef {
-            full: format!("{}/{ALERTS_TOPIC}", rec.owner),
-            namespace: Namespace::User(rec.owner.clone()),
-            local: ALERTS_TOPIC.to_string(),
-        };
-        let label = format!("{}@monitor", rec.owner);
-        let sent = tokio::time::timeout(ALERT_WAIT, async {
-            let open = Open {
-                topic: &topic,
-                client: Client {
-                    identity: &owner,
-                    label: &label,
-                },
-                access: None,
-            };
-            let mut line = Some(bytes::Bytes::from(line));
-            match self.inner.broker.open_pub(open, true).await {
-                Ok(o) => match o.end {
-                    PubEnd::Live(mut p) => {
-                        let opts = PumpOptions {
-                            block: false,
-                            timeout: Duration::ZERO,
-                            empty: false,
-                            round_robin: false,
-                        };
-                        p.pump(&mut OneChunk(line.take()), opts, &mut ())
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                    PubEnd::Queued(q) => q
-                        .store(&mut OneChunk(line.take()))
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err("readers too slow".into()));
-        if let Err(error) = sent {
-            tracing::warn!(user = %rec.owner, topic = %rec.topic, %error, "monitor alert not delivered");
-        }
-    }
 }
 
 /// Counts a change into `rec` and returns it.
@@ -710,15 +545,6 @@ fn record_change(rec: &mut MonitorRecord, healthy: bool, reason: String, at: Mil
     rec.healthy = healthy;
     rec.reason = reason;
     change
-}
-
-/// One chunk, then the end.
-struct OneChunk(Option<bytes::Bytes>);
-
-impl ByteSource for OneChunk {
-    async fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
-        Ok(self.0.take())
-    }
 }
 
 impl State {
