@@ -33,7 +33,9 @@ impl Alerts {
     /// Waits for the `n`th alert (from 1) and returns it, checking that
     /// every line is one JSON object of the SPEC's shape.
     fn nth(&self, n: usize) -> Value {
-        wait_until(&format!("alert #{n}"), || self.lines.lock().unwrap().len() >= n);
+        wait_until(&format!("alert #{n}"), || {
+            self.lines.lock().unwrap().len() >= n
+        });
         let line = self.lines.lock().unwrap()[n - 1].clone();
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         for key in ["monitor", "health", "reason", "time"] {
@@ -92,7 +94,10 @@ fn healthy_unhealthy_alerts_status_uptime_rss_and_delete() {
         .run(&alice, &["pub", "cron", "-b=false", "-e"], b"")
         .expect_code(0);
     let up = alerts.nth(1);
-    assert_eq!((up["monitor"].as_str(), up["health"].as_str()), (Some("cron"), Some("healthy")));
+    assert_eq!(
+        (up["monitor"].as_str(), up["health"].as_str()),
+        (Some("cron"), Some("healthy"))
+    );
     wait_status(&server, &alice, "cron", "healthy");
 
     // Two seconds without a ping: the timer notices on its own.
@@ -106,7 +111,9 @@ fn healthy_unhealthy_alerts_status_uptime_rss_and_delete() {
     // A `sub` is never a ping; a `pipe` that ends well is.
     let mut sub = server.spawn(&alice, &["sub", "cron"]);
     server.wait_receivers(&format!("{}/cron", alice.anonymous_name()), 1);
-    server.run(&alice, &["pipe", "cron"], b"hello\n").expect_code(0);
+    server
+        .run(&alice, &["pipe", "cron"], b"hello\n")
+        .expect_code(0);
     let _ = wait_child(&mut sub, "sub cron");
     let again = alerts.nth(3);
     assert_eq!(again["health"], "healthy");
@@ -124,13 +131,27 @@ fn healthy_unhealthy_alerts_status_uptime_rss_and_delete() {
         .parse()
         .unwrap();
     assert!(share > 0.0 && share < 100.0, "{up}");
-    assert!(up.contains("(24h0m0s)") && up.contains("\nunhealthy: "), "{up}");
-    let bad = server.run(&alice, &["uptime", "cron", "--from", "1h", "--to", "2h"], b"");
+    assert!(
+        up.contains("(24h0m0s)") && up.contains("\nunhealthy: "),
+        "{up}"
+    );
+    let bad = server.run(
+        &alice,
+        &["uptime", "cron", "--from", "1h", "--to", "2h"],
+        b"",
+    );
     bad.expect_code(2);
-    assert!(bad.stderr.contains("--from must be before --to"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--from must be before --to"),
+        "{}",
+        bad.stderr
+    );
 
     let feed = stdout(&server, &alice, &["rss"]);
-    assert!(feed.starts_with("<?xml") && feed.contains("<rss version=\"2.0\">"), "{feed}");
+    assert!(
+        feed.starts_with("<?xml") && feed.contains("<rss version=\"2.0\">"),
+        "{feed}"
+    );
     // Created, healthy, unhealthy, healthy: one item each (more only if
     // the 2s window passed before it grew), ids stable.
     assert!(feed.matches("<item>").count() >= 4, "{feed}");
@@ -148,7 +169,11 @@ fn healthy_unhealthy_alerts_status_uptime_rss_and_delete() {
     assert_eq!(stdout(&server, &alice, &["status"]), "no monitors\n");
     let missing = server.run(&alice, &["monitor", "cron", "-d"], b"");
     missing.expect_code(1);
-    assert!(missing.stderr.contains("no monitor on cron"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no monitor on cron"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]
@@ -161,7 +186,9 @@ fn alerts_are_queued_when_nobody_listens() {
     server
         .run(&alice, &["pub", "-p", "job", "-q"], b"done\n")
         .expect_code(0);
-    wait_until("two alerts queued", || server.app.broker.queued(&alerts_topic).0 >= 2);
+    wait_until("two alerts queued", || {
+        server.app.broker.queued(&alerts_topic).0 >= 2
+    });
     let alerts = Alerts::start(&server, &alice);
     assert_eq!(alerts.nth(1)["health"], "healthy");
     assert_eq!(alerts.nth(1)["monitor"], "public/job");
@@ -191,7 +218,10 @@ fn http_posts_ping_public_monitors() {
     let row = wait_status(&server, &alice, "public/web", "healthy");
     assert!(row.contains("1h0m0s"), "{row}");
     let metrics = sshpipe::metrics::text(&server.app);
-    assert!(metrics.contains("sshpipe_monitors{health=\"healthy\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("sshpipe_monitors{health=\"healthy\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -201,12 +231,18 @@ fn bad_input_owner_rules_and_bounds() {
     let bob = server.key("bob");
     for (args, msg) in [
         (&["monitor", "t"][..], "a window is required"),
-        (&["monitor", "t", "10ms"][..], "invalid window \"10ms\": at least 1s"),
+        (
+            &["monitor", "t", "10ms"][..],
+            "invalid window \"10ms\": at least 1s",
+        ),
         (&["monitor", "t", "soon"][..], "invalid window \"soon\""),
         (&["monitor", "t", "1h", "-d"][..], "-d takes no window"),
         (&["monitor", "t", "1h", "x"][..], "more than one topic"),
         (&["monitor"][..], "a topic is required"),
-        (&["uptime", "t", "--from", "yesterday"][..], "invalid time \"yesterday\" for --from"),
+        (
+            &["uptime", "t", "--from", "yesterday"][..],
+            "invalid time \"yesterday\" for --from",
+        ),
         (&["status", "x"][..], "takes no arguments"),
     ] {
         let out = server.run(&alice, args, b"");
@@ -215,7 +251,10 @@ fn bad_input_owner_rules_and_bounds() {
     }
     let help = server.run(&alice, &["monitor", "-h"], b"");
     help.expect_code(0);
-    assert!(help.stdout_str().starts_with("usage: monitor TOPIC DURATION"));
+    assert!(
+        help.stdout_str()
+            .starts_with("usage: monitor TOPIC DURATION")
+    );
 
     // Only the owner watches a private topic.
     let theirs = format!("{}/t", bob.anonymous_name());
@@ -271,7 +310,10 @@ fn a_restart_keeps_monitors_and_looks_at_them_again() {
     let mut seen = Vec::new();
     for n in 1..=3 {
         let a = alerts.nth(n);
-        seen.push((a["monitor"].as_str().unwrap().to_string(), a["health"].as_str().unwrap().to_string()));
+        seen.push((
+            a["monitor"].as_str().unwrap().to_string(),
+            a["health"].as_str().unwrap().to_string(),
+        ));
     }
     seen.sort();
     assert_eq!(

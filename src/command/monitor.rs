@@ -186,11 +186,13 @@ fn parse_time(flag: &str, v: &str) -> Result<TimeArg, UsageError> {
     if let Ok(d) = parse_duration(v) {
         return Ok(TimeArg::Ago(d));
     }
-    parse_rfc3339(v).map(TimeArg::At).map_err(|reason| UsageError::BadTime {
-        flag: flag.to_string(),
-        value: v.to_string(),
-        reason: format!("{reason}, or a duration like 24h"),
-    })
+    parse_rfc3339(v)
+        .map(TimeArg::At)
+        .map_err(|reason| UsageError::BadTime {
+            flag: flag.to_string(),
+            value: v.to_string(),
+            reason: format!("{reason}, or a duration like 24h"),
+        })
 }
 
 #[cfg(test)]
@@ -232,7 +234,13 @@ mod tests {
     fn uptime_words() {
         let at = |s: &str| Some(TimeArg::At(parse_rfc3339(s).unwrap()));
         let table = [
-            ("uptime t", UptimeArgs { topic: "t".into(), ..Default::default() }),
+            (
+                "uptime t",
+                UptimeArgs {
+                    topic: "t".into(),
+                    ..Default::default()
+                },
+            ),
             (
                 "uptime --from 7d t",
                 // `7d` is not a Go duration: a bad time (below).
@@ -260,7 +268,10 @@ mod tests {
         for (exec, want) in table {
             let got = parse(exec);
             if want.topic.is_empty() {
-                assert!(matches!(got, Err(UsageError::BadTime { .. })), "{exec}: {got:?}");
+                assert!(
+                    matches!(got, Err(UsageError::BadTime { .. })),
+                    "{exec}: {got:?}"
+                );
             } else {
                 assert_eq!(got, Ok(Command::Uptime(want)), "{exec}");
             }
@@ -271,13 +282,25 @@ mod tests {
     fn bad_words_are_usage_errors_of_their_command() {
         let table = [
             ("monitor", "monitor: a topic is required"),
-            ("monitor t", "monitor: a window is required (monitor TOPIC 24h), or -d to delete"),
+            (
+                "monitor t",
+                "monitor: a window is required (monitor TOPIC 24h), or -d to delete",
+            ),
             ("monitor t 1h -d", "monitor: -d takes no window, got \"1h\""),
-            ("monitor t 999ms", "monitor: invalid window \"999ms\": at least 1s"),
-            ("monitor t 8785h", "monitor: invalid window \"8785h\": at most 8784h"),
+            (
+                "monitor t 999ms",
+                "monitor: invalid window \"999ms\": at least 1s",
+            ),
+            (
+                "monitor t 8785h",
+                "monitor: invalid window \"8785h\": at most 8784h",
+            ),
             ("monitor t 1h x", "monitor: more than one topic: \"x\""),
             ("monitor t 1h -q", "monitor: unknown flag: -q"),
-            ("monitor t 1h -d false", "monitor: boolean flag -d takes a value only with '=': write -d=false"),
+            (
+                "monitor t 1h -d false",
+                "monitor: boolean flag -d takes a value only with '=': write -d=false",
+            ),
             ("uptime", "uptime: a topic is required"),
             ("uptime t u", "uptime: more than one topic: \"u\""),
             ("uptime t --from", "uptime: flag needs a value: --from"),

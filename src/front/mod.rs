@@ -9,8 +9,8 @@
 
 mod error;
 mod names;
-mod pipe;
 pub mod ping;
+mod pipe;
 
 pub use error::Failure;
 pub use names::{Prepared, client_label, flag_safe, hint, prepare, resolve};

@@ -66,10 +66,32 @@ mod tests {
     fn verdicts() {
         let s = 1_000_000;
         // (window, last ping, now) → (healthy, reason, window end)
-        let table: [(Millis, Option<Millis>, Millis, bool, &str, Option<Millis>); 5] = [
+        type Row = (
+            Millis,
+            Option<Millis>,
+            Millis,
+            bool,
+            &'static str,
+            Option<Millis>,
+        );
+        let table: [Row; 5] = [
             (1000, None, s, false, "no ping yet", None),
-            (1000, Some(s), s, true, "pinged at 1970-01-01T00:16:40Z", Some(s + 1000)),
-            (1000, Some(s), s + 1000, true, "pinged at 1970-01-01T00:16:40Z", Some(s + 1000)),
+            (
+                1000,
+                Some(s),
+                s,
+                true,
+                "pinged at 1970-01-01T00:16:40Z",
+                Some(s + 1000),
+            ),
+            (
+                1000,
+                Some(s),
+                s + 1000,
+                true,
+                "pinged at 1970-01-01T00:16:40Z",
+                Some(s + 1000),
+            ),
             (
                 1000,
                 Some(s),
@@ -78,11 +100,21 @@ mod tests {
                 "no ping since 1970-01-01T00:16:40Z",
                 Some(s + 1000),
             ),
-            (u64::MAX, Some(s), u64::MAX, true, "pinged at 1970-01-01T00:16:40Z", Some(u64::MAX)),
+            (
+                u64::MAX,
+                Some(s),
+                u64::MAX,
+                true,
+                "pinged at 1970-01-01T00:16:40Z",
+                Some(u64::MAX),
+            ),
         ];
         for (window, ping, now, healthy, reason, end) in table {
             let v = evaluate(window, ping, now);
-            assert_eq!((v.healthy, v.reason.as_str(), v.window_end), (healthy, reason, end));
+            assert_eq!(
+                (v.healthy, v.reason.as_str(), v.window_end),
+                (healthy, reason, end)
+            );
             assert_eq!(v.since, (!healthy).then_some(end).flatten());
         }
     }

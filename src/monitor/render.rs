@@ -102,7 +102,9 @@ pub fn guid(owner: &str, topic: &str, created: Millis, seq: u64) -> String {
 
 /// An RSS 2.0 feed of `owner`'s changes (items newest first, as given).
 pub fn rss(owner: &str, link: &str, items: &[FeedItem]) -> String {
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\">\n<channel>\n");
+    let mut s = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\">\n<channel>\n",
+    );
     let _ = writeln!(s, "<title>sshpipe monitors of {}</title>", xml(owner));
     let _ = writeln!(s, "<link>{}</link>", xml(link));
     let _ = writeln!(
@@ -193,7 +195,9 @@ mod tests {
             guid: guid("alice", "alice/<t>&", 5, 2),
         }];
         let feed = rss("alice", "ssh://host", &items);
-        assert!(feed.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\">"));
+        assert!(
+            feed.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\">")
+        );
         assert!(feed.contains("<title>&lt;t&gt;&amp;: healthy</title>"));
         assert!(feed.contains("<pubDate>Thu, 01 Jan 1970 00:00:00 +0000</pubDate>"));
         assert!(feed.contains(

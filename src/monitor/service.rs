@@ -16,6 +16,7 @@
 //! - Time comes from a [`Clock`] tied to tokio's clock, so tests can run the
 //!   timer on paused time.
 
+mod query;
 mod timer;
 mod worker;
 
@@ -28,10 +29,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::health::{evaluate, next_check};
-use super::render::{FeedItem, StatusRow, alert_line, guid};
+use super::render::alert_line;
 use super::store::MonitorStore;
 use super::time::Millis;
-use super::uptime::{Uptime, uptime};
 use crate::broker::Broker;
 use crate::identity::Identity;
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
@@ -286,7 +286,12 @@ impl Monitors {
             // A new monitor's history starts with its first state; a
             // replaced one changes only if the new window says so.
             let change = match &before {
-                None => Some(record_change(&mut entry.rec, false, "no ping yet".into(), now)),
+                None => Some(record_change(
+                    &mut entry.rec,
+                    false,
+                    "no ping yet".into(),
+                    now,
+                )),
                 Some(_) => None,
             };
             let (more, alert) = match change {
@@ -426,7 +431,10 @@ impl Monitors {
             reason = %v.reason,
             "monitor changed"
         );
-        (Some(change), Some(alert_line(&name, v.healthy, &v.reason, at)))
+        (
+            Some(change),
+            Some(alert_line(&name, v.healthy, &v.reason, at)),
+        )
     }
 
     fn queue(&self, work: Work) {
@@ -435,106 +443,15 @@ impl Monitors {
             tracing::warn!("monitor work dropped: the monitors are stopped");
         }
     }
-
-    /// `status`: the caller's monitors, by name.
-    pub fn status(&self, owner: &str) -> Vec<StatusRow> {
-        let now = self.now();
-        let st = lock(&self.inner.state);
-        let mut rows: Vec<StatusRow> = st
-            .by_owner
-            .get(owner)
-            .into_iter()
-            .flatten()
-            .filter_map(|topic| st.by_id.get(&monitor_id(owner, topic)))
-            .map(|e| {
-                let v = evaluate(e.rec.window_ms, e.last_ping, now);
-                StatusRow {
-                    name: typed_name(owner, &e.rec.topic),
-                    healthy: v.healthy,
-                    window_ms: e.rec.window_ms,
-                    last_ping: e.last_ping,
-                    window_end: v.window_end,
-                    reason: v.reason,
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        rows
-    }
-
-    /// `uptime`: how `owner`'s monitor on `topic` did over `[from, to)`.
-    pub async fn uptime(
-        &self,
-        owner: &str,
-        topic: &TopicRef,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Uptime, MonitorError> {
-        if !lock(&self.inner.state)
-            .by_id
-            .contains_key(&monitor_id(owner, &topic.full))
-        {
-            return Err(MonitorError::NotFound(typed_name(owner, &topic.full)));
-        }
-        let changes = self.changes(owner, &topic.full).await?;
-        let points: Vec<(Millis, bool)> = changes.iter().map(|c| (c.at_ms, c.healthy)).collect();
-        Ok(uptime(&points, from, to, self.now()))
-    }
-
-    async fn changes(&self, owner: &str, full: &str) -> Result<Vec<HealthChange>, MonitorError> {
-        let store = Arc::clone(&self.inner.store);
-        let (owner, full) = (owner.to_string(), full.to_string());
-        tokio::task::spawn_blocking(move || store.monitor_changes(&owner, &full))
-            .await
-            .map_err(|e| MonitorError::Store(StoreError::Failed(e.to_string())))?
-            .map_err(MonitorError::Store)
-    }
-
-    /// The items of `owner`'s feed: their monitors' changes, newest first.
-    pub async fn feed_items(&self, owner: &str) -> Result<Vec<FeedItem>, MonitorError> {
-        let mine: Vec<(String, Millis)> = {
-            let st = lock(&self.inner.state);
-            st.by_owner
-                .get(owner)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| st.by_id.get(&monitor_id(owner, t)))
-                .map(|e| (e.rec.topic.clone(), e.rec.created_ms))
-                .collect()
-        };
-        let mut items = Vec::new();
-        for (topic, created) in mine {
-            for c in self.changes(owner, &topic).await? {
-                items.push(FeedItem {
-                    name: typed_name(owner, &topic),
-                    healthy: c.healthy,
-                    reason: c.reason,
-                    at: c.at_ms,
-                    guid: guid(owner, &topic, created, c.seq),
-                });
-            }
-        }
-        items.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.guid.cmp(&a.guid)));
-        items.truncate(FEED_ITEMS);
-        Ok(items)
-    }
-
-    /// Monitors by health now: (healthy, unhealthy), for `/metrics`.
-    pub fn counts(&self) -> (usize, usize) {
-        let now = self.now();
-        let st = lock(&self.inner.state);
-        let healthy = st
-            .by_id
-            .values()
-            .filter(|e| evaluate(e.rec.window_ms, e.last_ping, now).healthy)
-            .count();
-        (healthy, st.by_id.len() - healthy)
-    }
-
 }
 
 /// Counts a change into `rec` and returns it.
-fn record_change(rec: &mut MonitorRecord, healthy: bool, reason: String, at: Millis) -> HealthChange {
+fn record_change(
+    rec: &mut MonitorRecord,
+    healthy: bool,
+    reason: String,
+    at: Millis,
+) -> HealthChange {
     let change = HealthChange {
         seq: rec.next_seq,
         at_ms: at,

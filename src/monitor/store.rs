@@ -51,14 +51,17 @@ impl MonitorStore for Store {
     }
 }
 
+/// Each monitor's record and its changes by sequence number, by id.
+type Rows = HashMap<String, (MonitorRecord, BTreeMap<u64, HealthChange>)>;
+
 /// Monitors that end with the process (a server without a store).
 #[derive(Debug, Default)]
 pub struct MemoryMonitors {
-    rows: Mutex<HashMap<String, (MonitorRecord, BTreeMap<u64, HealthChange>)>>,
+    rows: Mutex<Rows>,
 }
 
 impl MemoryMonitors {
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<String, (MonitorRecord, BTreeMap<u64, HealthChange>)>> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, Rows> {
         // A panic elsewhere leaves whole values behind: keep going.
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -80,7 +80,14 @@ impl Running {
         .await
         .expect("changes stored");
         got.into_iter()
-            .map(|HealthChange { at_ms, healthy, reason, .. }| (at_ms - T0, healthy, reason))
+            .map(
+                |HealthChange {
+                     at_ms,
+                     healthy,
+                     reason,
+                     ..
+                 }| (at_ms - T0, healthy, reason),
+            )
             .collect()
     }
 
@@ -94,7 +101,9 @@ impl Running {
 async fn the_timer_notices_a_missed_window_at_its_end() {
     let r = start(Arc::default());
     let m = &r.monitors;
-    m.set(&alice(), &topic("t"), Duration::from_secs(10)).await.unwrap();
+    m.set(&alice(), &topic("t"), Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(!m.status("alice")[0].healthy);
     tokio::time::sleep(Duration::from_secs(3)).await;
     m.ping("alice/t");
@@ -108,7 +117,11 @@ async fn the_timer_notices_a_missed_window_at_its_end() {
         [
             (0, false, "no ping yet".to_string()),
             (3000, true, "pinged at 2026-12-02T04:24:25Z".to_string()),
-            (13_000, false, "no ping since 2026-12-02T04:24:25Z".to_string()),
+            (
+                13_000,
+                false,
+                "no ping since 2026-12-02T04:24:25Z".to_string()
+            ),
         ]
     );
     assert_eq!(m.counts(), (0, 1));
@@ -131,7 +144,9 @@ async fn the_timer_notices_a_missed_window_at_its_end() {
 async fn pings_during_a_window_push_its_end_and_are_written_sparingly() {
     let r = start(Arc::default());
     let m = &r.monitors;
-    m.set(&alice(), &topic("t"), Duration::from_secs(20)).await.unwrap();
+    m.set(&alice(), &topic("t"), Duration::from_secs(20))
+        .await
+        .unwrap();
     for _ in 0..10 {
         m.ping("alice/t");
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -178,13 +193,18 @@ async fn limits_and_deletes() {
             .unwrap();
     }
     let err = m.set(&alice(), &topic("m5"), Duration::from_secs(60)).await;
-    assert!(matches!(err, Err(MonitorError::TooMany { limit: 5, .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(MonitorError::TooMany { limit: 5, .. })),
+        "{err:?}"
+    );
     m.delete("alice", &topic("m0")).await.unwrap();
     assert!(matches!(
         m.delete("alice", &topic("m0")).await,
         Err(MonitorError::NotFound(n)) if n == "m0"
     ));
-    m.set(&alice(), &topic("m5"), Duration::from_secs(60)).await.unwrap();
+    m.set(&alice(), &topic("m5"), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(m.status("alice").len(), 5);
     assert_eq!(r.store.load_monitors().unwrap().len(), 5);
     r.stop().await;

@@ -81,7 +81,10 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
         }
         let (frac, tail) = after.split_at(digits);
         let first3 = format!("{frac:0<3}");
-        frac_ms = first3.get(..3).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+        frac_ms = first3
+            .get(..3)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
         rest = tail;
     }
     let offset_secs: i64 = match rest {
@@ -116,7 +119,7 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
 
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

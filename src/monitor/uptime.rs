@@ -94,7 +94,11 @@ mod tests {
             (&[(10, true), (150, false)][..], 0, 200, 100, u(90, 0, 110)),
         ];
         for (changes, from, to, now, want) in table {
-            assert_eq!(uptime(changes, from, to, now), want, "{changes:?} {from} {to}");
+            assert_eq!(
+                uptime(changes, from, to, now),
+                want,
+                "{changes:?} {from} {to}"
+            );
         }
         assert_eq!(u(30, 10, 0).percent(), Some(75.0));
         assert_eq!(u(0, 0, 7).percent(), None);

@@ -127,7 +127,11 @@ impl Store {
     }
 
     /// A monitor's stored changes, oldest first.
-    pub fn monitor_changes(&self, owner: &str, topic: &str) -> Result<Vec<HealthChange>, StoreError> {
+    pub fn monitor_changes(
+        &self,
+        owner: &str,
+        topic: &str,
+    ) -> Result<Vec<HealthChange>, StoreError> {
         let id = monitor_id(owner, topic);
         self.read(|txn| {
             let table = match txn.open_table(CHANGES) {
@@ -193,12 +197,18 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut all = store.load_monitors().unwrap();
         all.sort_by(|a, b| a.owner.cmp(&b.owner));
-        assert_eq!(all, vec![record("alice", "alice/t", 7), record("bob", "public/t", 1)]);
+        assert_eq!(
+            all,
+            vec![record("alice", "alice/t", 7), record("bob", "public/t", 1)]
+        );
         let kept = store.monitor_changes("alice", "alice/t").unwrap();
         assert_eq!(kept, vec![change(4), change(5), change(6)]);
         store.delete_monitor("alice", "alice/t").unwrap();
         assert_eq!(store.monitor_changes("alice", "alice/t").unwrap(), vec![]);
-        assert_eq!(store.monitor_changes("bob", "public/t").unwrap(), vec![change(0)]);
+        assert_eq!(
+            store.monitor_changes("bob", "public/t").unwrap(),
+            vec![change(0)]
+        );
         assert_eq!(store.load_monitors().unwrap().len(), 1);
     }
 }

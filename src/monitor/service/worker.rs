@@ -16,7 +16,11 @@ use crate::topic::{Namespace, TopicRef};
 
 impl Monitors {
     /// Does the queued work in order until `stop`, then what is left.
-    pub(super) async fn worker(&self, mut rx: mpsc::UnboundedReceiver<Work>, stop: CancellationToken) {
+    pub(super) async fn worker(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<Work>,
+        stop: CancellationToken,
+    ) {
         loop {
             let work = tokio::select! {
                 w = rx.recv() => w,
@@ -39,7 +43,10 @@ impl Monitors {
                 alert,
                 reply,
             } => {
-                let rec = lock(&self.inner.state).by_id.get(&id).map(|e| e.rec.clone());
+                let rec = lock(&self.inner.state)
+                    .by_id
+                    .get(&id)
+                    .map(|e| e.rec.clone());
                 let Some(rec) = rec else {
                     // Deleted meanwhile.
                     if let Some(r) = reply {
@@ -72,9 +79,10 @@ impl Monitors {
                 reply,
             } => {
                 let store = Arc::clone(&self.inner.store);
-                let done = tokio::task::spawn_blocking(move || store.delete_monitor(&owner, &topic))
-                    .await
-                    .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
+                let done =
+                    tokio::task::spawn_blocking(move || store.delete_monitor(&owner, &topic))
+                        .await
+                        .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
                 let _ = reply.send(done);
             }
         }
