@@ -32,6 +32,8 @@
 //!   only the broker talks to it.
 //! - `logs`, `metrics`: what the server tells about itself — each user's
 //!   own log lines, live (`ssh host logs`), and `/metrics` for Prometheus.
+//! - `monitor`: health monitors (SPEC §13) — pings from `front`, a timer,
+//!   alerts published through the broker, state in the store.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -1,7 +1,8 @@
 //! The embedded durable store (SPEC §10) in the data dir:
 //!
 //! - `sshpipe.redb`: access lists, the index of queued messages (topic,
-//!   owner, size, where the body is) and the messages set aside as damaged;
+//!   owner, size, where the body is), the messages set aside as damaged,
+//!   and health monitors with their bounded history (`monitors`);
 //! - `queue/N.msg`: one file per queued message body, in chunks that each
 //!   carry a CRC-32 (see `bodies`);
 //! - `damaged/N.msg`: bodies of messages set aside, kept for an admin.
