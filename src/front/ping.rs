@@ -54,3 +54,77 @@ impl<S: ByteSource> ByteSource for Pinging<S> {
         Ok(next)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::broker::{Broker, BrokerConfig};
+    use crate::identity::Identity;
+    use crate::monitor::{Clock, MemoryMonitors, MonitorLimits};
+    use crate::topic::{Namespace, TopicRef};
+
+    /// A chunk a second, for `n` seconds.
+    struct Slow(u32);
+
+    impl ByteSource for Slow {
+        async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+            if self.0 == 0 {
+                return Ok(None);
+            }
+            self.0 -= 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Some(Bytes::from_static(b"x")))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stream_pings_at_most_every_15s() {
+        let broker = Broker::open(BrokerConfig::default(), None).unwrap();
+        let monitors = Monitors::new(
+            Arc::new(MemoryMonitors::default()),
+            Vec::new(),
+            broker,
+            Clock::starting_at(0),
+            MonitorLimits::default(),
+        );
+        let who = Identity {
+            name: "alice".into(),
+            fingerprint: "SHA256:a".into(),
+            admin: false,
+            anonymous: false,
+        };
+        let topic = TopicRef {
+            full: "alice/t".into(),
+            namespace: Namespace::User("alice".into()),
+            local: "t".into(),
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let run = tokio::spawn({
+            let (m, s) = (monitors.clone(), stop.clone());
+            async move { m.run(s).await }
+        });
+        monitors
+            .set(&who, &topic, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let mut source = Pinging {
+            inner: Slow(40),
+            monitors: monitors.clone(),
+            topic: topic.full.clone(),
+            last: None,
+        };
+        let mut seen = Vec::new();
+        while source.next_chunk().await.unwrap().is_some() {
+            let last = monitors.status("alice")[0].last_ping.unwrap_or(0);
+            if seen.last() != Some(&last) {
+                seen.push(last);
+            }
+        }
+        assert_eq!(seen, [1000, 16_000, 31_000]);
+        stop.cancel();
+        run.await.unwrap();
+    }
+}

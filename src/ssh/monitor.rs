@@ -6,17 +6,11 @@ use super::out::{Gone, Out};
 use super::request::{Report, Request, failed};
 use crate::command::{CommandKind, MonitorArgs, TimeArg, UptimeArgs};
 use crate::front::Failure;
-use crate::monitor::{self, MonitorError, render_uptime, status_table, typed_name};
+use crate::monitor::{self, render_uptime, status_table, typed_name};
 use crate::topic::{Namespace, TopicRef};
 
 /// One day: `uptime`'s default range.
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-impl From<MonitorError> for Failure {
-    fn from(e: MonitorError) -> Self {
-        Failure::Unavailable(e.to_string())
-    }
-}
 
 /// The topic a monitor command names: the caller's own, or a public one
 /// (SPEC §6: only the owner may watch a private topic).
