@@ -12,6 +12,7 @@ use crate::identity::Users;
 use crate::identity::cert::TrustedCas;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
+use crate::monitor::{Clock, MemoryMonitors, MonitorLimits, Monitors};
 use crate::tokens::Tokens;
 
 #[derive(Debug)]
@@ -38,6 +39,9 @@ pub struct App {
     /// Whether HTTP requests without a token may use public topics
     /// (`--http-anonymous`).
     pub http_anonymous: bool,
+    /// Health monitors (SPEC §13). `new` gives memory-only ones;
+    /// `server::start` puts stored ones in with `with_monitors`.
+    pub monitors: Monitors,
 }
 
 impl App {
@@ -50,7 +54,15 @@ impl App {
         advertise_port: u16,
         shutdown: CancellationToken,
     ) -> Self {
+        let monitors = Monitors::new(
+            std::sync::Arc::new(MemoryMonitors::default()),
+            Vec::new(),
+            broker.clone(),
+            Clock::system(),
+            MonitorLimits::default(),
+        );
         App {
+            monitors,
             broker,
             users,
             trusted_cas,
@@ -79,6 +91,11 @@ impl App {
             http_anonymous,
             ..self
         }
+    }
+
+    /// The same, with these monitors (stored ones, at start-up).
+    pub fn with_monitors(self, monitors: Monitors) -> Self {
+        App { monitors, ..self }
     }
 
     pub fn next_client_number(&self) -> u64 {

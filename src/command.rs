@@ -22,6 +22,7 @@ mod error;
 mod flag_table;
 mod flags;
 mod help;
+mod monitor;
 mod token;
 mod words;
 
@@ -34,6 +35,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::UsageError;
 pub use flags::{parse_bool, split_access};
 pub use help::{help_text, usage_text};
+pub use monitor::{MAX_WINDOW, MIN_WINDOW};
 pub use token::{CreateArgs, TOKEN_USAGE, TokenCmd};
 pub use words::split_words;
 
@@ -68,6 +70,14 @@ pub enum Command {
     /// `pub -h`, `sub --help`, `help pipe`, ...: print [`usage_text`] of that
     /// command on stdout, exit 0.
     Usage(CommandKind),
+    /// `monitor TOPIC DURATION`, `monitor TOPIC -d` (SPEC §13).
+    Monitor(MonitorArgs),
+    /// `status`: the caller's monitors.
+    Status,
+    /// `uptime TOPIC [--from ..] [--to ..]`.
+    Uptime(UptimeArgs),
+    /// `rss`: the caller's monitor changes as an RSS 2.0 feed.
+    Rss,
 }
 
 impl Command {
@@ -83,7 +93,11 @@ impl Command {
             | Command::Logs(_)
             | Command::Token(_)
             | Command::Access(_)
-            | Command::Usage(_) => None,
+            | Command::Usage(_)
+            | Command::Monitor(_)
+            | Command::Status
+            | Command::Uptime(_)
+            | Command::Rss => None,
         }
     }
 }
@@ -101,6 +115,10 @@ pub enum CommandKind {
     Logs,
     /// `access`
     Access,
+    /// `monitor`
+    Monitor,
+    /// `uptime`
+    Uptime,
 }
 
 impl CommandKind {
@@ -112,6 +130,8 @@ impl CommandKind {
             CommandKind::Pipe => "pipe",
             CommandKind::Logs => "logs",
             CommandKind::Access => "access",
+            CommandKind::Monitor => "monitor",
+            CommandKind::Uptime => "uptime",
         }
     }
 }
@@ -243,6 +263,37 @@ pub enum AccessChange {
     Clear,
 }
 
+/// `monitor TOPIC DURATION [-p]` or `monitor TOPIC -d [-p]` (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorArgs {
+    /// The topic as typed.
+    pub topic: String,
+    /// `-p`: a monitor on the public topic.
+    pub public: bool,
+    /// The window; `None` is `-d`: delete the monitor.
+    pub window: Option<Duration>,
+}
+
+/// A point in time as `uptime --from/--to` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// An RFC 3339 time, as unix milliseconds.
+    At(u64),
+    /// That long before now.
+    Ago(Duration),
+}
+
+/// `uptime TOPIC [--from TIME|DURATION] [--to TIME|DURATION] [-p]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UptimeArgs {
+    pub topic: String,
+    pub public: bool,
+    /// Default: 24 h before now (SPEC §13).
+    pub from: Option<TimeArg>,
+    /// Default: now.
+    pub to: Option<TimeArg>,
+}
+
 /// Parses an exec string (SPEC §4, §4.1). Rejects strings longer than
 /// [`MAX_EXEC_LEN`] bytes.
 pub fn parse(exec: &str) -> Result<Command, UsageError> {
@@ -270,6 +321,8 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
                 "pipe" => Command::Usage(CommandKind::Pipe),
                 "logs" => Command::Usage(CommandKind::Logs),
                 "access" => Command::Usage(CommandKind::Access),
+                "monitor" => Command::Usage(CommandKind::Monitor),
+                "uptime" => Command::Usage(CommandKind::Uptime),
                 _ => Command::Help,
             },
             _ => Command::Help,
@@ -282,6 +335,10 @@ pub fn parse_with_limit(exec: &str, max: usize) -> Result<Command, UsageError> {
         "logs" => parse_kind(CommandKind::Logs, args),
         "token" => token::parse(args).map(Command::Token),
         "access" => parse_kind(CommandKind::Access, args),
+        "monitor" => monitor::parse_monitor(args),
+        "uptime" => monitor::parse_uptime(args),
+        "status" => no_args("status", args, Command::Status),
+        "rss" => no_args("rss", args, Command::Rss),
         _ => Err(UsageError::UnknownCommand(name.clone())),
     }
 }

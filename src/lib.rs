@@ -34,6 +34,8 @@
 //!   an HTTP request with one acts as its user.
 //! - `logs`, `metrics`: what the server tells about itself — each user's
 //!   own log lines, live (`ssh host logs`), and `/metrics` for Prometheus.
+//! - `monitor`: health monitors (SPEC §13) — pings from `front`, a timer,
+//!   alerts published through the broker, state in the store.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -47,6 +49,7 @@ pub mod http;
 pub mod identity;
 pub mod logs;
 pub mod metrics;
+pub mod monitor;
 pub mod server;
 pub mod ssh;
 pub mod store;

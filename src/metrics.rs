@@ -238,6 +238,7 @@ pub fn text(app: &App) -> String {
         refused: &refused,
         store_errors: app.logs.store_errors(),
         log_lines_skipped: app.logs.skipped_lines(),
+        monitors: app.monitors.counts(),
     }
     .render()
 }

@@ -17,6 +17,7 @@ use crate::hostkey;
 use crate::http;
 use crate::identity::AuthMode;
 use crate::metrics::{self, Metrics};
+use crate::monitor::{Clock, MonitorLimits, Monitors};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
 use crate::tokens::Tokens;
@@ -107,7 +108,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let store = Store::open(&opts.data_dir)?;
     let shutdown = CancellationToken::new();
     let tokens = Tokens::open(Arc::new(store.clone()), shutdown.clone())?;
-    let broker = Broker::open(opts.broker.clone(), Some(store))?;
+    let broker = Broker::open(opts.broker.clone(), Some(store.clone()))?;
+    let monitors = Monitors::open(
+        Arc::new(store),
+        broker.clone(),
+        Clock::system(),
+        MonitorLimits::default(),
+    )?;
     let expiry = {
         let (broker, stop) = (broker.clone(), shutdown.clone());
         tokio::spawn(async move { broker.expire_until(stop).await })
@@ -124,8 +131,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let http_anonymous = opts.http.anonymous.unwrap_or(opts.auth == AuthMode::Open);
     let app = app
         .with_metrics(Metrics::new(opts.metrics_listen == MetricsListen::Http))
-        .with_tokens(tokens, http_anonymous);
+        .with_tokens(tokens, http_anonymous)
+        .with_monitors(monitors.clone());
     let app = Arc::new(app);
+    // Timer and alert worker; its first look is the re-evaluation of the
+    // monitors loaded from the store.
+    let monitoring = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { monitors.run(stop).await })
+    };
     let config = Arc::new(ssh::russh_config(key, &opts.ssh_limits, opts.kex));
     let ssh_task = tokio::spawn(ssh::serve(
         listener,
@@ -148,6 +162,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             let _ = t.await;
         }
         let _ = expiry.await;
+        let _ = monitoring.await;
         // Lines of departed round-robin workers still being handed on: the
         // clients are gone by now, so this ends at once or within the grace.
         tasks.close();

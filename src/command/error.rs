@@ -128,6 +128,30 @@ pub enum UsageError {
     /// `access` given both a list and `--clear`, two lists, or an empty one.
     #[error("access: {0}")]
     BadAccessArgs(String),
+    /// `monitor TOPIC` with neither a window nor `-d`.
+    #[error("monitor: a window is required (monitor TOPIC 24h), or -d to delete")]
+    MissingWindow,
+    /// `monitor TOPIC 1h -d`.
+    #[error("monitor: -d takes no window, got {0:?}")]
+    DeleteTakesNoWindow(String),
+    /// `monitor TOPIC soon`, `monitor TOPIC 10ms`.
+    #[error("monitor: invalid window {value:?}: {reason}")]
+    BadWindow {
+        /// The word given.
+        value: String,
+        /// Why it is not a window.
+        reason: String,
+    },
+    /// `uptime t --from yesterday`.
+    #[error("uptime: invalid time {value:?} for {}: {reason}", esc(flag))]
+    BadTime {
+        /// The flag as typed.
+        flag: String,
+        /// The value given.
+        value: String,
+        /// Why it is not a time.
+        reason: String,
+    },
     /// `sub` without a topic.
     #[error("{0}: a topic is required")]
     MissingTopic(CommandKind),
@@ -167,6 +191,10 @@ impl UsageError {
             | UsageError::MissingTopic(kind)
             | UsageError::Unsupported { kind, .. } => Some(*kind),
             UsageError::BadAccessArgs(_) => Some(CommandKind::Access),
+            UsageError::MissingWindow
+            | UsageError::DeleteTakesNoWindow(_)
+            | UsageError::BadWindow { .. } => Some(CommandKind::Monitor),
+            UsageError::BadTime { .. } => Some(CommandKind::Uptime),
         }
     }
 }

@@ -20,6 +20,9 @@ pub(super) enum Flag {
     Lossy,
     All,
     Clear,
+    Delete,
+    From,
+    To,
 }
 
 /// One row of the SPEC §4.1 flag table.
@@ -35,7 +38,10 @@ pub(super) struct FlagSpec {
     pub(super) default: &'static str,
 }
 
-use CommandKind::{Access as ACCESS, Logs as LOGS, Pipe as PIPE, Pub as PUB, Sub as SUB};
+use CommandKind::{
+    Access as ACCESS, Logs as LOGS, Monitor as MONITOR, Pipe as PIPE, Pub as PUB, Sub as SUB,
+    Uptime as UPTIME,
+};
 
 /// The flag table, in SPEC §4.1 order, then the flags of `logs` (§4, §12).
 pub(super) const FLAGS: &[FlagSpec] = &[
@@ -80,7 +86,7 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         short: "p",
         long: "public",
         value: None,
-        kinds: &[PUB, SUB, PIPE, ACCESS],
+        kinds: &[PUB, SUB, PIPE, ACCESS, MONITOR, UPTIME],
         help: "use the shared public/ namespace",
         default: "false",
     },
@@ -156,13 +162,43 @@ pub(super) const FLAGS: &[FlagSpec] = &[
         help: "remove the topic's access list",
         default: "false",
     },
+    FlagSpec {
+        flag: Flag::Delete,
+        short: "d",
+        long: "delete",
+        value: None,
+        kinds: &[MONITOR],
+        help: "delete the topic's monitor",
+        default: "false",
+    },
+    FlagSpec {
+        flag: Flag::From,
+        short: "",
+        long: "from",
+        value: Some("TIME|DUR"),
+        kinds: &[UPTIME],
+        help: "start: 2026-01-02T15:04:05Z, or a duration ago",
+        default: "24h ago",
+    },
+    FlagSpec {
+        flag: Flag::To,
+        short: "",
+        long: "to",
+        value: Some("TIME|DUR"),
+        kinds: &[UPTIME],
+        help: "end: a time, or a duration ago",
+        default: "now",
+    },
 ];
 
 impl FlagSpec {
     /// `-a, --access LIST`, `-b, --block[=BOOL]`, `-p, --public`, `--all`.
     pub(super) fn synopsis(&self) -> String {
         if self.short.is_empty() {
-            return format!("--{}", self.long);
+            return match self.value {
+                Some(v) => format!("--{} {v}", self.long),
+                None => format!("--{}", self.long),
+            };
         }
         match (self.value, self.flag) {
             (Some(v), _) => format!("-{}, --{} {v}", self.short, self.long),

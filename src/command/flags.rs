@@ -33,12 +33,12 @@ pub fn split_access(list: &str) -> Vec<String> {
 
 /// The `-b false` mistake (SPEC §4.1) is caught only for the spelled-out
 /// words: `sub -p t` or `sub -p 1` is a public topic named `t` or `1`.
-fn looks_like_bool_word(s: &str) -> bool {
+pub(super) fn looks_like_bool_word(s: &str) -> bool {
     matches!(s, "true" | "TRUE" | "True" | "false" | "FALSE" | "False")
 }
 
 /// One word after the command name, classified by Go `flag` rules.
-enum Word<'a> {
+pub(super) enum Word<'a> {
     /// Not a flag: a topic (or a stray word).
     Positional,
     /// One or two dashes, then a name that does not start with `-` or `=`.
@@ -54,7 +54,7 @@ enum Word<'a> {
     Malformed,
 }
 
-fn classify(arg: &str) -> Word<'_> {
+pub(super) fn classify(arg: &str) -> Word<'_> {
     if arg.len() < 2 || !arg.starts_with('-') {
         return Word::Positional;
     }
@@ -74,7 +74,7 @@ fn classify(arg: &str) -> Word<'_> {
     Word::Flag { typed, name, value }
 }
 
-fn is_help_flag(arg: &str) -> bool {
+pub(super) fn is_help_flag(arg: &str) -> bool {
     matches!(
         classify(arg),
         Word::Flag {
@@ -253,6 +253,9 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
         }),
         CommandKind::Logs => Command::Logs(LogsArgs { all }),
         CommandKind::Access => access_args(pubs.common.topic, pubs.common.public, list, clear)?,
+        // Their own positionals: their own parser (never reached from `parse`).
+        CommandKind::Monitor => return super::monitor::parse_monitor(args),
+        CommandKind::Uptime => return super::monitor::parse_uptime(args),
     })
 }
 
@@ -326,7 +329,10 @@ fn set_value(
         | Flag::Queue
         | Flag::Lossy
         | Flag::All
-        | Flag::Clear => {}
+        | Flag::Clear
+        | Flag::Delete => {}
+        // `monitor` and `uptime` have their own parser (`monitor`).
+        Flag::From | Flag::To => {}
     }
     Ok(())
 }
@@ -343,7 +349,7 @@ fn set_bool(o: &mut Opts, flag: Flag, b: bool) {
         Flag::Lossy => o.lossy = b,
         Flag::All => o.all = b,
         Flag::Clear => o.clear = b,
-        // Value flags never get here.
-        Flag::Access | Flag::Timeout | Flag::Dispatch => {}
+        // Value flags, and `monitor`'s own, never get here.
+        Flag::Access | Flag::Timeout | Flag::Dispatch | Flag::Delete | Flag::From | Flag::To => {}
     }
 }

@@ -28,8 +28,12 @@ pub fn help_text() -> String {
            sub TOPIC [flags]     copy the topic's data to stdout\n  \
            pipe [TOPIC] [flags]  both: send stdin, receive others' data on stdout\n  \
            logs [--all]          your server log lines, live, as JSON (admins: --all)\n  \
-           token create|ls|rm    HTTP access tokens (token help for more)\n\
-           access TOPIC [LIST|--clear]  show, set or clear a topic's access list\n\
+           token create|ls|rm    HTTP access tokens (token help for more)\n  \
+           access TOPIC [LIST|--clear]  show, set or clear a topic's access list\n  \
+           monitor TOPIC DUR     unhealthy when DUR passes with no pub on TOPIC (-d, --delete)\n  \
+           status                your monitors' health\n  \
+           uptime TOPIC          share of time healthy [--from TIME|DUR] [--to TIME|DUR]\n  \
+           rss                   your monitors' changes as an RSS 2.0 feed\n\
          \n\
          flags:\n",
     );
@@ -94,6 +98,18 @@ pub fn usage_text(kind: CommandKind) -> String {
             "Stream the server's log lines about you (your sessions, refusals of your\n\
              keys), live, one JSON object per line, until you leave. Lines you read\n\
              too slowly for are skipped and counted on stderr: skipped N lines.",
+        ),
+        CommandKind::Monitor => (
+            "monitor TOPIC DURATION [flags] | monitor TOPIC -d",
+            "Watch TOPIC: a pub or pipe on it that ends well is a ping. Unhealthy once\n\
+             DURATION (1s to 8784h) passes without one; each change is published as a\n\
+             JSON line to your topic monitor-alerts (queued if nobody listens):\n\
+             ssh HOST sub -k monitor-alerts. See also: status, uptime, rss.",
+        ),
+        CommandKind::Uptime => (
+            "uptime TOPIC [flags]",
+            "The share of a range (default the last 24h) the topic's monitor was\n\
+             healthy, from its recorded changes. TIME: 2026-01-02T15:04:05Z; DUR: ago.",
         ),
     };
     let mut s = format!("usage: {synopsis}\n{what}\n\nflags:\n");

@@ -82,6 +82,13 @@ impl Failure {
     }
 }
 
+/// Every monitor failure (too many, none there, not stored) is exit 1.
+impl From<crate::monitor::MonitorError> for Failure {
+    fn from(e: crate::monitor::MonitorError) -> Self {
+        Failure::Unavailable(e.to_string())
+    }
+}
+
 impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         match e {

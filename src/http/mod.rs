@@ -17,6 +17,7 @@ mod caller;
 mod error;
 mod limits;
 mod query;
+mod rss;
 mod socket;
 mod sse;
 mod topic;
@@ -170,6 +171,7 @@ pub fn resolve_path(is_user: &dyn Fn(&str) -> bool, typed: &str) -> Result<Topic
 fn router(state: HttpState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/rss/{token}", get(rss::handler))
         .route("/topic/{*t}", get(topic::get).post(topic::post_blocking))
         .route(
             "/pubsub/{*t}",

@@ -22,6 +22,7 @@ use super::error::HttpError;
 use super::query::Params;
 use super::{HttpState, open_pub, subscribe};
 use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader};
+use crate::front;
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
 /// it bounds what each receiver queue can hold.
@@ -143,7 +144,7 @@ async fn publish(
         empty: false,
         round_robin: false,
     };
-    let mut source = BodySource::new(body);
+    let mut source = front::ping::Pinging::new(&state.app, &topic.full, BodySource::new(body));
     let mut quiet = ();
     let result = tokio::select! {
         r = publisher.pump(&mut source, opts, &mut quiet) => r,
@@ -154,7 +155,10 @@ async fn publish(
     };
     tracing::info!(user = %caller.identity.name, topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
     match result {
-        Ok(()) => Ok("msg sent!\n".into_response()),
+        Ok(()) => {
+            front::ping::ended_well(&state.app, &topic.full);
+            Ok("msg sent!\n".into_response())
+        }
         Err(PumpError::Timeout) => Err(HttpError::Timeout),
         Err(PumpError::AccessDenied) => Err(HttpError::AccessDenied),
         Err(PumpError::Io(e)) => Err(HttpError::Body(e)),

@@ -23,6 +23,8 @@ pub struct Page<'a> {
     pub refused: &'a [(&'static str, u64)],
     pub store_errors: u64,
     pub log_lines_skipped: u64,
+    /// Health monitors: (healthy, unhealthy).
+    pub monitors: (usize, usize),
 }
 
 /// One metric family being written.
@@ -150,8 +152,8 @@ impl Page<'_> {
             "gauge",
             "Health monitors, by health.",
         )
-        .sample(&[("health", "healthy")], 0)
-        .sample(&[("health", "unhealthy")], 0);
+        .sample(&[("health", "healthy")], self.monitors.0)
+        .sample(&[("health", "unhealthy")], self.monitors.1);
         family(
             o,
             "sshpipe_log_lines_skipped_total",
@@ -181,6 +183,7 @@ mod tests {
             refused: &[("key", 1)],
             store_errors: 0,
             log_lines_skipped: 0,
+            monitors: (1, 2),
         };
         let text = page.render();
         assert!(text.contains(
@@ -189,6 +192,7 @@ mod tests {
         assert!(text.contains("sshpipe_connections{transport=\"ssh\"} 2\n"));
         assert!(text.contains("sshpipe_bytes_total{direction=\"out\"} 20\n"));
         assert!(text.contains("sshpipe_topics 0\n"));
+        assert!(text.contains("sshpipe_monitors{health=\"unhealthy\"} 2\n"));
         assert!(text.ends_with('\n'));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("sshpipe_"), "{line}");

@@ -125,6 +125,10 @@ async fn dispatch(
         Command::Logs(args) => super::logs::run(req, args, read, out).await,
         Command::Token(cmd) => super::token::run(req, cmd, out).await,
         Command::Access(args) => super::access::run(req, args, out).await,
+        Command::Monitor(args) => super::monitor::monitor(req, args, out).await,
+        Command::Status => super::monitor::status(req, out).await,
+        Command::Uptime(args) => super::monitor::uptime(req, args, out).await,
+        Command::Rss => super::monitor::rss(req, out).await,
     }
 }
 

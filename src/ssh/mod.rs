@@ -12,6 +12,7 @@ mod handler;
 mod limits;
 mod loglimit;
 mod logs;
+mod monitor;
 mod out;
 mod pubsub;
 mod request;

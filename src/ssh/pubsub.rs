@@ -95,7 +95,13 @@ pub async fn publish(
     }
     let mut publisher = match end {
         PubEnd::Live(publisher) => publisher,
-        PubEnd::Queued(queued) => return store_queued(queued, &args, &full, read, out).await,
+        PubEnd::Queued(queued) => {
+            let report = store_queued(queued, &args, &full, read, out).await?;
+            if report.status == 0 {
+                front::ping::ended_well(&req.app, &full);
+            }
+            return Ok(report);
+        }
     };
     let opts = PumpOptions {
         // With receivers, `-q` is `-b=false` (SPEC §8).
@@ -114,9 +120,8 @@ pub async fn publish(
                 () = drain_until_closed(read) => Err(PumpError::Io(io::ErrorKind::ConnectionAborted.into())),
             }
         } else {
-            publisher
-                .pump(&mut ChannelSource(read), opts, &mut sink)
-                .await
+            let mut source = front::ping::Pinging::new(&req.app, &full, ChannelSource(read));
+            publisher.pump(&mut source, opts, &mut sink).await
         }
     };
     match result {
@@ -124,6 +129,7 @@ pub async fn publish(
             if !clean {
                 out.line("msg sent!").await?;
             }
+            front::ping::ended_well(&req.app, &full);
             Ok(Report::on(&full, 0, publisher.sent))
         }
         Err(PumpError::Timeout) => {
@@ -285,7 +291,7 @@ pub async fn pipe(
         empty: false,
         round_robin: args.dispatch == Dispatch::RoundRobin,
     };
-    let mut source = ChannelSource(read);
+    let mut source = front::ping::Pinging::new(&req.app, &full, ChannelSource(read));
     let mut quiet = ();
     let send = publisher.pump(&mut source, opts, &mut quiet);
     let (sent, received) = front::run_pipe(send, |stop| copy_out(&mut sub, out, stop)).await;
@@ -295,7 +301,10 @@ pub async fn pipe(
         return failed(out, kind, Some(&full), &Failure::AccessDenied).await;
     }
     match sent {
-        Some(Ok(())) => Ok(Report::on(&full, 0, publisher.sent)),
+        Some(Ok(())) => {
+            front::ping::ended_well(&req.app, &full);
+            Ok(Report::on(&full, 0, publisher.sent))
+        }
         _ => Err(Gone),
     }
 }

@@ -1,7 +1,9 @@
 //! The embedded durable store (SPEC §10) in the data dir:
 //!
-//! - `sshpipe.redb`: access lists, HTTP token hashes, the index of queued messages (topic,
-//!   owner, size, where the body is) and the messages set aside as damaged;
+//! - `sshpipe.redb`: access lists, HTTP token hashes, the index of queued
+//!   messages (topic, owner, size, where the body is), the messages set
+//!   aside as damaged, and health monitors with their bounded history
+//!   (`monitors`);
 //! - `queue/N.msg`: one file per queued message body, in chunks that each
 //!   carry a CRC-32 (see `bodies`);
 //! - `damaged/N.msg`: bodies of messages set aside, kept for an admin.
@@ -28,6 +30,7 @@ mod acls;
 mod bodies;
 mod health;
 mod migrate;
+mod monitors;
 mod open;
 mod queue;
 mod sweep;
@@ -42,6 +45,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use bodies::{Body, BodyWriter, Damage, MAX_CHUNK_BYTES};
 pub use health::StoreHealth;
+pub use monitors::{HealthChange, MonitorRecord, monitor_id};
 pub use open::OpenCause;
 pub use queue::{DamagedMessage, StoredMessage};
 

@@ -25,6 +25,7 @@ mod keepalive;
 mod keys;
 mod lossy;
 mod metrics;
+mod monitors;
 mod patterns;
 mod queue;
 mod round_robin;
