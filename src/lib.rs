@@ -12,7 +12,7 @@
 //!           |      rules: publisher, subscription, reader (SPEC §5, §8)
 //!           |--- link::TopicPort      what a backend keeps: members, slots
 //!           |      memory/            the in-memory backend (--broker memory)
-//!           '--- stores::AclStore, queue   durable state
+//!           '--- stores::{AclStore, MessageStore}   durable state, as traits
 //!         store/   redb index + checksummed body files (SPEC §10)
 //! ```
 //!
@@ -28,8 +28,10 @@
 //! - `ssh`: a thin russh handler that hands each command to its own task.
 //! - `http`: the HTTP/WebSocket/SSE side door on the same intents, so
 //!   browsers and `curl` meet SSH users on public topics.
-//! - `store`: what must survive a crash (access lists, queued messages);
-//!   only the broker talks to it.
+//! - `store`: what must survive a crash (access lists, queued messages,
+//!   token hashes, monitors). Everything reaches it through a small trait
+//!   a NATS backend can implement instead: `broker::AclStore`,
+//!   `broker::MessageStore`, `tokens::TokenStore`, `monitor::MonitorStore`.
 //! - `tokens`: HTTP access tokens (`ssh host token …`), stored as hashes;
 //!   an HTTP request with one acts as its user.
 //! - `logs`, `metrics`: what the server tells about itself — each user's

@@ -36,6 +36,10 @@ impl Server {
             .args(["--max-connections", "20000"])
             .args(["--max-sessions-per-user", "20000"])
             .args(["--max-topics", "20000"])
+            // The harness's one key is anonymous: give it a user's whole
+            // share (its scenarios use more than 100 topics).
+            .args(["--max-topics-per-user", "20000"])
+            .args(["--anonymous-divisor", "1"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

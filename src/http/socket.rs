@@ -109,6 +109,8 @@ pub async fn handler(
                         sink: &mut sink,
                         stream: &mut stream,
                         opts,
+                        app: &app,
+                        topic: &topic.full,
                     };
                     let (code, reason) = io.run(joined, &hint, &caller.stop).await;
                     revoked_or(&app, &caller, code, reason)
@@ -156,6 +158,9 @@ struct SocketIo<'a> {
     sink: &'a mut SplitSink<WebSocket, Message>,
     stream: &'a mut SplitStream<WebSocket>,
     opts: Options,
+    /// For monitor pings: a socket pipe is a pipe (SPEC §13).
+    app: &'a crate::app::App,
+    topic: &'a str,
 }
 
 /// Why the writer stopped.
@@ -189,13 +194,14 @@ impl SocketIo<'_> {
             round_robin: false,
         };
         let too_big = AtomicBool::new(false);
-        let mut source = SocketSource {
+        let source = SocketSource {
             stream: self.stream,
             pending: Bytes::new(),
             started,
             last_seen: &last_seen,
             too_big: &too_big,
         };
+        let mut source = front::ping::Pinging::new(self.app, self.topic, source);
         let mut quiet = ();
         let send = publisher.pump(&mut source, opts, &mut quiet);
         let writer = Writer {
@@ -205,7 +211,8 @@ impl SocketIo<'_> {
         };
         let last_seen = &last_seen;
         let receiving = &mut sub;
-        let (_, ending) = front::run_pipe(send, |input_done| async move {
+        let (app, topic) = (self.app, self.topic);
+        let (sent, ending) = front::run_pipe(send, |input_done| async move {
             writer
                 .run(
                     Chunks::Pipe(receiving),
@@ -222,6 +229,10 @@ impl SocketIo<'_> {
         }
         if too_big.load(Ordering::Relaxed) {
             return too_big_close();
+        }
+        // Its input ended and was delivered: the pipe "exits 0".
+        if matches!(sent, Some(Ok(()))) && matches!(ending, Ending::InputEnded) {
+            front::ping::ended_well(app, topic);
         }
         ending_close(ending)
     }

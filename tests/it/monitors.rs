@@ -225,6 +225,32 @@ fn http_posts_ping_public_monitors() {
 }
 
 #[test]
+fn a_websocket_pipe_that_ends_well_pings() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::with(Config {
+        http: true,
+        ..Config::default()
+    });
+    let alice = server.key("alice");
+    stdout(&server, &alice, &["monitor", "chat", "1h", "-p"]);
+    let url = format!("ws://{}/socket/chat", server.http_addr.unwrap());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::Text("hello".into())).await.unwrap();
+        ws.send(Message::Close(None)).await.unwrap();
+        // The server answers the close once the pipe has ended.
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    });
+    let row = wait_status(&server, &alice, "public/chat", "healthy");
+    assert!(row.contains("1h0m0s"), "{row}");
+}
+
+#[test]
 fn rss_is_served_over_http_for_a_token_of_the_user() {
     let server = TestServer::with(Config {
         http: true,
