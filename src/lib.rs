@@ -42,6 +42,7 @@
 
 pub mod app;
 pub mod broker;
+mod civil;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -7,6 +7,8 @@
 //! a date crate: three functions, tested by a table, for the one calendar
 //! the server speaks.
 
+use crate::civil::{civil_from_days, days_from_civil};
+
 /// Unix time in milliseconds.
 pub type Millis = u64;
 
@@ -124,32 +126,6 @@ fn days_in_month(y: u64, m: u64) -> u64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a Gregorian date (`None` before 1970).
-fn days_from_civil(y: u64, m: u64, d: u64) -> Option<i64> {
-    let y = if m <= 2 { y.checked_sub(1)? } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe) as i64 - 719_468;
-    (days >= 0).then_some(days)
-}
-
-/// The Gregorian date `days` after 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
