@@ -54,6 +54,31 @@ pub(super) enum Word<'a> {
     Malformed,
 }
 
+/// A boolean flag's value: `-f=VALUE`, or true alone. `-f false` (a
+/// boolean word after it) is refused rather than read as a topic.
+pub(super) fn bool_value(
+    kind: CommandKind,
+    typed: &str,
+    value: Option<&str>,
+    next: Option<&String>,
+) -> Result<bool, UsageError> {
+    match value {
+        Some(v) => parse_bool(v).ok_or_else(|| UsageError::BadBool {
+            kind,
+            flag: typed.to_string(),
+            value: v.to_string(),
+        }),
+        None => match next {
+            Some(next) if looks_like_bool_word(next) => Err(UsageError::BoolNeedsEquals {
+                kind,
+                flag: typed.to_string(),
+                value: next.clone(),
+            }),
+            _ => Ok(true),
+        },
+    }
+}
+
 pub(super) fn classify(arg: &str) -> Word<'_> {
     if arg.len() < 2 || !arg.starts_with('-') {
         return Word::Positional;
@@ -202,25 +227,7 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
             };
             set_value(&mut o, kind, spec.flag, typed, v)?;
         } else {
-            let b = match value {
-                Some(v) => parse_bool(v).ok_or_else(|| UsageError::BadBool {
-                    kind,
-                    flag: typed.to_string(),
-                    value: v.to_string(),
-                })?,
-                None => {
-                    if let Some(next) = args.get(i)
-                        && looks_like_bool_word(next)
-                    {
-                        return Err(UsageError::BoolNeedsEquals {
-                            kind,
-                            flag: typed.to_string(),
-                            value: next.clone(),
-                        });
-                    }
-                    true
-                }
-            };
+            let b = bool_value(kind, typed, value, args.get(i))?;
             set_bool(&mut o, spec.flag, b);
         }
     }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::flag_table::{FLAGS, Flag};
-use super::flags::{Word, classify, is_help_flag, looks_like_bool_word, parse_bool};
+use super::flags::{Word, bool_value, classify, is_help_flag};
 use super::{Command, CommandKind, MonitorArgs, TimeArg, UptimeArgs, UsageError, parse_duration};
 use crate::monitor::time::parse_rfc3339;
 
@@ -76,25 +76,7 @@ fn walk(kind: CommandKind, args: &[String]) -> Result<Vec<Item>, UsageError> {
             out.push(Item::Value(spec.flag, typed.to_string(), v));
             continue;
         }
-        let b = match value {
-            Some(v) => parse_bool(v).ok_or_else(|| UsageError::BadBool {
-                kind,
-                flag: typed.to_string(),
-                value: v.to_string(),
-            })?,
-            None => {
-                if let Some(next) = args.get(i)
-                    && looks_like_bool_word(next)
-                {
-                    return Err(UsageError::BoolNeedsEquals {
-                        kind,
-                        flag: typed.to_string(),
-                        value: next.clone(),
-                    });
-                }
-                true
-            }
-        };
+        let b = bool_value(kind, typed, value, args.get(i))?;
         out.push(Item::Bool(spec.flag, b));
     }
     Ok(out)
