@@ -182,8 +182,18 @@ impl Metrics {
     pub fn session_ended(&self, exec: Option<&str>, status: Option<u32>, bytes: (u64, u64)) {
         let key = (cmd_label(exec), status_label(status));
         *lock(&self.sessions).entry(key).or_default() += 1;
-        self.bytes_in.fetch_add(bytes.0, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes.1, Ordering::Relaxed);
+        self.add_bytes(bytes.0, bytes.1);
+    }
+
+    /// Data moved for clients: SSH sessions report theirs as they end,
+    /// HTTP requests as it moves.
+    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        if bytes_in > 0 {
+            self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        }
+        if bytes_out > 0 {
+            self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        }
     }
 }
 

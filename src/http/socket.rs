@@ -206,6 +206,7 @@ impl SocketIo<'_> {
         let send = publisher.pump(&mut source, opts, &mut quiet);
         let writer = Writer {
             sink: self.sink,
+            app: self.app,
             binary: self.opts.binary,
             carry: Vec::new(),
         };
@@ -231,6 +232,7 @@ impl SocketIo<'_> {
             return too_big_close();
         }
         // Its input ended and was delivered: the pipe "exits 0".
+        app.metrics.add_bytes(publisher.sent, 0);
         if matches!(sent, Some(Ok(()))) && matches!(ending, Ending::InputEnded) {
             front::ping::ended_well(app, topic);
         }
@@ -263,6 +265,7 @@ impl SocketIo<'_> {
         let watch = async { matches!(source.next_chunk().await, Ok(Some(_))) };
         let writer = Writer {
             sink: self.sink,
+            app: self.app,
             binary: self.opts.binary,
             carry: Vec::new(),
         };
@@ -325,6 +328,8 @@ impl Chunks<'_> {
 /// Chunks from the others, one message each.
 struct Writer<'a> {
     sink: &'a mut SplitSink<WebSocket, Message>,
+    /// Counts the bytes sent (`sshpipe_bytes_total`).
+    app: &'a crate::app::App,
     binary: bool,
     /// The start of a UTF-8 character cut by a chunk boundary (text mode).
     carry: Vec<u8>,
@@ -369,6 +374,7 @@ impl Writer<'_> {
     }
 
     fn message(&mut self, chunk: Bytes) -> Option<Message> {
+        self.app.metrics.add_bytes(0, chunk.len() as u64);
         if self.binary {
             return Some(Message::Binary(chunk));
         }

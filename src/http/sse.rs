@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -21,6 +22,7 @@ use super::error::HttpError;
 use super::query::Params;
 use super::topic::next_chunk;
 use super::{HttpState, subscribe};
+use crate::app::App;
 use crate::broker::{LineSplitter, Reader};
 
 /// `GET /sse/{t}`; `?persist=true` → `-k`. Keep-alive comments every 15 s
@@ -44,7 +46,7 @@ pub async fn handler(
     )
     .await?;
     // Ends with the server, or at once when the token is revoked.
-    let events = events(reader, caller.stop.clone());
+    let events = events(reader, caller.stop.clone(), Arc::clone(&state.app));
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -71,11 +73,14 @@ struct Cursor {
     lines: LineSplitter,
     ready: VecDeque<Event>,
     ended: bool,
+    /// Counts the bytes sent (`sshpipe_bytes_total`).
+    app: Arc<App>,
 }
 
 fn events(
     sub: Reader,
     stop: CancellationToken,
+    app: Arc<App>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let start = Cursor {
         sub,
@@ -83,6 +88,7 @@ fn events(
         lines: LineSplitter::with_limit(MAX_EVENT),
         ready: VecDeque::new(),
         ended: false,
+        app,
     };
     stream::unfold(start, |mut st| async move {
         loop {
@@ -98,7 +104,10 @@ fn events(
                 c = next_chunk(&mut st.sub) => c,
             };
             let (lines, failed) = match next {
-                Ok(Some(chunk)) => (st.lines.push(chunk), None),
+                Ok(Some(chunk)) => {
+                    st.app.metrics.add_bytes(0, chunk.len() as u64);
+                    (st.lines.push(chunk), None)
+                }
                 Ok(None) => {
                     st.ended = true;
                     (st.lines.finish().into_iter().collect(), None)

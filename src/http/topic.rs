@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -55,7 +56,13 @@ pub async fn get(
     )
     .await?;
     // Ends with the server, or at once when the token is revoked.
-    let body = Body::from_stream(chunks(reader, caller.stop.clone()));
+    let app = Arc::clone(&state.app);
+    let counted = chunks(reader, caller.stop.clone()).inspect(move |chunk| {
+        if let Ok(data) = chunk {
+            app.metrics.add_bytes(0, data.len() as u64);
+        }
+    });
+    let body = Body::from_stream(counted);
     let headers = [
         (header::CONTENT_TYPE, mime),
         // Browsers would otherwise buffer text/plain to sniff its type.
@@ -154,6 +161,7 @@ async fn publish(
         }),
     };
     tracing::info!(user = %caller.identity.name, topic = %topic.full, bytes_in = publisher.sent, ok = result.is_ok(), "http pub end");
+    state.app.metrics.add_bytes(publisher.sent, 0);
     match result {
         Ok(()) => {
             front::ping::ended_well(&state.app, &topic.full);

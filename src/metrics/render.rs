@@ -96,7 +96,7 @@ impl Page<'_> {
             o,
             "sshpipe_bytes_total",
             "counter",
-            "Bytes of data from clients (in) and to clients (out), counted as sessions end.",
+            "Bytes of data from clients (in) and to clients (out): SSH as sessions end, HTTP as it moves.",
         )
         .sample(&[("direction", "in")], self.bytes.0)
         .sample(&[("direction", "out")], self.bytes.1);

@@ -264,6 +264,31 @@ fn the_page_parses_and_its_counters_move_with_traffic() {
     );
     assert_eq!(after.value("sshpipe_receivers", &[]), 0.0);
 
+    // HTTP traffic counts too: a GET receiving what a POST sends.
+    let url = format!("http://{http}/topic/metrics-http");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let getter = rt.spawn(reqwest::get(url.clone()));
+    server.wait_receivers("public/metrics-http", 1);
+    let posted = rt.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(posted, 200);
+    let got = rt.block_on(async { getter.await.unwrap().unwrap().bytes().await.unwrap() });
+    assert_eq!(got.len(), data.len());
+    let with_http = scrape(http);
+    let http_moved = |direction: &str| {
+        with_http.value_or_zero("sshpipe_bytes_total", &[("direction", direction)])
+            - after.value_or_zero("sshpipe_bytes_total", &[("direction", direction)])
+    };
+    assert_eq!(http_moved("in"), data.len() as f64);
+    assert_eq!(http_moved("out"), data.len() as f64);
+
     // No label names a user or a topic.
     for (name, labels, _) in &after.samples {
         for v in labels.values() {
