@@ -58,6 +58,10 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let pattern = Pattern::new(6);
     let (mut pipe, mut base) = (Vec::new(), Vec::new());
     let (mut pipe_cpu, mut base_cpu) = (Vec::new(), Vec::new());
+    // CPU of the load side (the two curls, reaped, plus this process's
+    // pattern writing and checking), per GiB: what bounds the relay here.
+    let mut client_cpu = Vec::new();
+    let me = std::process::id();
     let mut exact = true;
     for round in 0..rounds {
         let order = if round % 2 == 0 {
@@ -67,6 +71,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         };
         for base_turn in order {
             let path = format!("/topic/http-{round}");
+            let clients_before = procfs::usage(me);
             if base_turn {
                 let Some(p) = &piping else { continue };
                 let before = procfs::usage(p.child.id());
@@ -74,6 +79,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                     relay(p.addr, &path, bytes, &pattern, curl_limit)
                 })?;
                 let after = procfs::usage(p.child.id());
+                client_cpu.extend(client_share(clients_before, procfs::usage(me), bytes));
                 exact &= r.exact;
                 base.push(r.secs);
                 base_cpu.extend(
@@ -87,6 +93,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                     relay(http, &path, bytes, &pattern, curl_limit)
                 })?;
                 let after = must_usage(&server)?;
+                client_cpu.extend(client_share(clients_before, procfs::usage(me), bytes));
                 exact &= r.exact;
                 pipe.push(r.secs);
                 pipe_cpu.extend(
@@ -151,11 +158,26 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
             Some(median(pipe_rates.clone()) / median(base_rates.clone()))
         }
     };
-    s.notes.push(
-        "both relays on loopback with the same two curl clients; the two curls use \
-         most of the remaining CPU of this 2-core machine"
-            .into(),
-    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ceiling = (!client_cpu.is_empty()).then(|| {
+        let per_gib = median(client_cpu.clone());
+        (per_gib, cores / per_gib * 1024.0)
+    });
+    if let Some((per_gib, mib_s)) = ceiling {
+        s.notes.push(format!(
+            "load side (two curls, pattern writing and checking): {per_gib:.2} CPU s per GiB, \
+             so even a relay that cost nothing would move at most {mib_s:.0} MiB/s on these \
+             {cores:.0} cores{}",
+            if base_rates.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " = {:.2}× piping-server's median",
+                    mib_s / median(base_rates.clone())
+                )
+            }
+        ));
+    }
     s.targets.push(Target::new(
         "HTTP relay vs piping-server",
         ratio.map_or("-".into(), |r| format!("{r:.2}×")),
@@ -170,9 +192,22 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "sshpipe_cpu_s_per_gib": pipe_cpu,
         "piping_server_cpu_s_per_gib": base_cpu,
         "piping_server_version": piping.as_ref().map(|p| p.version.clone()),
+        "client_cpu_s_per_gib": client_cpu,
+        "ceiling_mib_s": ceiling.map(|c| c.1),
         "ratio": ratio,
     });
     Ok(s)
+}
+
+/// The load side's CPU seconds per GiB between two samples of this
+/// process: its own threads plus the children it reaped (the curls).
+fn client_share(
+    before: Option<procfs::Usage>,
+    after: Option<procfs::Usage>,
+    bytes: u64,
+) -> Option<f64> {
+    let (b, a) = (before?, after?);
+    Some(per_gib(a.cpu_with_children - b.cpu_with_children, bytes))
 }
 
 /// CPU seconds per GiB relayed.
