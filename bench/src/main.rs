@@ -66,12 +66,14 @@ enum Which {
     Idle,
     /// 5. authenticated sessions set up per second
     Setup,
+    /// 6. HTTP relay, curl POST → GET, beside npm's piping-server
+    Http,
 }
 
 /// What every scenario shares: options, the client key, the baseline.
 pub struct Ctx {
     pub quick: bool,
-    addr: Option<SocketAddr>,
+    pub addr: Option<SocketAddr>,
     pub cipher: Option<String>,
     pub id: Identity,
     /// The client key as an OpenSSH file, for the real `ssh` client.
@@ -160,6 +162,7 @@ async fn run(args: Args) -> Result<bool> {
             Which::Latency,
             Which::Idle,
             Which::Setup,
+            Which::Http,
         ],
         one => vec![one],
     };
@@ -171,6 +174,7 @@ async fn run(args: Args) -> Result<bool> {
             Which::Latency => scenario::latency::run(&ctx).await,
             Which::Idle => scenario::idle::run(&ctx).await,
             Which::Setup => scenario::setup::run(&ctx).await,
+            Which::Http => scenario::http::run(&ctx).await,
             Which::All => continue,
         }
         .with_context(|| format!("scenario {w:?}"))?;

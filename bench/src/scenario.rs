@@ -1,6 +1,7 @@
-//! The five scenarios of issue 5, and what they share.
+//! The scenarios (issue 5's five and issue 17's `http`), and what they share.
 
 pub mod fanout;
+pub mod http;
 pub mod idle;
 pub mod latency;
 pub mod setup;

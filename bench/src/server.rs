@@ -17,6 +17,8 @@ pub const SERVE_ARG: &str = "__serve-sshpipe";
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The HTTP listener, when started with one (`start_with_http`).
+    pub http: Option<SocketAddr>,
     child: Option<Child>,
     _data_dir: Option<tempfile::TempDir>,
 }
@@ -25,11 +27,21 @@ impl Server {
     /// Starts the server on a free loopback port with its defaults, except
     /// the limits a benchmark must pass (10,000 idle sessions from one key).
     pub fn start() -> Result<Self> {
+        Self::launch(false)
+    }
+
+    /// As `start`, with the HTTP listener on a free loopback port too.
+    pub fn start_with_http() -> Result<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(http: bool) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot make a data dir")?;
         let exe = std::env::current_exe().context("cannot find our own binary")?;
         let mut child = Command::new(exe)
             .arg(SERVE_ARG)
-            .args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
+            .args(["--ssh-listen", "127.0.0.1:0", "--http-listen"])
+            .arg(if http { "127.0.0.1:0" } else { "off" })
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--log-format", "json"])
@@ -65,13 +77,14 @@ impl Server {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(addr)) => addr,
+        let (addr, http) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addrs)) => addrs,
             Ok(Err(line)) => bail!("the server failed to start: {line}"),
             Err(_) => bail!("the server did not say where it listens within 30 s"),
         };
         Ok(Self {
             addr,
+            http,
             child: Some(child),
             _data_dir: Some(dir),
         })
@@ -81,6 +94,7 @@ impl Server {
     pub fn external(addr: SocketAddr) -> Self {
         Self {
             addr,
+            http: None,
             child: None,
             _data_dir: None,
         }
@@ -104,14 +118,20 @@ impl Drop for Server {
     }
 }
 
-/// `{"fields":{"message":"sshpipe listening","ssh":"127.0.0.1:1234",...}}`
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+/// `{"fields":{"message":"sshpipe listening","ssh":"127.0.0.1:1234",
+/// "http":"127.0.0.1:1235" (or "off"),...}}`: the SSH and HTTP addresses.
+fn listening_addr(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields")?;
     if fields.get("message")?.as_str()? != "sshpipe listening" {
         return None;
     }
-    fields.get("ssh")?.as_str()?.parse().ok()
+    let ssh = fields.get("ssh")?.as_str()?.parse().ok()?;
+    let http = fields
+        .get("http")
+        .and_then(|h| h.as_str())
+        .and_then(|h| h.parse().ok());
+    Some((ssh, http))
 }
 
 /// Fails unless usage could be read (a server we started must be alive).

@@ -119,16 +119,19 @@ async fn dispatch(
                 .await?;
             Ok(Report::status(0))
         }
-        Command::Pub(args) => pubsub::publish(req, args, read, out).await,
+        // Every session's task is as large as the largest command future
+        // it could run, and most of the idle ones are `sub`s: the others
+        // are boxed, so a sub's task holds only a sub's state (issue 17).
         Command::Sub(args) => pubsub::subscribe(req, args, read, out).await,
-        Command::Pipe(args) => pubsub::pipe(req, args, read, out).await,
-        Command::Logs(args) => super::logs::run(req, args, read, out).await,
-        Command::Token(cmd) => super::token::run(req, cmd, out).await,
-        Command::Access(args) => super::access::run(req, args, out).await,
-        Command::Monitor(args) => super::monitor::monitor(req, args, out).await,
-        Command::Status => super::monitor::status(req, out).await,
-        Command::Uptime(args) => super::monitor::uptime(req, args, out).await,
-        Command::Rss => super::monitor::rss(req, out).await,
+        Command::Pub(args) => Box::pin(pubsub::publish(req, args, read, out)).await,
+        Command::Pipe(args) => Box::pin(pubsub::pipe(req, args, read, out)).await,
+        Command::Logs(args) => Box::pin(super::logs::run(req, args, read, out)).await,
+        Command::Token(cmd) => Box::pin(super::token::run(req, cmd, out)).await,
+        Command::Access(args) => Box::pin(super::access::run(req, args, out)).await,
+        Command::Monitor(args) => Box::pin(super::monitor::monitor(req, args, out)).await,
+        Command::Status => Box::pin(super::monitor::status(req, out)).await,
+        Command::Uptime(args) => Box::pin(super::monitor::uptime(req, args, out)).await,
+        Command::Rss => Box::pin(super::monitor::rss(req, out)).await,
     }
 }
 

@@ -54,7 +54,10 @@ fn bench_quick_runs_every_scenario_byte_exact() {
         .iter()
         .map(|s| s["scenario"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["throughput", "fanout", "latency", "idle", "setup"]);
+    assert_eq!(
+        names,
+        ["throughput", "fanout", "latency", "idle", "setup", "http"]
+    );
     for s in scenarios {
         assert_eq!(s["exact"], true, "{}: {stdout}", s["scenario"]);
         assert!(!s["rows"].as_array().expect("rows").is_empty());
@@ -77,6 +80,20 @@ fn bench_quick_runs_every_scenario_byte_exact() {
     assert!(by_name("setup")["data"]["sshpipe"]["sessions"].as_u64() > Some(0));
     assert!(by_name("throughput")["data"]["sshpipe_cpu_s_per_gib"][0].as_f64() > Some(0.0));
     assert!(by_name("latency")["data"]["sshpipe_ms"][0]["p99"].as_f64() > Some(0.0));
+    assert!(by_name("http")["data"]["sshpipe_mib_s"][0].as_f64() > Some(0.0));
+    // The HTTP baseline, npm's piping-server: CI installs it globally;
+    // elsewhere the harness installs it or says why it skipped it.
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        assert!(
+            by_name("http")["data"]["ratio"].as_f64() > Some(0.0),
+            "{stdout}"
+        );
+    } else if by_name("http")["data"]["ratio"].is_null() {
+        assert!(
+            stdout.contains("piping-server baseline skipped"),
+            "{stdout}"
+        );
+    }
     // With sshd installed (CI installs it), every baseline is measured too.
     if Path::new("/usr/sbin/sshd").exists() {
         assert!(by_name("throughput")["data"]["ratio"].as_f64() > Some(0.0));

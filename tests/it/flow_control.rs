@@ -476,3 +476,49 @@ async fn http_subs_whose_sender_vanished_are_not_ended_cleanly() {
     );
     drop(input);
 }
+
+/// Key re-exchange mid-stream, both directions, several times per
+/// connection (the client asks every 256 KiB): every byte arrives, and a
+/// channel opened after the rekeys still works. Covers the vendor patch
+/// that empties the kex leftovers (`Encrypted::drop_exchange_leftovers`)
+/// after each exchange and the boxed channel state inside `server::Msg`
+/// (issue 17).
+#[test]
+fn rekeys_mid_stream_lose_nothing() {
+    let server = TestServer::start();
+    let key = server.key("rekey");
+    let topic = format!("{}/rekey", key.anonymous_name());
+    let rekey = ["-o", "RekeyLimit=256K", "-o", "LogLevel=DEBUG1"];
+    let mut sub = server
+        .ssh_with(&key, &rekey, &["sub", "rekey"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = stdout_of(&mut sub);
+    let sub_err = stderr_of(&mut sub);
+    server.wait_receivers(&topic, 1);
+    let data = Arc::new(random_bytes(4 << 20, 17));
+    let mut publ = server
+        .ssh_with(&key, &rekey, &["pub", "rekey"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pub_err = stderr_of(&mut publ);
+    let writer = feed(&mut publ, Arc::clone(&data));
+    assert!(wait_child(&mut publ, "pub with rekeys").success());
+    assert!(wait_child(&mut sub, "sub with rekeys").success());
+    writer.join().unwrap();
+    assert!(*got.lock().unwrap() == *data, "the sub got every byte");
+    // Key exchanges after the first one: the client's KEXINIT count.
+    let kexes = |e: &Mutex<String>| e.lock().unwrap().matches("SSH2_MSG_KEXINIT sent").count();
+    wait_until("the clients' logs", || {
+        kexes(&pub_err) >= 4 && kexes(&sub_err) >= 4
+    });
+    // A new channel on a rekeyed server still works.
+    let out = server.run(&key, &["whoami"], b"");
+    out.expect_code(0);
+}

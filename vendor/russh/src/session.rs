@@ -265,6 +265,18 @@ impl<C> CommonSession<C> {
 }
 
 impl Encrypted {
+    /// After a key exchange, the kex init payloads, ephemeral keys and ids
+    /// in `exchange` are read no more (ext-info reads the client's kexinit
+    /// right after the first one; a rekey starts a fresh exchange), but
+    /// stay for the whole connection: a few KiB per idle session. What
+    /// remains read is only whether `exchange` is `Some` (a rekey takes it),
+    /// so it is kept `Some` but empty (sshpipe patch, issue 17).
+    pub(crate) fn drop_exchange_leftovers(&mut self) {
+        if self.exchange.is_some() {
+            self.exchange = Some(Exchange::default());
+        }
+    }
+
     pub fn byte(&mut self, channel: ChannelId, msg: u8) -> Result<(), crate::Error> {
         if let Some(channel) = self.channels.get(&channel) {
             push_packet!(self.write, {

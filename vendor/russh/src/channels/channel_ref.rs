@@ -26,6 +26,15 @@ pub struct ChannelRef {
     pub(super) sender: Sender<ChannelMsg>,
     pub(super) window_size: WindowSizeRef,
     pub(super) credit: Arc<ReadCredit>,
+    /// Boxed so that a `ChannelRef` stays small: it travels inside
+    /// `server::Msg`, and every session's two `Msg` queues allocate 32
+    /// slots of the largest variant up front (sshpipe patch, issue 17).
+    held: Box<Held>,
+}
+
+/// What waits for a reader whose queue is full (sshpipe patch).
+#[derive(Debug, Default)]
+struct Held {
     /// Messages that found the channel's queue full, oldest first, then
     /// `merging`. Data is bounded by the receive window granted to the peer;
     /// requests by `MAX_BACKLOG_REQUESTS`.
@@ -49,9 +58,7 @@ impl ChannelRef {
             sender,
             window_size,
             credit,
-            backlog: VecDeque::new(),
-            merging: None,
-            backlog_requests: 0,
+            held: Box::default(),
         }
     }
 
@@ -70,7 +77,7 @@ impl ChannelRef {
     /// takes messages. Data for a reader that is gone is counted as
     /// consumed, so its peer is never stalled by a closed queue.
     pub(crate) fn deliver(&mut self, msg: ChannelMsg) {
-        if self.backlog.is_empty() && self.merging.is_none() {
+        if self.held.backlog.is_empty() && self.held.merging.is_none() {
             match self.sender.try_send(msg) {
                 Ok(()) => return,
                 Err(TrySendError::Closed(msg)) => {
@@ -99,32 +106,32 @@ impl ChannelRef {
             msg => {
                 self.seal();
                 if is_request(&msg) {
-                    if self.backlog_requests >= MAX_BACKLOG_REQUESTS {
+                    if self.held.backlog_requests >= MAX_BACKLOG_REQUESTS {
                         debug!("channel queue full: dropping the copy of a request");
                         return;
                     }
-                    self.backlog_requests += 1;
+                    self.held.backlog_requests += 1;
                 }
-                self.backlog.push_back(msg);
+                self.held.backlog.push_back(msg);
                 return;
             }
         };
-        match &mut self.merging {
+        match &mut self.held.merging {
             Some((open_ext, buf)) if *open_ext == ext => buf.extend_from_slice(&data),
             _ => {
                 self.seal();
                 let mut buf = BytesMut::with_capacity(MERGE_BELOW);
                 buf.extend_from_slice(&data);
-                self.merging = Some((ext, buf));
+                self.held.merging = Some((ext, buf));
             }
         }
     }
 
     /// Ends the run of small data being merged: it becomes one message.
     fn seal(&mut self) {
-        if let Some((ext, buf)) = self.merging.take() {
+        if let Some((ext, buf)) = self.held.merging.take() {
             let data = buf.freeze();
-            self.backlog.push_back(match ext {
+            self.held.backlog.push_back(match ext {
                 None => ChannelMsg::Data { data },
                 Some(ext) => ChannelMsg::ExtendedData { data, ext },
             });
@@ -134,10 +141,10 @@ impl ChannelRef {
     /// Moves held messages into the channel's queue while it has room.
     pub(crate) fn pump(&mut self) {
         loop {
-            if self.backlog.is_empty() {
+            if self.held.backlog.is_empty() {
                 self.seal();
             }
-            let Some(msg) = self.backlog.pop_front() else {
+            let Some(msg) = self.held.backlog.pop_front() else {
                 break;
             };
             let request = is_request(&msg);
@@ -145,12 +152,12 @@ impl ChannelRef {
                 Ok(()) => {}
                 Err(TrySendError::Closed(msg)) => self.credit.discard(data_len(&msg)),
                 Err(TrySendError::Full(msg)) => {
-                    self.backlog.push_front(msg);
+                    self.held.backlog.push_front(msg);
                     return;
                 }
             }
             if request {
-                self.backlog_requests -= 1;
+                self.held.backlog_requests -= 1;
             }
         }
         self.credit.set_backlogged(false);
@@ -160,14 +167,13 @@ impl ChannelRef {
     /// that has to wait for the reader, a task waits instead of the session.
     pub(crate) fn close(mut self) {
         self.seal();
-        self.backlog.push_back(ChannelMsg::Close);
+        self.held.backlog.push_back(ChannelMsg::Close);
         self.pump();
-        if self.backlog.is_empty() {
+        if self.held.backlog.is_empty() {
             return;
         }
-        let Self {
-            sender, backlog, ..
-        } = self;
+        let Self { sender, held, .. } = self;
+        let backlog = held.backlog;
         russh_util::runtime::spawn(async move {
             for msg in backlog {
                 if sender.send(msg).await.is_err() {

@@ -1271,6 +1271,7 @@ async fn reply<H: Handler + Send>(
                             let common = &mut session.common;
                             common.newkeys(newkeys);
                             if let Some(enc) = common.encrypted.as_mut() {
+                                enc.drop_exchange_leftovers();
                                 enc.last_rekey = Instant::now();
                                 enc.flush_all_pending_with_writer(
                                     &mut common.packet_writer,
@@ -1298,6 +1299,9 @@ async fn reply<H: Handler + Send>(
                         );
 
                         session.maybe_send_ext_info()?;
+                        if let Some(enc) = session.common.encrypted.as_mut() {
+                            enc.drop_exchange_leftovers();
+                        }
                     }
 
                     session.kex = SessionKexState::Idle;
