@@ -57,7 +57,7 @@ impl ByteSource for SocketSource<'_> {
 
 /// Is this read error tungstenite's "message too long"? axum does not
 /// expose tungstenite's error type, so its message is matched (a test in
-/// tests/tokens.rs keeps this honest across upgrades).
+/// tests/it/tokens.rs keeps this honest across upgrades).
 fn is_too_big(e: &axum::Error) -> bool {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
