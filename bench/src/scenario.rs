@@ -1,5 +1,6 @@
 //! The scenarios (issue 5's five and issue 17's `http`), and what they share.
 
+mod child_io;
 pub mod fanout;
 pub mod http;
 pub mod idle;

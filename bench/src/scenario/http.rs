@@ -9,7 +9,6 @@
 //! dir. Without Node and npm, or when the install fails (no network), the
 //! baseline is skipped with a line saying why, and sshpipe is measured alone.
 
-use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::child_io::{drain, feed};
 use crate::Ctx;
 use crate::data::Pattern;
 use crate::procfs;
 use crate::report::{Section, Target, median, mib_per_s};
 use crate::server::{Server, must_usage};
-
-const WRITE_CHUNK: usize = 1 << 20;
 
 /// The package, as `npm install` names it.
 const PACKAGE: &str = "piping-server";
@@ -241,7 +239,7 @@ fn relay(addr: SocketAddr, path: &str, bytes: u64, p: &Pattern, limit: u64) -> R
         .spawn()
         .context("cannot run curl")?;
     let writer = feed(&mut post, bytes, p)?;
-    let exact = drain(&mut get, bytes, p);
+    let exact = drain(&mut get, bytes, p, "http");
     let secs = start.elapsed().as_secs_f64();
     let written = writer.join();
     let (ps, gs) = (post.wait()?, get.wait()?);
@@ -262,43 +260,6 @@ fn curl(limit: u64) -> Command {
         .arg(limit.to_string())
         .stderr(Stdio::inherit());
     cmd
-}
-
-/// Writes `bytes` of the pattern to the child's stdin from a thread.
-fn feed(child: &mut Child, bytes: u64, p: &Pattern) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let p = p.clone();
-    Ok(std::thread::spawn(move || {
-        let mut sent = 0u64;
-        while sent < bytes {
-            let n = WRITE_CHUNK.min((bytes - sent) as usize);
-            stdin.write_all(&p.chunk(sent, n))?;
-            sent += n as u64;
-        }
-        Ok(())
-    }))
-}
-
-/// Reads the child's stdout to its end and checks it byte for byte.
-fn drain(child: &mut Child, bytes: u64, p: &Pattern) -> Result<bool> {
-    let mut stdout = child.stdout.take().context("no stdout")?;
-    let mut check = p.checker();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = stdout.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        check.feed(&buf[..n]);
-    }
-    if !check.exact(bytes) {
-        eprintln!(
-            "http: received {} of {bytes} bytes, first mismatch at {:?}",
-            check.received(),
-            check.mismatch()
-        );
-    }
-    Ok(check.exact(bytes))
 }
 
 /// npm's piping-server on a free loopback port.

@@ -3,20 +3,18 @@
 //! same bytes through `ssh host cat`. Both servers decrypt every byte once
 //! and encrypt it once; the clients negotiate their default cipher.
 
-use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::child_io::{drain, feed};
 use super::{openssh, wait_subs};
 use crate::Ctx;
 use crate::data::Pattern;
 use crate::report::{Section, Target, median, mib_per_s};
 use crate::server::must_usage;
-
-const WRITE_CHUNK: usize = 1 << 20;
 
 pub async fn run(ctx: &Ctx) -> Result<Section> {
     let (bytes, rounds) = if ctx.quick {
@@ -162,7 +160,7 @@ fn relay_cat(ctx: &Ctx, addr: SocketAddr, user: &str, bytes: u64, p: &Pattern) -
         .spawn()
         .context("cannot run ssh")?;
     let writer = feed(&mut cat, bytes, p)?;
-    let exact = drain(&mut cat, bytes, p)?;
+    let exact = drain(&mut cat, bytes, p, "throughput")?;
     join(writer)?;
     let st = cat.wait()?;
     let secs = start.elapsed().as_secs_f64();
@@ -197,7 +195,7 @@ async fn relay_sshpipe(
             .spawn()
             .context("cannot run ssh")?;
         let writer = feed(&mut publ, bytes, p)?;
-        let exact = drain(&mut sub, bytes, p)?;
+        let exact = drain(&mut sub, bytes, p, "throughput")?;
         join(writer)?;
         let (ps, ss) = (publ.wait()?, sub.wait()?);
         let secs = start.elapsed().as_secs_f64();
@@ -206,43 +204,6 @@ async fn relay_sshpipe(
         }
         Ok(Relay { secs, exact })
     })
-}
-
-/// Writes `bytes` of the pattern to the child's stdin from a thread.
-fn feed(child: &mut Child, bytes: u64, p: &Pattern) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let p = p.clone();
-    Ok(std::thread::spawn(move || {
-        let mut sent = 0u64;
-        while sent < bytes {
-            let n = WRITE_CHUNK.min((bytes - sent) as usize);
-            stdin.write_all(&p.chunk(sent, n))?;
-            sent += n as u64;
-        }
-        Ok(())
-    }))
-}
-
-/// Reads the child's stdout to its end and checks it byte for byte.
-fn drain(child: &mut Child, bytes: u64, p: &Pattern) -> Result<bool> {
-    let mut stdout = child.stdout.take().context("no stdout")?;
-    let mut check = p.checker();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = stdout.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        check.feed(&buf[..n]);
-    }
-    if !check.exact(bytes) {
-        eprintln!(
-            "throughput: received {} of {bytes} bytes, first mismatch at {:?}",
-            check.received(),
-            check.mismatch()
-        );
-    }
-    Ok(check.exact(bytes))
 }
 
 fn join(writer: std::thread::JoinHandle<Result<()>>) -> Result<()> {
