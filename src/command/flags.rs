@@ -4,7 +4,7 @@
 //! The parser reads the same table (`flag_table::FLAGS`) as the help texts,
 //! so they cannot disagree about which flags exist.
 
-use super::flag_table::{FLAGS, Flag};
+use super::flag_table::{FLAGS, Flag, FlagSpec};
 use super::parse_duration;
 use super::{
     AccessArgs, AccessChange, Command, CommandKind, Dispatch, LogsArgs, PipeArgs, PubArgs, SubArgs,
@@ -77,6 +77,21 @@ pub(super) fn bool_value(
             _ => Ok(true),
         },
     }
+}
+
+/// The flag `name` (short or long) of `kind`, as typed in `typed`.
+pub(super) fn flag_spec(
+    kind: CommandKind,
+    name: &str,
+    typed: &str,
+) -> Result<&'static FlagSpec, UsageError> {
+    FLAGS
+        .iter()
+        .find(|f| (f.short == name || f.long == name) && f.kinds.contains(&kind))
+        .ok_or_else(|| UsageError::UnknownFlag {
+            kind,
+            flag: typed.to_string(),
+        })
 }
 
 pub(super) fn classify(arg: &str) -> Word<'_> {
@@ -201,15 +216,7 @@ pub(super) fn parse_kind(kind: CommandKind, args: &[String]) -> Result<Command, 
                 continue;
             }
         };
-        let Some(spec) = FLAGS
-            .iter()
-            .find(|f| (f.short == name || f.long == name) && f.kinds.contains(&kind))
-        else {
-            return Err(UsageError::UnknownFlag {
-                kind,
-                flag: typed.to_string(),
-            });
-        };
+        let spec = flag_spec(kind, name, typed)?;
         if spec.value.is_some() {
             // Go `flag`: `-x VALUE` takes the next word, whatever it is.
             let v = match value {

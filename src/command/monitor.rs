@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::flag_table::{FLAGS, Flag};
-use super::flags::{Word, bool_value, classify, is_help_flag};
+use super::flag_table::Flag;
+use super::flags::{Word, bool_value, classify, flag_spec, is_help_flag};
 use super::{Command, CommandKind, MonitorArgs, TimeArg, UptimeArgs, UsageError, parse_duration};
 use crate::monitor::time::parse_rfc3339;
 
@@ -52,15 +52,7 @@ fn walk(kind: CommandKind, args: &[String]) -> Result<Vec<Item>, UsageError> {
             }
             Word::Flag { typed, name, value } => (typed, name, value),
         };
-        let Some(spec) = FLAGS
-            .iter()
-            .find(|f| (f.short == name || f.long == name) && f.kinds.contains(&kind))
-        else {
-            return Err(UsageError::UnknownFlag {
-                kind,
-                flag: typed.to_string(),
-            });
-        };
+        let spec = flag_spec(kind, name, typed)?;
         if spec.value.is_some() {
             let v = match value {
                 Some(v) => v.to_string(),
