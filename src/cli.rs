@@ -146,7 +146,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         host_key = %running.host_key_fingerprint,
         auth = %typed(&args.auth),
         kex = %typed(&args.kex),
-        broker = %typed(&args.broker),
+        broker = %args.broker,
         data_dir = %args.data_dir.display(),
         "sshpipe listening"
     );

@@ -87,9 +87,25 @@ pub struct ServeArgs {
     /// clients) or `post-quantum` (ML-KEM hybrids only).
     #[arg(long, env = "SSHPIPE_KEX", value_enum, default_value = "compat")]
     pub kex: KexPolicy,
-    /// Where live topics are kept: `memory` (this process; one node).
-    #[arg(long, env = "SSHPIPE_BROKER", value_enum, default_value = "memory")]
-    pub broker: crate::broker::BackendKind,
+    /// Where live topics are kept: `memory` (this process; one node) or
+    /// `nats://HOST:PORT[,HOST:PORT…]` (several nodes share topics, SPEC §14).
+    #[arg(long, env = "SSHPIPE_BROKER", default_value = "memory", value_parser = parse_broker)]
+    pub broker: BrokerUrl,
+    /// NATS credentials file (`.creds`: JWT and NKey seed) for `--broker nats://`.
+    #[arg(long, env = "SSHPIPE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for TLS to NATS; TLS is then required.
+    #[arg(long, env = "SSHPIPE_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS to NATS (with --nats-key).
+    #[arg(long, env = "SSHPIPE_NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "SSHPIPE_NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
+    /// Replicas of sshpipe's JetStream buckets (1 with a single nats-server).
+    #[arg(long, env = "SSHPIPE_NATS_REPLICAS", default_value_t = 3)]
+    pub nats_replicas: usize,
     /// OpenSSH CA public keys, one per line, whose user certificates log in.
     #[arg(long, env = "SSHPIPE_TRUSTED_USER_CA")]
     pub trusted_user_ca: Option<PathBuf>,
@@ -231,8 +247,18 @@ impl ServeArgs {
 
     /// The broker settings these options set.
     pub fn broker_config(&self) -> crate::broker::BrokerConfig {
+        let backend = match &self.broker {
+            BrokerUrl::Memory => crate::broker::BackendKind::Memory,
+            BrokerUrl::Nats(urls) => crate::broker::BackendKind::Nats(crate::broker::NatsOptions {
+                urls: urls.clone(),
+                creds: self.nats_creds.clone(),
+                tls_ca: self.nats_ca.clone(),
+                tls_cert: self.nats_cert.clone().zip(self.nats_key.clone()),
+                replicas: self.nats_replicas,
+            }),
+        };
         crate::broker::BrokerConfig {
-            backend: self.broker,
+            backend,
             queue: self.queue_limits(),
             max_topics: self.max_topics,
             max_topics_per_user: self.max_topics_per_user,
@@ -251,6 +277,56 @@ impl ServeArgs {
             anonymous_divisor: self.anonymous_divisor,
         }
     }
+}
+
+/// `--broker`: the embedded broker, or NATS servers to share topics through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    Memory,
+    Nats(Vec<String>),
+}
+
+/// Printed at start-up: the servers, never a password in a URL.
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerUrl::Memory => f.write_str("memory"),
+            BrokerUrl::Nats(urls) => {
+                let shown: Vec<String> = urls
+                    .iter()
+                    .map(|u| match (u.split_once("://"), u.rsplit_once('@')) {
+                        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+                        _ => u.clone(),
+                    })
+                    .collect();
+                f.write_str(&shown.join(","))
+            }
+        }
+    }
+}
+
+fn parse_broker(s: &str) -> Result<BrokerUrl, String> {
+    if s == "memory" {
+        return Ok(BrokerUrl::Memory);
+    }
+    let mut urls = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let rest = ["nats://", "tls://"]
+            .iter()
+            .find_map(|scheme| part.strip_prefix(scheme))
+            .ok_or_else(|| {
+                format!("{part:?}: expected `memory` or nats://HOST:PORT[,HOST:PORT…]")
+            })?;
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+        let ok = host_port
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!("{part:?}: expected HOST:PORT after the scheme"));
+        }
+        urls.push(part.to_string());
+    }
+    Ok(BrokerUrl::Nats(urls))
 }
 
 /// The serve options with their environment variables unset, so that
@@ -384,6 +460,36 @@ pub fn load_trusted_cas(path: Option<&Path>) -> anyhow::Result<TrustedCas> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn broker_urls_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_broker("memory"), Ok(BrokerUrl::Memory));
+        assert_eq!(
+            parse_broker("nats://h1:4222,nats://h2:4222"),
+            Ok(BrokerUrl::Nats(vec![
+                "nats://h1:4222".into(),
+                "nats://h2:4222".into()
+            ]))
+        );
+        assert_eq!(
+            parse_broker("tls://user:pw@h:4443"),
+            Ok(BrokerUrl::Nats(vec!["tls://user:pw@h:4443".into()]))
+        );
+        for bad in [
+            "redis://h:1",
+            "nats://h",
+            "nats://:4222",
+            "nats://h:0",
+            "h:4222",
+            "",
+        ] {
+            let parsed = parse_broker(bad);
+            assert!(
+                parsed.as_ref().is_err_and(|e| e.contains("expected")),
+                "{bad}: {parsed:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

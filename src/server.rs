@@ -108,7 +108,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let store = Store::open(&opts.data_dir)?;
     let shutdown = CancellationToken::new();
     let tokens = Tokens::open(Arc::new(store.clone()), shutdown.clone())?;
-    let broker = Broker::open(opts.broker.clone(), Some(store.clone()))?;
+    let broker =
+        Broker::connect(opts.broker.clone(), Some(store.clone()), shutdown.clone()).await?;
     let monitors = Monitors::open(
         Arc::new(store),
         broker.clone(),

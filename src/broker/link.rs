@@ -116,7 +116,7 @@ impl Slot {
             .await
     }
 
-    async fn deliver_item(&self, item: Item, len: usize) -> bool {
+    pub(crate) async fn deliver_item(&self, item: Item, len: usize) -> bool {
         if self.lossy {
             match self.tx.try_send(item) {
                 Ok(()) => true,

@@ -18,6 +18,8 @@ mod claim;
 mod framer;
 mod link;
 mod memory;
+mod nats;
+mod peers;
 mod publisher;
 mod queue;
 mod quota;
@@ -59,12 +61,16 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 /// How often expired messages are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
+pub use nats::{ConnectError, NatsOptions};
+
 /// Which backend keeps the live topics (`--broker`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum BackendKind {
     /// This process's memory: one node.
     #[default]
     Memory,
+    /// Several nodes sharing topics through NATS (SPEC §14).
+    Nats(NatsOptions),
 }
 
 /// Limits the broker enforces. Its `Default` is the command line's
@@ -98,6 +104,9 @@ pub enum BrokerError {
     /// end at once with the topic (SPEC §6).
     #[error("{0}: no client is on it, and a public topic keeps a list only while in use")]
     NotLive(String),
+    /// NATS cannot be reached now (SPEC §14).
+    #[error("broker unavailable")]
+    Unavailable,
 }
 
 /// One topic as `ls` prints it.
@@ -178,6 +187,8 @@ impl QueuedPub {
 #[derive(Debug)]
 enum Backend {
     Memory(Arc<Memory>),
+    /// The same memory, linked to other nodes.
+    Nats(Arc<Memory>, Arc<nats::Core>),
 }
 
 #[derive(Debug)]
@@ -216,9 +227,10 @@ struct Deferred {
 }
 
 impl Broker {
-    /// A broker on the chosen backend. With a store, access lists are
-    /// loaded from it and written through, and queued messages are
-    /// available; without one, both end with the process.
+    /// A broker on the embedded backend (`connect` is the way onto NATS).
+    /// With a store, access lists are loaded from it and written through,
+    /// and queued messages are available; without one, both end with the
+    /// process.
     pub fn open(config: BrokerConfig, store: Option<Store>) -> Result<Self, StoreError> {
         let (acl_store, acls, queue) = match store {
             Some(store) => {
@@ -230,13 +242,12 @@ impl Broker {
             }
             None => (None, HashMap::new(), None),
         };
-        let backend = match config.backend {
-            BackendKind::Memory => Backend::Memory(Memory::new(
-                TopicLimits::from_config(&config),
-                acl_store,
-                acls,
-            )),
-        };
+        // The embedded backend; `connect` links it to other nodes.
+        let backend = Backend::Memory(Memory::new(
+            TopicLimits::from_config(&config),
+            acl_store,
+            acls,
+        ));
         Ok(Broker {
             inner: Arc::new(Inner {
                 backend,
@@ -246,9 +257,60 @@ impl Broker {
         })
     }
 
+    /// A broker on NATS (SPEC §14), or on memory like `open`: connects,
+    /// and runs the node's cluster tasks until `stop`.
+    pub async fn connect(
+        config: BrokerConfig,
+        store: Option<Store>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let nats = match &config.backend {
+            BackendKind::Memory => None,
+            BackendKind::Nats(opts) => Some(opts.clone()),
+        };
+        let memory_config = BrokerConfig {
+            backend: BackendKind::Memory,
+            ..config
+        };
+        let broker = Self::open(memory_config, store)?;
+        let Some(opts) = nats else {
+            return Ok(broker);
+        };
+        let Ok(inner) = Arc::try_unwrap(broker.inner) else {
+            anyhow::bail!("a new broker is shared before it starts");
+        };
+        let memory = match &inner.backend {
+            Backend::Memory(m) | Backend::Nats(m, _) => Arc::clone(m),
+        };
+        let core = nats::Core::connect(&opts, Arc::clone(&memory), stop).await?;
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                backend: Backend::Nats(memory, core),
+                queue: inner.queue,
+                tasks: inner.tasks,
+            }),
+        })
+    }
+
     fn memory(&self) -> &Arc<Memory> {
         match &self.inner.backend {
-            Backend::Memory(m) => m,
+            Backend::Memory(m) | Backend::Nats(m, _) => m,
+        }
+    }
+
+    /// Whether the broker can take new commands now (`/healthz`).
+    pub fn available(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Memory(_) => true,
+            Backend::Nats(_, core) => core.available(),
+        }
+    }
+
+    /// New commands fail at once while NATS is out of reach.
+    fn check_available(&self) -> Result<(), BrokerError> {
+        match self.available() {
+            true => Ok(()),
+            false => Err(BrokerError::Unavailable),
         }
     }
 
@@ -316,6 +378,7 @@ impl Broker {
         req: Open<'_>,
         queue: bool,
     ) -> Result<Opened<PubEnd>, BrokerError> {
+        self.check_available()?;
         let public_access = self.settle_access(&req).await?;
         let mode = if queue {
             JoinMode::IfReceivers
@@ -354,6 +417,7 @@ impl Broker {
         keep_alive: bool,
         lossy: bool,
     ) -> Result<Opened<Reader>, BrokerError> {
+        self.check_available()?;
         let role = Role::Sub { keep_alive, lossy };
         if is_pattern(&req.topic.local) {
             let joined = self.memory().join_pattern(
@@ -441,6 +505,7 @@ impl Broker {
         req: Open<'_>,
         replay: bool,
     ) -> Result<Opened<Pipe>, BrokerError> {
+        self.check_available()?;
         let public_access = self.settle_access(&req).await?;
         let role = Role::Pipe { replay };
         let JoinOutcome::Joined(j) =
@@ -470,7 +535,11 @@ impl Broker {
             .as_ref()
             .map(|q| q.totals())
             .unwrap_or_default();
-        self.memory().list(viewer, &queued)
+        let remote = match &self.inner.backend {
+            Backend::Memory(_) => memory::RemoteViews::new(),
+            Backend::Nats(_, core) => core.remote_views(),
+        };
+        self.memory().list(viewer, &queued, &remote)
     }
 
     /// A topic's access list, for its owner (`access TOPIC`, SPEC §6):

@@ -193,7 +193,9 @@ fn router(state: HttpState) -> Router {
 
 /// `503 store unavailable` while the store cannot store (SPEC §10).
 async fn healthz(state: axum::extract::State<HttpState>) -> (StatusCode, &'static str) {
-    if state.app.broker.store_healthy() {
+    if !state.app.broker.available() {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable\n")
+    } else if state.app.broker.store_healthy() {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")

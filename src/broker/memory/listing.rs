@@ -8,7 +8,11 @@ use std::sync::Arc;
 use super::patterns::PatternEntry;
 use super::topic::Topic;
 use crate::broker::link::Role;
+use crate::broker::peers::View;
 use crate::broker::{QueuedTotals, TopicListing};
+
+/// Other nodes' views, by full topic name.
+pub(crate) type RemoteViews = BTreeMap<String, Vec<View>>;
 use crate::topic::{AccessList, Namespace, TopicRef, Who, may_use};
 
 impl TopicListing {
@@ -31,9 +35,11 @@ pub(super) fn visible(
     acls: &HashMap<String, AccessList>,
     patterns: &[Arc<PatternEntry>],
     queued: &QueuedTotals,
+    remote: &RemoteViews,
     who: &Who<'_>,
 ) -> Vec<TopicListing> {
     let mut out = live(topics, acls, who);
+    on_other_nodes(&mut out, acls, remote, who);
     dormant(&mut out, acls, queued, who);
     for (name, listing) in out.iter_mut() {
         if let Some((n, bytes, _)) = queued.get(name) {
@@ -125,6 +131,54 @@ fn dormant(
                 name.clone(),
                 TopicListing::empty(topic, acls.get(name).cloned()),
             );
+        }
+    }
+}
+
+/// Clients on other nodes (SPEC §14): added to the topic's entry, or an
+/// entry of its own for a topic no client of this node is on.
+fn on_other_nodes(
+    out: &mut BTreeMap<String, TopicListing>,
+    acls: &HashMap<String, AccessList>,
+    remote: &RemoteViews,
+    who: &Who<'_>,
+) {
+    for (name, views) in remote {
+        if !out.contains_key(name) {
+            let topic = match name.strip_prefix("public/") {
+                Some(local) => {
+                    let member = views
+                        .iter()
+                        .any(|v| v.members.iter().any(|m| m.user == who.name));
+                    (who.admin || member).then(|| TopicRef {
+                        full: name.clone(),
+                        namespace: Namespace::Public,
+                        local: local.to_string(),
+                    })
+                }
+                None => dormant_ref(name).filter(|t| may_use(t, acls.get(name), None, who)),
+            };
+            let Some(topic) = topic else {
+                continue;
+            };
+            out.insert(
+                name.clone(),
+                TopicListing::empty(topic, acls.get(name).cloned()),
+            );
+        }
+        let Some(listing) = out.get_mut(name) else {
+            continue;
+        };
+        for view in views {
+            listing.waiting_pubs += view.waiting;
+            for m in &view.members {
+                let list = match m.role {
+                    'p' => &mut listing.pubs,
+                    'i' => &mut listing.pipes,
+                    _ => &mut listing.subs,
+                };
+                list.push(shown_label(&m.label, &m.user, who));
+            }
         }
     }
 }

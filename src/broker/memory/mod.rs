@@ -22,20 +22,23 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, Weak};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
+use super::peers::{Departure, SharedPeers, View, ViewKey};
 use super::stores::AclStore;
 use super::topics::{Maker, TopicCount, TopicLimits};
 use super::{BrokerError, QueuedTotals, TopicListing, who};
 use crate::identity::Identity;
 use crate::topic::{AccessList, Namespace, TopicRef, may_set_access, may_use};
 
+pub(crate) use listing::RemoteViews;
 pub(crate) use patterns::PatternEntry;
-use topic::{MemberInfo, Topic, TopicInner};
+use topic::MemberInfo;
+pub(crate) use topic::{Topic, TopicInner};
 
 const SHARDS: usize = 64;
 
@@ -103,6 +106,8 @@ pub(crate) struct Memory {
     next_member: AtomicU64,
     /// Bytes any lossy receiver skipped, ever (metrics).
     skipped_total: Arc<AtomicU64>,
+    /// Other nodes (SPEC §14), set once before the first join.
+    peers: OnceLock<SharedPeers>,
     me: Weak<Memory>,
 }
 
@@ -129,6 +134,7 @@ impl Memory {
             patterns: RwLock::default(),
             next_member: AtomicU64::new(1),
             skipped_total: Arc::default(),
+            peers: OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -143,7 +149,47 @@ impl Memory {
         self.patterns.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn next_id(&self) -> u64 {
+    /// Connects this backend to other nodes; only the first call counts.
+    pub fn set_peers(&self, peers: SharedPeers) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// Applies another node's view of a topic to the topic here, if it is
+    /// live here (one that starts later asks `Peers::views`).
+    pub fn apply_remote(&self, full: &str, key: ViewKey, view: Option<View>, departure: Departure) {
+        let shard = lock(self.shard(full));
+        if let Some(t) = shard.get(full) {
+            let t = Arc::clone(t);
+            drop(shard);
+            let mut inner = t.lock();
+            if !inner.dead {
+                t.apply_remote(&mut inner, key, view, departure);
+            }
+        }
+    }
+
+    /// Every live topic and its epoch (to tell other nodes all again).
+    pub fn topic_epochs(&self) -> Vec<(String, u64)> {
+        self.all_topics()
+            .iter()
+            .map(|t| (t.name.full.clone(), t.epoch))
+            .collect()
+    }
+
+    /// This node's view of a live topic of that epoch (for other nodes).
+    pub fn view(&self, full: &str, epoch: u64) -> Option<View> {
+        let t = lock(self.shard(full)).get(full).cloned()?;
+        let inner = t.lock();
+        (t.epoch == epoch && !inner.dead).then(|| t.view(&inner))
+    }
+
+    /// The receivers on this node of a live topic, and where round-robin
+    /// goes on: data from another node is delivered here.
+    pub fn local_port(&self, full: &str) -> Option<Arc<Topic>> {
+        lock(self.shard(full)).get(full).cloned()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
         self.next_member.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -194,6 +240,7 @@ impl Memory {
                 spec.topic.clone(),
                 self.me.clone(),
                 maker.clone(),
+                self.peers.get().cloned(),
             ));
             let mut inner = t.lock();
             if spec.mode != JoinMode::Join {
@@ -303,6 +350,10 @@ impl Memory {
         }
         inner.dead = true;
         inner.public_acl = None;
+        t.unlink_all(&mut inner);
+        if let Some(p) = self.peers.get() {
+            p.ended(t.view(&inner), t.epoch);
+        }
         let ours = shard
             .get(&t.name.full)
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), t));
@@ -344,10 +395,15 @@ impl Memory {
     }
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
-    pub fn list(&self, viewer: &Identity, queued: &QueuedTotals) -> Vec<TopicListing> {
+    pub fn list(
+        &self,
+        viewer: &Identity,
+        queued: &QueuedTotals,
+        remote: &RemoteViews,
+    ) -> Vec<TopicListing> {
         let topics = self.all_topics();
         let acls = lock(&self.acls).clone();
         let patterns: Vec<Arc<PatternEntry>> = self.patterns_read().values().cloned().collect();
-        listing::visible(&topics, &acls, &patterns, queued, &who(viewer))
+        listing::visible(&topics, &acls, &patterns, queued, remote, &who(viewer))
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Memory;
 use crate::broker::link::{Counts, Role, SenderCounts, Slot, TopicPort};
+use crate::broker::peers::{Departure, Link, Member, SharedPeers, View, ViewKey};
 use crate::broker::topics::Maker;
 use crate::broker::who;
 use crate::identity::Identity;
@@ -36,12 +37,32 @@ pub(crate) struct MemberInfo {
     pub via_pattern: bool,
 }
 
+/// This node's own senders and receivers on a topic.
+#[derive(Debug, Default, Clone, Copy)]
+struct Local {
+    senders: usize,
+    joins: u64,
+    vanished: u64,
+    receivers: usize,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct TopicInner {
     pub members: BTreeMap<u64, MemberInfo>,
     slots: BTreeMap<u64, Slot>,
     /// What senders deliver to; `None` after a membership change.
     snapshot: Option<Arc<[Slot]>>,
+    /// The same without the slots towards other nodes: what data that
+    /// came from another node is delivered to.
+    local_snapshot: Option<Arc<[Slot]>>,
+    local: Local,
+    /// Other nodes' views of this topic (SPEC §14; empty on one node).
+    pub remote: BTreeMap<ViewKey, View>,
+    /// Joins and vanished senders of views that are gone, so the sums
+    /// receivers watch never go backwards.
+    remote_gone: (u64, u64),
+    /// A slot per node with receivers here, by node.
+    links: BTreeMap<String, (u64, Link)>,
     /// A public topic's list and the user who set it (SPEC §6): dropped with the topic.
     pub public_acl: Option<(AccessList, String)>,
     pub waiting_pubs: usize,
@@ -59,11 +80,20 @@ pub(crate) struct Topic {
     registry: Weak<Memory>,
     /// Whose topic count this topic is in (SPEC §9).
     pub maker: Maker,
+    /// This life of the topic on this node, as other nodes tell it apart.
+    pub epoch: u64,
+    /// Other nodes, when there are any.
+    peers: Option<SharedPeers>,
 }
 
 impl Topic {
-    pub fn new(name: TopicRef, registry: Weak<Memory>, maker: Maker) -> Self {
-        Topic {
+    pub fn new(
+        name: TopicRef,
+        registry: Weak<Memory>,
+        maker: Maker,
+        peers: Option<SharedPeers>,
+    ) -> Self {
+        let topic = Topic {
             name,
             inner: Mutex::new(TopicInner::default()),
             senders: watch::Sender::new(SenderCounts::default()),
@@ -71,7 +101,158 @@ impl Topic {
             cursor: AtomicUsize::new(0),
             registry,
             maker,
+            epoch: rand::random::<u64>() >> 1,
+            peers,
+        };
+        if let Some(p) = &topic.peers {
+            let views = p.views(&topic.name.full);
+            let mut inner = topic.lock();
+            for (key, view) in views {
+                inner.remote.insert(key, view);
+            }
+            topic.sync_links(&mut inner);
+            topic.publish(&inner);
         }
+        topic
+    }
+
+    /// Sets the watches from local members plus other nodes' views; wakes
+    /// watchers only when a number changed.
+    fn publish(&self, inner: &TopicInner) {
+        let (gone_joins, gone_vanished) = inner.remote_gone;
+        let mut counts = SenderCounts {
+            senders: inner.local.senders,
+            joins: inner.local.joins + gone_joins,
+            vanished: inner.local.vanished + gone_vanished,
+        };
+        let mut receivers = inner.local.receivers;
+        for v in inner.remote.values() {
+            counts.senders += v.senders;
+            counts.joins += v.joins;
+            counts.vanished += v.vanished;
+            receivers += v.receivers;
+        }
+        self.senders.send_if_modified(|c| {
+            let changed = *c != counts;
+            *c = counts;
+            changed
+        });
+        self.receivers.send_if_modified(|n| {
+            let changed = *n != receivers;
+            *n = receivers;
+            changed
+        });
+    }
+
+    /// Tells other nodes this topic's membership changed.
+    fn tell_peers(&self) {
+        if let Some(p) = &self.peers {
+            p.changed(&self.name.full, self.epoch);
+        }
+    }
+
+    /// One slot per node that has receivers here, and none for the rest.
+    fn sync_links(&self, inner: &mut TopicInner) {
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
+        for (key, view) in &inner.remote {
+            *wanted.entry(key.node.as_str()).or_default() += view.receivers;
+        }
+        let stale: Vec<String> = inner
+            .links
+            .keys()
+            .filter(|node| wanted.get(node.as_str()).is_none_or(|n| *n == 0))
+            .cloned()
+            .collect();
+        for node in stale {
+            if let Some((member, _link)) = inner.links.remove(&node) {
+                inner.slots.remove(&member);
+                inner.snapshot = None;
+            }
+        }
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(node, n)| **n > 0 && !inner.links.contains_key(**node))
+            .map(|(node, _)| node.to_string())
+            .collect();
+        for node in missing {
+            let member = self.registry.upgrade().map_or(0, |m| m.next_id());
+            let link = peers.link(&self.name, &node, member);
+            inner.slots.insert(member, link.slot.clone_handle());
+            inner.links.insert(node, (member, link));
+            inner.snapshot = None;
+        }
+    }
+
+    /// Applies another node's view (`None`: it left, and how).
+    pub fn apply_remote(
+        &self,
+        inner: &mut TopicInner,
+        key: ViewKey,
+        view: Option<View>,
+        departure: Departure,
+    ) {
+        match view {
+            Some(v) => {
+                inner.remote.insert(key, v);
+            }
+            None => {
+                if let Some(old) = inner.remote.remove(&key) {
+                    inner.remote_gone.0 += old.joins;
+                    inner.remote_gone.1 += old.vanished;
+                    if departure == Departure::NodeLost {
+                        inner.remote_gone.1 += old.senders as u64;
+                    }
+                }
+            }
+        }
+        self.sync_links(inner);
+        self.publish(inner);
+    }
+
+    /// This node's view of the topic, as other nodes are told it.
+    pub fn view(&self, inner: &TopicInner) -> View {
+        let mut view = View {
+            topic: self.name.full.clone(),
+            senders: inner.local.senders,
+            joins: inner.local.joins,
+            vanished: inner.local.vanished,
+            receivers: inner.local.receivers,
+            waiting: inner.waiting_pubs,
+            ..View::default()
+        };
+        for m in inner.members.values().filter(|m| !m.via_pattern) {
+            let role = match m.role {
+                Role::Pub => 'p',
+                Role::Sub { .. } => 's',
+                Role::Pipe { .. } => 'i',
+            };
+            view.members.push(Member {
+                role,
+                user: m.who.name.clone(),
+                label: m.label.clone(),
+            });
+        }
+        view
+    }
+
+    /// The receivers on this node only (data from another node goes there).
+    pub fn local_receivers(&self) -> Arc<[Slot]> {
+        let mut inner = self.lock();
+        if let Some(s) = &inner.local_snapshot {
+            return Arc::clone(s);
+        }
+        let links: Vec<u64> = inner.links.values().map(|(m, _)| *m).collect();
+        let fresh: Arc<[Slot]> = inner
+            .slots
+            .values()
+            .filter(|s| !links.contains(&s.member))
+            .map(Slot::clone_handle)
+            .collect();
+        inner.local_snapshot = Some(Arc::clone(&fresh));
+        fresh
     }
 
     /// Locks the topic. A poisoned lock only means another task panicked
@@ -102,16 +283,17 @@ impl Topic {
         if let Some(slot) = slot {
             inner.slots.insert(id, slot);
             inner.snapshot = None;
+            inner.local_snapshot = None;
         }
         if role.sends() {
-            self.senders.send_modify(|c| {
-                c.senders += 1;
-                c.joins += 1;
-            });
+            inner.local.senders += 1;
+            inner.local.joins += 1;
         }
         if role.receives() {
-            self.receivers.send_modify(|n| *n += 1);
+            inner.local.receivers += 1;
         }
+        self.publish(inner);
+        self.tell_peers();
     }
 
     pub fn remove_locked(&self, inner: &mut TopicInner, id: u64, vanished: bool) {
@@ -120,18 +302,31 @@ impl Topic {
         };
         if inner.slots.remove(&id).is_some() {
             inner.snapshot = None;
+            inner.local_snapshot = None;
         }
         if info.role.sends() {
-            self.senders.send_modify(|c| {
-                c.senders = c.senders.saturating_sub(1);
-                if vanished {
-                    c.vanished += 1;
-                }
-            });
+            inner.local.senders = inner.local.senders.saturating_sub(1);
+            if vanished {
+                inner.local.vanished += 1;
+            }
         }
         if info.role.receives() {
-            self.receivers.send_modify(|n| *n = n.saturating_sub(1));
+            inner.local.receivers = inner.local.receivers.saturating_sub(1);
         }
+        self.publish(inner);
+        self.tell_peers();
+    }
+
+    /// Drops what ties the topic to other nodes once it is out of the
+    /// registry: its forwarders stop.
+    pub fn unlink_all(&self, inner: &mut TopicInner) {
+        let members: Vec<u64> = inner.links.values().map(|(m, _)| *m).collect();
+        for m in members {
+            inner.slots.remove(&m);
+        }
+        inner.links.clear();
+        inner.snapshot = None;
+        inner.local_snapshot = None;
     }
 
     /// Takes off every member the topic's current list no longer allows
@@ -192,6 +387,7 @@ impl TopicPort for Topic {
     fn waiting(&self, delta: isize) {
         let mut inner = self.lock();
         inner.waiting_pubs = inner.waiting_pubs.saturating_add_signed(delta);
+        self.tell_peers();
     }
 
     fn leave(&self, member: u64, vanished: bool) {

@@ -1,0 +1,403 @@
+//! The several-nodes backend (SPEC §14): each node keeps its clients in
+//! the in-memory backend and reaches the others through NATS.
+//!
+//! What crosses nodes, and how (design/cluster.md, option A):
+//! - who is on which topic: a view per (topic, node) in the JetStream KV
+//!   bucket `sp_presence`, watched by every node (`presence`);
+//! - whether a node is alive: heartbeats in `sp_nodes`;
+//! - live bytes: core NATS, one numbered stream per (topic, sending node,
+//!   receiving node) with a credit window (`forward`, `bridge`), so a slow
+//!   receiver on one node paces a sender on another and a frame lost in a
+//!   NATS failover is sent again.
+//!
+//! The window is per link, not per publisher as the design note has it:
+//! every sender on the topic already shares the link's slot queue, in
+//! order, as they share a local receiver's, so one window per link paces
+//! them all and keeps their lines whole.
+
+mod bridge;
+mod forward;
+mod names;
+mod presence;
+mod window;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::RECEIVER_QUEUE_CHUNKS;
+use super::link::Slot;
+use super::memory::{Memory, RemoteViews};
+use super::peers::{Departure, Link, Peers, View, ViewKey};
+use crate::topic::TopicRef;
+use presence::Liveness;
+use wire::Credit;
+
+const PRESENCE_BUCKET: &str = "sp_presence";
+const NODES_BUCKET: &str = "sp_nodes";
+
+/// How to reach NATS (`--broker nats://…` and the `--nats-*` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// `nats://host:port` (or `tls://…`) of one or more servers.
+    pub urls: Vec<String>,
+    /// A `.creds` file (JWT and NKey seed), as `nats` CLI users have.
+    pub creds: Option<PathBuf>,
+    /// CA certificates to trust for TLS, PEM.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key, PEM, for mutual TLS.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    /// Replicas of the KV buckets (at most the cluster's size).
+    pub replicas: usize,
+}
+
+/// What a node's own view of a topic still needs: written again, or a last
+/// time and withdrawn.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Live,
+    Ended(View),
+}
+
+#[derive(Debug, Default)]
+struct Remote {
+    /// Views by full topic name.
+    by_topic: HashMap<String, BTreeMap<ViewKey, View>>,
+    /// Topic and view of each KV key.
+    by_key: HashMap<String, (String, ViewKey)>,
+    liveness: Liveness,
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub node: String,
+    pub client: async_nats::Client,
+    pub memory: Arc<Memory>,
+    presence: kv::Store,
+    nodes: kv::Store,
+    remote: Mutex<Remote>,
+    dirty: Mutex<HashMap<(String, u64), Pending>>,
+    dirty_notify: Notify,
+    credits: Mutex<HashMap<u64, watch::Sender<Credit>>>,
+    streams: bridge::Streams,
+    next_stream: AtomicU64,
+    stop: CancellationToken,
+    me: Weak<Core>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain bookkeeping: still whole after a panic elsewhere.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach NATS at {urls}: {reason}")]
+    Unreachable { urls: String, reason: String },
+    #[error(
+        "NATS at {urls} has no JetStream (sshpipe needs nats-server >= 2.11 with -js): {reason}"
+    )]
+    NoJetStream { urls: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Creds { path: String, reason: String },
+}
+
+impl Core {
+    /// Connects, makes the buckets if they are missing, and starts this
+    /// node's tasks; they end with `stop`.
+    pub async fn connect(
+        opts: &NatsOptions,
+        memory: Arc<Memory>,
+        stop: CancellationToken,
+    ) -> Result<Arc<Core>, ConnectError> {
+        let urls = opts.urls.join(",");
+        let node = names::new_node_id();
+        let mut co = async_nats::ConnectOptions::new()
+            .name(format!("sshpipe {node}"))
+            .ping_interval(Duration::from_secs(2))
+            .connection_timeout(Duration::from_secs(5))
+            .reconnect_delay_callback(|n| Duration::from_millis(100 * (n as u64).min(10)));
+        if let Some(path) = &opts.creds {
+            co = co
+                .credentials_file(path)
+                .await
+                .map_err(|e| ConnectError::Creds {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        if let Some(ca) = &opts.tls_ca {
+            co = co.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &opts.tls_cert {
+            co = co.add_client_certificate(cert.clone(), key.clone());
+        }
+        let unreachable = |e: &dyn std::fmt::Display| ConnectError::Unreachable {
+            urls: urls.clone(),
+            reason: e.to_string(),
+        };
+        let client = co
+            .connect(opts.urls.as_slice())
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let js = jetstream::new(client.clone());
+        let no_js = |e: &dyn std::fmt::Display| ConnectError::NoJetStream {
+            urls: urls.clone(),
+            reason: e.to_string(),
+        };
+        let presence = bucket(&js, PRESENCE_BUCKET, None, opts.replicas)
+            .await
+            .map_err(|e| no_js(&e))?;
+        let nodes = bucket(
+            &js,
+            NODES_BUCKET,
+            Some(presence::NODE_TTL * 2),
+            opts.replicas,
+        )
+        .await
+        .map_err(|e| no_js(&e))?;
+        let data = client
+            .subscribe(names::data_subject(&node))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let credits = client
+            .subscribe(names::credit_subject(&node))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        // Interest is in place before anyone can learn of this node.
+        client.flush().await.map_err(|e| unreachable(&e))?;
+        let core = Arc::new_cyclic(|me| Core {
+            node,
+            client,
+            memory: Arc::clone(&memory),
+            presence,
+            nodes,
+            remote: Mutex::default(),
+            dirty: Mutex::default(),
+            dirty_notify: Notify::new(),
+            credits: Mutex::default(),
+            streams: bridge::Streams::default(),
+            next_stream: AtomicU64::new(1),
+            stop,
+            me: me.clone(),
+        });
+        memory.set_peers(Arc::clone(&core) as Arc<dyn Peers>);
+        tokio::spawn(bridge::run(Arc::clone(&core), data));
+        tokio::spawn(read_credits(Arc::clone(&core), credits));
+        tokio::spawn(presence::write_views(Arc::clone(&core)));
+        tokio::spawn(presence::watch_views(Arc::clone(&core)));
+        tokio::spawn(presence::watch_nodes(Arc::clone(&core)));
+        tokio::spawn(presence::heartbeat(Arc::clone(&core)));
+        tracing::info!(node = %core.node, urls, "joined the cluster");
+        Ok(core)
+    }
+
+    /// NATS is reachable now (new commands fail with `broker unavailable`
+    /// while it is not).
+    pub fn available(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Other nodes' views, for `ls`.
+    pub fn remote_views(&self) -> RemoteViews {
+        let remote = lock(&self.remote);
+        remote
+            .by_topic
+            .iter()
+            .map(|(t, views)| (t.clone(), views.values().cloned().collect()))
+            .collect()
+    }
+
+    fn take_dirty(&self) -> Vec<((String, u64), Pending)> {
+        lock(&self.dirty).drain().collect()
+    }
+
+    fn put_back_dirty(&self, failed: Vec<((String, u64), Pending)>) {
+        let mut dirty = lock(&self.dirty);
+        for (k, p) in failed {
+            // A newer entry (an `Ended` after a `Live`) wins.
+            dirty.entry(k).or_insert(p);
+        }
+    }
+
+    fn mark(&self, topic: &str, epoch: u64) {
+        lock(&self.dirty)
+            .entry((topic.to_string(), epoch))
+            .or_insert(Pending::Live);
+        self.dirty_notify.notify_one();
+    }
+
+    fn rewrite_all(&self) {
+        for (topic, epoch) in self.memory.topic_epochs() {
+            self.mark(&topic, epoch);
+        }
+    }
+
+    fn rewrite_own(&self, _key: &str) {
+        // Keys are not decoded back into names; this is rare (a node that
+        // thought us gone), so write every live view again.
+        self.rewrite_all();
+    }
+
+    fn heard_from(&self, node: &str) {
+        if node != self.node && names::is_node_id(node) {
+            lock(&self.remote).liveness.heard(node, Instant::now());
+        }
+    }
+
+    fn remote_put(&self, kv_key: String, key: ViewKey, view: View) {
+        let topic = view.topic.clone();
+        {
+            let mut r = lock(&self.remote);
+            r.liveness.heard(&key.node, Instant::now());
+            r.by_key.insert(kv_key, (topic.clone(), key.clone()));
+            r.by_topic
+                .entry(topic.clone())
+                .or_default()
+                .insert(key.clone(), view.clone());
+        }
+        self.memory
+            .apply_remote(&topic, key, Some(view), Departure::Ended);
+    }
+
+    fn remote_remove(&self, kv_key: &str, departure: Departure) {
+        let removed = {
+            let mut r = lock(&self.remote);
+            let Some((topic, key)) = r.by_key.remove(kv_key) else {
+                return;
+            };
+            if let Some(views) = r.by_topic.get_mut(&topic) {
+                views.remove(&key);
+                if views.is_empty() {
+                    r.by_topic.remove(&topic);
+                }
+            }
+            (topic, key)
+        };
+        self.memory
+            .apply_remote(&removed.0, removed.1, None, departure);
+    }
+
+    fn expired_nodes(&self, ttl: Duration) -> Vec<String> {
+        lock(&self.remote).liveness.expire(Instant::now(), ttl)
+    }
+
+    /// Drops a gone node's clients from every topic; returns its KV keys.
+    fn reap(&self, node: &str) -> Vec<String> {
+        let keys: Vec<String> = lock(&self.remote)
+            .by_key
+            .iter()
+            .filter(|(_, (_, k))| k.node == node)
+            .map(|(kv, _)| kv.clone())
+            .collect();
+        for k in &keys {
+            self.remote_remove(k, Departure::NodeLost);
+        }
+        self.streams.drop_node(node);
+        keys
+    }
+
+    fn forget_stream(&self, stream: u64) {
+        lock(&self.credits).remove(&stream);
+    }
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Option<Duration>,
+    replicas: usize,
+) -> Result<kv::Store, async_nats::Error> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    let config = |replicas| kv::Config {
+        bucket: name.to_string(),
+        history: 1,
+        max_age: max_age.unwrap_or_default(),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config(replicas.max(1))).await {
+        Ok(store) => Ok(store),
+        // Fewer servers than replicas (one nats-server for a try-out):
+        // one replica rather than no cluster at all.
+        Err(e) if replicas > 1 => {
+            tracing::warn!(error = %e, bucket = name, "falling back to 1 replica");
+            Ok(js.create_key_value(config(1)).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Hands credits for this node's forwarders to them.
+async fn read_credits(core: Arc<Core>, mut sub: async_nats::Subscriber) {
+    use futures_util::StreamExt;
+    while let Some(msg) = sub.next().await {
+        let Some(c) = Credit::decode(msg.payload) else {
+            continue;
+        };
+        if let Some(tx) = lock(&core.credits).get(&c.stream) {
+            tx.send_modify(|cur| {
+                cur.processed = cur.processed.max(c.processed);
+                cur.received = cur.received.max(c.received);
+                cur.resend = c.resend;
+            });
+        }
+    }
+}
+
+impl Peers for Core {
+    fn changed(&self, topic: &str, epoch: u64) {
+        self.mark(topic, epoch);
+    }
+
+    fn ended(&self, last: View, epoch: u64) {
+        lock(&self.dirty).insert((last.topic.clone(), epoch), Pending::Ended(last));
+        self.dirty_notify.notify_one();
+    }
+
+    fn views(&self, topic: &str) -> Vec<(ViewKey, View)> {
+        lock(&self.remote)
+            .by_topic
+            .get(topic)
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link {
+        let (slot, rx) = Slot::new(member, false, RECEIVER_QUEUE_CHUNKS, &Arc::default());
+        let stop = CancellationToken::new();
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, credits) = watch::channel(Credit {
+            stream,
+            ..Credit::default()
+        });
+        lock(&self.credits).insert(stream, tx);
+        if let Some(core) = self.me.upgrade() {
+            let f = forward::Forwarder {
+                core,
+                to: node.to_string(),
+                topic: topic.full.clone(),
+                stream,
+                rx,
+                credits,
+                stop: stop.clone(),
+            };
+            tokio::spawn(f.run());
+        }
+        Link {
+            slot,
+            _stop: stop.drop_guard(),
+        }
+    }
+}

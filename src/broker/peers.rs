@@ -1,0 +1,88 @@
+//! What the in-memory backend knows of other nodes (SPEC §14).
+//!
+//! With `--broker nats://…` every node keeps its own clients in `memory`,
+//! exactly as a single node does, and learns the other nodes' clients as
+//! *views*: per topic and node, how many senders and receivers they have
+//! and who they are. A topic's watches (sender counts, receiver count) add
+//! the views to its own members, so blocking pubs, the ending rules and
+//! line framing work unchanged across nodes. A node with receivers on a
+//! topic also gets one slot on it, whose queue a forwarder drains towards
+//! that node; the delivery rules pace on it like on any other receiver.
+//!
+//! The backend reports its own membership changes through `Peers` and
+//! applies other nodes' views through `Memory::apply_remote`; it never sees
+//! NATS.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::DropGuard;
+
+use super::link::Slot;
+use crate::topic::TopicRef;
+
+/// One node's share of one topic, as it publishes it.
+///
+/// The counters (`joins`, `vanished`) only grow for as long as the node's
+/// topic lives (`epoch`); a topic that ends and starts again on a node is a
+/// new epoch, so the sums other nodes make never go backwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The topic's full name (keys only carry an encoding of it).
+    pub topic: String,
+    pub senders: usize,
+    pub joins: u64,
+    pub vanished: u64,
+    pub receivers: usize,
+    pub waiting: usize,
+    /// Who is on it there, for `ls`.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// A client on another node, as `ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `p`ub, `s`ub or p`i`pe.
+    pub role: char,
+    pub user: String,
+    pub label: String,
+}
+
+/// Whose view it is: a node and the life of the topic there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ViewKey {
+    pub node: String,
+    pub epoch: u64,
+}
+
+/// How a view left: its node said so, or the node is gone and its senders
+/// with it (they count as vanished: their receivers did not get all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    Ended,
+    NodeLost,
+}
+
+/// The backend's line to the other nodes.
+pub(crate) trait Peers: Send + Sync + std::fmt::Debug + 'static {
+    /// A local topic's membership changed (called under its lock: must not
+    /// block). The name and epoch say which view to publish again.
+    fn changed(&self, topic: &str, epoch: u64);
+    /// A local topic ended: its last view, to publish once and withdraw.
+    fn ended(&self, last: View, epoch: u64);
+    /// Every other node's views of `topic`, for a topic starting here.
+    fn views(&self, topic: &str) -> Vec<(ViewKey, View)>;
+    /// A slot whose queue is carried to `node` (its receivers on `topic`).
+    fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link;
+}
+
+/// A slot towards another node. Dropping it stops the forwarder, which
+/// lets any sender still waiting on the slot's queue go on.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub slot: Slot,
+    pub _stop: DropGuard,
+}
+
+pub(crate) type SharedPeers = Arc<dyn Peers>;
