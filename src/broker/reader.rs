@@ -58,26 +58,26 @@ pub struct Delivery {
 
 impl Delivery {
     /// The client has the message: remove it for good. The removal runs as
-    /// its own task, started before the first await, so a caller cancelled
-    /// meanwhile cannot leave the store and the index disagreeing (and the
-    /// server's shutdown waits for it).
+    /// its own task (`Claim::finish`), started before the first await, so
+    /// a caller cancelled meanwhile cannot leave the store and the index
+    /// disagreeing. This returns as soon as the store has it: an SSH
+    /// front end sends the exit status next, and every step in between
+    /// widens the moment a `kill -9` would cost a message (`Out::finish`);
+    /// what only tidies up runs afterwards, in the background.
     pub async fn confirm(self) {
         let Delivery {
             claim,
             broker,
             topic,
         } = self;
+        if let Err(e) = claim.finish().await {
+            // Delivered but not removed: it may be served again.
+            tracing::error!(error = %e, "cannot remove a delivered queued message");
+        }
+        // The last message of a topic nobody is on: its held public list
+        // goes too (tracked, so the server's shutdown waits for it).
         let tasks = broker.tasks().clone();
-        let task = tasks.spawn(async move {
-            if let Err(e) = claim.finish().await {
-                // Delivered but not removed: it may be served again.
-                tracing::error!(error = %e, "cannot remove a delivered queued message");
-            }
-            // The last message of a topic nobody is on: its held public
-            // list goes too.
-            broker.settle_held(Some(&topic)).await;
-        });
-        let _ = task.await;
+        tasks.spawn(async move { broker.settle_held(Some(&topic)).await });
     }
 }
 
