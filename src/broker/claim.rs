@@ -251,9 +251,10 @@ impl Claim {
         }
     }
 
-    /// The body was written whole: remove the message for good.
-    /// Runs as its own task, so a client leaving at this very moment
-    /// cannot leave the store and the index disagreeing.
+    /// The client has the whole body (the front end said so, through
+    /// `reader::Delivery`): remove the message for good. Runs as its own
+    /// task, so a client leaving at this very moment cannot leave the store
+    /// and the index disagreeing.
     pub async fn finish(mut self) -> Result<(), QueueError> {
         self.done = true;
         let (queue, msg) = (Arc::clone(&self.queue), self.msg.clone());

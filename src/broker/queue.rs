@@ -5,9 +5,10 @@
 //! The store holds what must survive a crash (the messages); this index
 //! holds what must not: which receiver is reading which message. After a
 //! restart nothing is claimed, so a message whose reader died is simply
-//! served again. A message leaves the store only after its reader wrote it
-//! whole; a reader that goes away earlier drops its `Claim`, which puts the
-//! message back where it was — at the head of its topic's queue.
+//! served again. A message leaves the store only once its client has it
+//! whole (the front end confirms that; see `reader::Delivery`); a reader
+//! that goes away earlier drops its `Claim`, which puts the message back
+//! where it was — at the head of its topic's queue.
 //!
 //! Store failures (SPEC §10) fail the one operation they hit: a full disk
 //! is `queue full: server storage is full`, any other I/O error `cannot

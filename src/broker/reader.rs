@@ -6,9 +6,15 @@
 //! A reader looks at the queue before it joins the topic as a receiver: a
 //! `sub` without `-k` takes one queued message and leaves, and were it
 //! already a receiver, a `pub -q` arriving meanwhile would hand it live data
-//! it never reads instead of queueing. Calling `next` again means the
-//! previous chunk was written, which is when a finished message is removed
-//! for good; a reader dropped mid-message puts the message back at the head.
+//! it never reads instead of queueing.
+//!
+//! A queued message handed out whole is not removed here: only the front
+//! end knows when its client has it (an SSH client acknowledges what it
+//! wrote out; a handed-over chunk may still be a window away from it). So
+//! the reader hands back a `Delivery`, which the front end confirms once
+//! the client has the message, and which, dropped instead, puts the
+//! message back at the head of its queue — as a reader dropped mid-message
+//! does.
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -27,6 +33,52 @@ pub enum ReadError {
     /// of its data (SPEC §5.3).
     #[error("sender disconnected before the end of its data")]
     SenderVanished,
+}
+
+/// What a reader hands out.
+#[derive(Debug)]
+pub enum Piece {
+    /// Bytes to write to the client.
+    Data(Bytes),
+    /// The queued message whose bytes came just before was handed out
+    /// whole. It is still in the store, claimed by this `Delivery`.
+    Written(Delivery),
+}
+
+/// A queued message handed out whole but still in the store. `confirm`
+/// removes it for good; dropping it puts it back at the head of its queue,
+/// where the next claim takes it again — this reader's too, so a front end
+/// that drops one drops its reader with it.
+#[derive(Debug)]
+pub struct Delivery {
+    claim: Claim,
+    broker: Broker,
+    topic: String,
+}
+
+impl Delivery {
+    /// The client has the message: remove it for good. The removal runs as
+    /// its own task (`Claim::finish`), started before the first await, so
+    /// a caller cancelled meanwhile cannot leave the store and the index
+    /// disagreeing. This returns as soon as the store has it: an SSH
+    /// front end sends the exit status next, and every step in between
+    /// widens the moment a `kill -9` would cost a message (`Out::finish`);
+    /// what only tidies up runs afterwards, in the background.
+    pub async fn confirm(self) {
+        let Delivery {
+            claim,
+            broker,
+            topic,
+        } = self;
+        if let Err(e) = claim.finish().await {
+            // Delivered but not removed: it may be served again.
+            tracing::error!(error = %e, "cannot remove a delivered queued message");
+        }
+        // The last message of a topic nobody is on: its held public list
+        // goes too (tracked, so the server's shutdown waits for it).
+        let tasks = broker.tasks().clone();
+        tasks.spawn(async move { broker.settle_held(Some(&topic)).await });
+    }
 }
 
 /// Where a reader is.
@@ -90,9 +142,25 @@ impl Reader {
         self.sub.as_ref().map_or(0, Subscription::skipped)
     }
 
-    /// The next chunk to write, or `None` when this sub is over.
+    /// The next chunk to write, or `None` when this sub is over. A queued
+    /// message is removed when this is called after its last chunk: for a
+    /// writer whose write finishing means its client has the bytes.
     /// Cancel-safe: a cancelled call loses nothing.
     pub async fn next(&mut self) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            match self.next_piece().await? {
+                Some(Piece::Data(chunk)) => return Ok(Some(chunk)),
+                Some(Piece::Written(delivery)) => delivery.confirm().await,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next piece to write, or `None` when this sub is over: chunks,
+    /// and after a queued message's last chunk its `Delivery`, which the
+    /// front end confirms once its client has the message.
+    /// Cancel-safe: a cancelled call loses nothing.
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>, ReadError> {
         loop {
             match &mut self.stage {
                 Stage::Done => return Ok(None),
@@ -109,25 +177,26 @@ impl Reader {
                         if self.sub.as_ref().is_some_and(Subscription::revoked) {
                             return Err(BrokerError::AccessDenied.into());
                         }
-                        return Ok(Some(chunk));
-                    }
-                    let Stage::Message(claim) = std::mem::replace(&mut self.stage, Stage::Drain)
-                    else {
-                        continue;
-                    };
-                    if let Err(e) = claim.finish().await {
-                        // Written but not removed: it may be served again.
-                        tracing::error!(error = %e, "cannot remove a delivered queued message");
+                        return Ok(Some(Piece::Data(chunk)));
                     }
                     // Without -k a sub takes one message and ends (SPEC §8).
-                    if !self.keep_alive {
-                        self.stage = Stage::Done;
-                    }
-                    // The last message of a topic nobody is on: its held
-                    // public list goes too.
-                    if let (Some(b), Some(t)) = (&self.broker, self.topic.as_deref()) {
-                        b.settle_held(Some(t)).await;
-                    }
+                    let after = if self.keep_alive {
+                        Stage::Drain
+                    } else {
+                        Stage::Done
+                    };
+                    let Stage::Message(claim) = std::mem::replace(&mut self.stage, after) else {
+                        continue;
+                    };
+                    // A claim comes only from a reader with a queue.
+                    let (Some(broker), Some(topic)) = (&self.broker, &self.topic) else {
+                        continue;
+                    };
+                    return Ok(Some(Piece::Written(Delivery {
+                        claim,
+                        broker: broker.clone(),
+                        topic: topic.clone(),
+                    })));
                 }
                 Stage::Live => {
                     let Some(sub) = self.sub.as_mut() else {
@@ -137,7 +206,7 @@ impl Reader {
                     let queue_open = self.topic.is_some();
                     tokio::select! {
                         next = sub.next() => match next {
-                            Some(chunk) => return Ok(Some(chunk)),
+                            Some(chunk) => return Ok(Some(Piece::Data(chunk))),
                             None => {
                                 self.stage = Stage::Done;
                                 if sub.revoked() {

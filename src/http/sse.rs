@@ -2,7 +2,9 @@
 //! `EventSource`, one `data:` event per line.
 //!
 //! Chunks do not respect lines, so a partial line is held until its newline
-//! arrives (or the stream ends). Empty lines are skipped: an event with
+//! arrives (or the stream ends, or the queued message it belongs to: a
+//! message's last line is its own, and the message is removed only once
+//! every event of it went out). Empty lines are skipped: an event with
 //! empty data is never dispatched by browsers anyway.
 
 use std::collections::VecDeque;
@@ -20,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
-use super::topic::next_chunk;
+use super::topic::next_piece;
 use super::{HttpState, subscribe};
 use crate::app::App;
-use crate::broker::{LineSplitter, Reader};
+use crate::broker::{Delivery, LineSplitter, Piece, Reader};
 
 /// `GET /sse/{t}`; `?persist=true` → `-k`. Keep-alive comments every 15 s
 /// stop proxies from cutting an idle stream.
@@ -72,6 +74,9 @@ struct Cursor {
     /// than growing this buffer without bound.
     lines: LineSplitter,
     ready: VecDeque<Event>,
+    /// A queued message whose events are in `ready`: removed once they
+    /// went out (see `topic::next_chunk`).
+    written: Option<Delivery>,
     ended: bool,
     /// Counts the bytes sent (`sshpipe_bytes_total`).
     app: Arc<App>,
@@ -87,6 +92,7 @@ fn events(
         stop,
         lines: LineSplitter::with_limit(MAX_EVENT),
         ready: VecDeque::new(),
+        written: None,
         ended: false,
         app,
     };
@@ -95,18 +101,25 @@ fn events(
             if let Some(event) = st.ready.pop_front() {
                 return Some((Ok(event), st));
             }
+            if let Some(delivery) = st.written.take() {
+                delivery.confirm().await;
+            }
             if st.ended {
                 return None;
             }
             let next = tokio::select! {
                 biased;
                 () = st.stop.cancelled() => Ok(None),
-                c = next_chunk(&mut st.sub) => c,
+                c = next_piece(&mut st.sub) => c,
             };
             let (lines, failed) = match next {
-                Ok(Some(chunk)) => {
+                Ok(Some(Piece::Data(chunk))) => {
                     st.app.metrics.add_bytes(0, chunk.len() as u64);
                     (st.lines.push(chunk), None)
+                }
+                Ok(Some(Piece::Written(delivery))) => {
+                    st.written = Some(delivery);
+                    (st.lines.finish().into_iter().collect(), None)
                 }
                 Ok(None) => {
                     st.ended = true;

@@ -22,7 +22,7 @@ use super::caller::identify;
 use super::error::HttpError;
 use super::query::Params;
 use super::{HttpState, open_pub, subscribe};
-use crate::broker::{ByteSource, PumpError, PumpOptions, ReadError, Reader};
+use crate::broker::{ByteSource, Piece, PumpError, PumpOptions, ReadError, Reader};
 use crate::front;
 
 /// Largest chunk handed to the broker, as an SSH channel would (GUIDE §3):
@@ -101,10 +101,27 @@ pub fn chunks(
 
 /// The reader's next chunk; an error is logged here (the status line has
 /// gone out already) and handed on, so each route ends the way it should.
+///
+/// A queued message is removed for good when this is called after its last
+/// chunk, that is once the route's writer has taken every byte of it: a
+/// WebSocket sends each chunk with a flush, and hyper asks a body for its
+/// next frame only once it took the last. Over HTTP that is the best there
+/// is — no exit status follows, and a client's receive window is not ours
+/// to watch. What a `kill -9` can still cut is what hyper and the kernel
+/// hold for the client at that moment; without its final chunk such a
+/// response is an error (`curl` exits 18), never a short success.
 pub async fn next_chunk(reader: &mut Reader) -> Result<Option<Bytes>, ReadError> {
-    reader.next().await.inspect_err(|e| {
-        tracing::info!(error = %e, "http sub ended early");
-    })
+    reader.next().await.inspect_err(log_early_end)
+}
+
+/// As `next_chunk`, with a written queued message's `Delivery` handed to
+/// the route (SSE ends its last line there before confirming it).
+pub async fn next_piece(reader: &mut Reader) -> Result<Option<Piece>, ReadError> {
+    reader.next_piece().await.inspect_err(log_early_end)
+}
+
+fn log_early_end(e: &ReadError) {
+    tracing::info!(error = %e, "http sub ended early");
 }
 
 /// `POST /topic/{t}`: a blocking `pub -p t` (`?timeout=` as `-t`).

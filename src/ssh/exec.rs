@@ -45,9 +45,9 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         }
         () = req.conn.cancelled() => Err(Gone),
     };
-    let (status, topic, bytes_in) = match &result {
-        Ok(r) => (Some(r.status), r.topic.clone(), r.bytes_in),
-        Err(Gone) => (None, None, 0),
+    let (status, topic, bytes_in, delivery) = match result {
+        Ok(r) => (Some(r.status), r.topic, r.bytes_in, r.delivery),
+        Err(Gone) => (None, None, 0, None),
     };
     let topic = topic.or_else(|| req.topic.get().cloned());
     tracing::info!(
@@ -63,7 +63,7 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
         .metrics
         .session_ended(exec.as_deref(), status, bytes);
     if let Some(status) = status {
-        out.finish(status).await;
+        out.finish(status, delivery).await;
     }
     drop(slot);
 }
@@ -78,7 +78,7 @@ async fn too_many_sessions(req: &Request, mut out: Out) {
     }
     let line = format!("too many sessions for {user} (limit {max})");
     if out.line(&line).await.is_ok() {
-        out.finish(1).await;
+        out.finish(1, None).await;
     }
 }
 

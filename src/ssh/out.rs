@@ -11,6 +11,8 @@ use russh::ChannelWriteHalf;
 use russh::server::Msg;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Delivery;
+
 /// Window kept for stderr lines: several of our longest status lines.
 const STDERR_RESERVE: u32 = 1024;
 
@@ -83,26 +85,73 @@ impl Out {
         self.stdout(bytes).await
     }
 
-    /// Exit status, then EOF and close: OpenSSH exits 255 without a status.
-    /// Everything written before is already queued ahead of these.
-    ///
-    /// The status waits until the client has acknowledged nearly all of its
-    /// stdout. OpenSSH acknowledges data once it has written it out, and a
-    /// client that has its exit status when the connection then breaks (a
-    /// server killed with SIGKILL) exits with that status and throws away
-    /// what it still held: up to a whole window, so `sub f > file && use
-    /// file` would use a truncated file. OpenSSH leaves the last three
-    /// packets unacknowledged, hence the slack; a client that stops
-    /// acknowledging, or is slow about it, is not waited for long.
-    pub async fn finish(self, status: u32) {
+    /// Waits until the client has acknowledged nearly all of its stdout:
+    /// `Ok(true)` it caught up, `Ok(false)` it stopped acknowledging (or
+    /// was slow about it) and was not waited for longer. OpenSSH
+    /// acknowledges data once it has written it out, but leaves its last
+    /// three packets unacknowledged while nothing more arrives, hence the
+    /// slack; a client that stops acknowledging is given `ACK_IDLE`, and
+    /// no client more than `ACK_WAIT_MAX`. Nothing may write meanwhile (the
+    /// wait shares the window's wake-ups with writers).
+    pub async fn acknowledged(&self) -> Result<bool, Gone> {
         let slack = self
             .write
             .max_packet_size()
             .saturating_mul(3)
             .saturating_add(STDERR_RESERVE);
+        let caught_up = self.write.wait_acknowledged(slack, ACK_IDLE);
+        tokio::select! {
+            r = tokio::time::timeout(ACK_WAIT_MAX, caught_up) => Ok(r.unwrap_or(false)),
+            () = self.conn.cancelled() => Err(Gone),
+        }
+    }
+
+    /// Exit status, then EOF and close: OpenSSH exits 255 without a status.
+    /// Everything written before is already queued ahead of these.
+    ///
+    /// The status waits until the client has acknowledged nearly all of its
+    /// stdout (`acknowledged`). A client that has its exit status when the
+    /// connection then breaks (a server killed with SIGKILL) exits with that
+    /// status and throws away what it still held: up to a whole window, so
+    /// `sub f > file && use file` would use a truncated file.
+    ///
+    /// A queued message the command handed out whole (`delivery`) is
+    /// removed between that wait and the status — only then, and only if
+    /// the client is still there; gone, the message goes back to the head
+    /// of its queue. If the server is killed
+    /// - before the removal: the message stays and the client, without a
+    ///   status, exits 255; the next sub gets it whole. Nothing lost,
+    ///   nothing twice (an exit-255 sub did not deliver: `sub f > file &&
+    ///   use file` never uses it).
+    /// - once the status is out: the client exits 0 with the message, which
+    ///   is gone. Exactly once.
+    /// - in between: the client holds the message's bytes but exits 255,
+    ///   and the message is gone. That window runs from the store's commit
+    ///   returning to the connection's task writing the status to the
+    ///   socket: no disk I/O in it.
+    ///
+    /// The other order (status, then removal) has no such loss window but
+    /// a duplicate one instead, and a longer one: a kill during the
+    /// removal's commit (fsync) leaves a message that one client already
+    /// has with exit 0 to be served, with exit 0, again. A lost message
+    /// shows (exit 255, the data is at hand); a repeated one does not — a
+    /// job queue would run a job twice — and SPEC §8 gives each message to
+    /// exactly one receiver. So: wait, remove, status.
+    ///
+    /// A client that stopped acknowledging still gets its message removed
+    /// and its status: exit 0 says it has the message, and keeping one that
+    /// a client may well hold whole would serve it twice.
+    pub async fn finish(self, status: u32, delivery: Option<Delivery>) {
+        if self.acknowledged().await.is_err() {
+            return;
+        }
+        if let Some(delivery) = delivery {
+            if self.conn.is_cancelled() {
+                return;
+            }
+            delivery.confirm().await;
+        }
         let seq = async {
-            let caught_up = self.write.wait_acknowledged(slack, ACK_IDLE);
-            let _ = tokio::time::timeout(ACK_WAIT_MAX, caught_up).await;
             self.write.exit_status(status).await?;
             self.write.eof().await?;
             self.write.close().await

@@ -10,7 +10,8 @@ use super::out::{Gone, Out};
 use super::request::{Report, Request, drain_until_closed, failed};
 use super::stdio::{ChannelSource, NoInput, StatusLines};
 use crate::broker::{
-    Open, Opened, PubEnd, PumpError, PumpOptions, QueueError, QueuedPub, Reader, Subscription,
+    Delivery, Open, Opened, Piece, PubEnd, PumpError, PumpOptions, QueueError, QueuedPub, Reader,
+    Subscription,
 };
 use crate::command::{CommandKind, Common, Dispatch, PipeArgs, PubArgs, SubArgs};
 use crate::front::{self, Failure, Prepared};
@@ -219,8 +220,9 @@ pub async fn subscribe(
         Ok(o) => o.end,
         Err(e) => return failed(out, kind, Some(&full), &e.into()).await,
     };
+    let mut written = None;
     let copied = tokio::select! {
-        r = copy_reader(&mut reader, out) => r?,
+        r = copy_reader(&mut reader, out, args.keep_alive, &mut written) => r?,
         () = drain_until_closed(read) => return Err(Gone),
     };
     let mut report = Report::on(&full, 0, 0);
@@ -231,15 +233,33 @@ pub async fn subscribe(
         out.line(&format!("skipped {} bytes", reader.skipped()))
             .await?;
     }
+    if report.status == 0 {
+        report.delivery = written;
+    }
     Ok(report)
 }
 
 /// Copies a reader to stdout until it ends; a failure is returned (to be
-/// reported), a client gone is `Gone`.
-async fn copy_reader(reader: &mut Reader, out: &mut Out) -> Result<Result<(), Failure>, Gone> {
+/// reported), a client gone is `Gone`. A queued message is removed only
+/// once the client has it: with `-k`, as soon as it has acknowledged the
+/// message (live data waits that long, a window's worth of the client's
+/// writing at most, and never more than `Out::acknowledged` allows);
+/// without, the message ends the sub and waits in `written` for the exit
+/// status (`Out::finish`).
+async fn copy_reader(
+    reader: &mut Reader,
+    out: &mut Out,
+    keep_alive: bool,
+    written: &mut Option<Delivery>,
+) -> Result<Result<(), Failure>, Gone> {
     loop {
-        match reader.next().await {
-            Ok(Some(chunk)) => out.stdout(chunk).await?,
+        match reader.next_piece().await {
+            Ok(Some(Piece::Data(chunk))) => out.stdout(chunk).await?,
+            Ok(Some(Piece::Written(delivery))) if keep_alive => {
+                out.acknowledged().await?;
+                delivery.confirm().await;
+            }
+            Ok(Some(Piece::Written(delivery))) => *written = Some(delivery),
             Ok(None) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e.into())),
         }

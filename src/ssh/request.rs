@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::limits::Shared;
 use super::out::{Gone, Out};
 use crate::app::App;
+use crate::broker::Delivery;
 use crate::command::{self, CommandKind, UsageError};
 use crate::front::Failure;
 use crate::identity::Identity;
@@ -49,6 +50,9 @@ pub struct Report {
     /// The topic or pattern, as its full name.
     pub topic: Option<String>,
     pub bytes_in: u64,
+    /// A queued message handed out whole, removed once the client has it,
+    /// just before the exit status (`Out::finish`).
+    pub delivery: Option<Delivery>,
 }
 
 impl Report {
@@ -64,6 +68,7 @@ impl Report {
             status,
             topic: Some(topic.to_string()),
             bytes_in,
+            delivery: None,
         }
     }
 }
@@ -101,6 +106,7 @@ pub async fn failed(
         status,
         topic: topic.map(str::to_string),
         bytes_in: 0,
+        delivery: None,
     })
 }
 

@@ -121,6 +121,53 @@ fn sub_k_drains_in_order_then_stays_live() {
     reader.join().unwrap();
 }
 
+/// `sub -k` removes each queued message once its client has written it
+/// out (acknowledged it), not when the server handed it to the channel:
+/// a 1 MiB message fits in OpenSSH's 2 MiB window at once, so removed on
+/// handing over, it left the queue before the client wrote 64 KiB of it.
+/// The client here writes slowly (the test reads 4 KiB every 10 ms) but
+/// steadily, so the server keeps waiting for it.
+#[test]
+fn sub_k_removes_a_message_once_the_client_has_written_it_out() {
+    let server = TestServer::start();
+    let key = server.key("k");
+    let (one, two) = (random_bytes(1 << 20, 3), b"two\n".to_vec());
+    queue(&server, &key, "jobs", &one);
+    queue(&server, &key, "jobs", &two);
+    let topic = full(&key, "jobs");
+    let mut sub = server.spawn(&key, &["sub", "-k", "jobs"]);
+    let mut from = sub.stdout.take().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    wait_until("the first message removed", || {
+        server.app.broker.queued(&topic).0 < 2
+    });
+    let read_by_then = got.lock().unwrap().len();
+    assert!(
+        read_by_then >= 512 * 1024,
+        "removed when the client had written out {read_by_then} bytes"
+    );
+    wait_until("both messages", || {
+        got.lock().unwrap().len() == one.len() + two.len()
+    });
+    let all = got.lock().unwrap().clone();
+    assert_eq!(sha256(&all[..one.len()]), sha256(&one));
+    assert_eq!(&all[one.len()..], two.as_slice());
+    wait_until("the queue drained", || {
+        server.app.broker.queued(&topic) == (0, 0)
+    });
+    sub.kill().unwrap();
+    let _ = sub.wait();
+    reader.join().unwrap();
+}
+
 #[test]
 fn six_concurrent_subs_each_get_exactly_one_message() {
     let server = TestServer::start();
