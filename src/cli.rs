@@ -115,6 +115,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let opts = Options {
         ssh_listen: args.ssh_listen,
         data_dir: args.data_dir.clone(),
+        host_key: args.host_key.clone(),
         users: args.users.clone(),
         auth: args.auth,
         domain: args.domain.clone(),

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Host keys and the embedded store; created 0700 if missing.
     #[arg(long, env = "SSHPIPE_DATA_DIR", default_value = "./sshpipe-data")]
     pub data_dir: PathBuf,
+    /// The ed25519 host key file, which must exist (several nodes share one,
+    /// SPEC §14). Default: DATA_DIR/ssh_host_ed25519_key, made on first start.
+    #[arg(long, env = "SSHPIPE_HOST_KEY")]
+    pub host_key: Option<PathBuf>,
     /// TOML users file.
     #[arg(long, env = "SSHPIPE_USERS")]
     pub users: Option<PathBuf>,

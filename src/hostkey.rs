@@ -1,5 +1,11 @@
 //! The server's ed25519 host key: made once, then reused forever, so
 //! clients never see a changed key (SPEC §2, §10).
+//!
+//! A key named with `--host-key FILE` is never made here: that file is the
+//! one every node of a cluster shares (SPEC §14), so a node that made its own
+//! because of a typo or a mount that is not there yet would present a second
+//! key behind the same load balancer. Like OpenSSH's sshd with a missing
+//! `HostKey`, the start fails instead and says how to make the file once.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -52,15 +58,73 @@ pub fn generate_ed25519(comment: &str) -> anyhow::Result<PrivateKey> {
     )?)
 }
 
+/// Loads the `--host-key FILE` key; a missing file is an error, not a key to
+/// make (see the module doc).
+pub fn load_given(path: &Path) -> anyhow::Result<PrivateKey> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "host key file {} does not exist (make it once with: ssh-keygen -t ed25519 -N '' -f {})",
+            path.display(),
+            path.display()
+        ),
+        Ok(meta) if meta.is_dir() => bail!("host key file {} is a directory", path.display()),
+        _ => load(path),
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<PrivateKey> {
     let key = PrivateKey::read_openssh_file(path)
         .with_context(|| format!("cannot read host key {}", path.display()))?;
     if key.algorithm() != russh::keys::Algorithm::Ed25519 {
         bail!("host key {} is not an ed25519 key", path.display());
     }
+    if key.is_encrypted() {
+        bail!(
+            "host key {} has a passphrase (the server needs it without one)",
+            path.display()
+        );
+    }
     Ok(key)
 }
 
 pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(path: &Path) -> String {
+        match load_given(path) {
+            Ok(_) => unreachable!("{} loaded", path.display()),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn a_named_key_is_loaded_never_made() {
+        let Ok(dir) = tempfile::tempdir() else {
+            unreachable!("tempdir")
+        };
+        let made = load_or_create(dir.path()).map(|k| fingerprint(&k));
+        let given = load_given(&dir.path().join(HOST_KEY_FILE)).map(|k| fingerprint(&k));
+        assert_eq!(made.ok(), given.ok(), "the data dir's key, read back");
+
+        let missing = dir.path().join("shared_key");
+        let e = err(&missing);
+        assert!(e.starts_with("host key file "), "{e}");
+        assert!(
+            e.contains("does not exist (make it once with: ssh-keygen"),
+            "{e}"
+        );
+        assert!(!missing.exists(), "nothing made");
+        assert_eq!(
+            err(dir.path()),
+            format!("host key file {} is a directory", dir.path().display())
+        );
+        let junk = dir.path().join("junk");
+        assert!(fs::write(&junk, "not a key\n").is_ok());
+        assert!(err(&junk).starts_with("cannot read host key "));
+    }
 }

@@ -29,6 +29,8 @@ pub struct Options {
     /// `None`: no HTTP side door (`--http-listen off`).
     pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
+    /// `--host-key FILE`; `None`: the data dir's key, made if missing.
+    pub host_key: Option<PathBuf>,
     pub users: Option<PathBuf>,
     pub auth: AuthMode,
     pub domain: String,
@@ -70,7 +72,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let users = load_users(opts.users.as_deref(), opts.auth)?;
     let trusted_cas = load_trusted_cas(opts.trusted_user_ca.as_deref())?;
     hostkey::ensure_data_dir(&opts.data_dir)?;
-    let key = hostkey::load_or_create(&opts.data_dir)?;
+    let key = match &opts.host_key {
+        Some(file) => hostkey::load_given(file)?,
+        None => hostkey::load_or_create(&opts.data_dir)?,
+    };
     let host_key_fingerprint = hostkey::fingerprint(&key);
     let listener = TcpListener::bind(opts.ssh_listen)
         .await

@@ -30,7 +30,12 @@ pub fn binary(data_dir: &Path) -> Command {
 
 impl Binary {
     pub fn start(data_dir: &Path) -> Binary {
-        let mut child = binary(data_dir).stderr(Stdio::piped()).spawn().unwrap();
+        Binary::spawn(binary(data_dir))
+    }
+
+    /// Starts `cmd`, a `binary(..)` command with options of its own.
+    pub fn spawn(mut cmd: Command) -> Binary {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let port = loop {

@@ -22,6 +22,7 @@ use sshpipe::ssh::SshLimits;
 use tokio_util::sync::CancellationToken;
 
 mod binary;
+pub mod nats;
 #[allow(unused_imports)] // tests/logs.rs has no use for them
 pub use binary::{Binary, binary};
 
@@ -143,6 +144,7 @@ pub fn options_for(data_dir: &Path) -> Options {
     Options {
         ssh_listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: data_dir.to_path_buf(),
+        host_key: None,
         users: None,
         auth: AuthMode::Open,
         domain: "testhost".to_string(),
@@ -191,6 +193,7 @@ impl TestServer {
         let opts = Options {
             ssh_listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("data"),
+            host_key: None,
             users,
             auth: cfg.auth,
             domain: cfg.domain,
