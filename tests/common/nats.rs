@@ -462,7 +462,7 @@ impl NatsCluster {
 
     /// Starts server `i` again (same ports, same store) and waits until the
     /// cluster is ready with it.
-    pub fn start(&mut self, i: usize) {
+    pub fn start_one(&mut self, i: usize) {
         assert!(!self.is_running(i), "start: {} is running", self.name(i));
         self.restart(&[i]);
     }

@@ -13,6 +13,7 @@ mod common;
 mod access;
 mod attacks;
 mod bench_quick;
+mod cluster;
 mod commands;
 mod conformance;
 mod delivery;

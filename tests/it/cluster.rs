@@ -1,0 +1,136 @@
+//! Two sshpipe nodes sharing one set of topics through a real 3-server
+//! NATS cluster (SPEC §14), driven with the real `ssh`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Instant;
+
+use crate::common;
+use common::nats::NatsCluster;
+use common::{Key, TestServer};
+use sha2::{Digest, Sha256};
+use sshpipe::broker::{BackendKind, NatsOptions};
+
+/// A node connected first to NATS server `i` (then the others).
+fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::options_for(&dir.path().join("data"));
+    let mut urls: Vec<String> = (0..n).map(|k| nats.url((i + k) % n)).collect();
+    urls.dedup();
+    opts.broker.backend = BackendKind::Nats(NatsOptions {
+        urls,
+        creds: None,
+        tls_ca: None,
+        tls_cert: None,
+        replicas: 3,
+    });
+    TestServer::from_options(opts, dir)
+}
+
+/// Waits (bounded) until node `on` counts `n` receivers on `full`.
+fn receivers(on: &TestServer, full: &str, n: usize) {
+    let start = Instant::now();
+    while on.app.broker.counts(full).map_or(0, |c| c.receivers) != n {
+        assert!(
+            start.elapsed() < common::WAIT,
+            "{full}: never {n} receivers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_pub_on_one_node_reaches_a_sub_on_the_other_byte_for_byte() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
+    let key = Key::new(a.dir.path(), "alice");
+    let data: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sub = b
+        .ssh(&key, &["sub", "files"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pub blocks until it sees the sub on the other node.
+    let mut publ = a
+        .ssh(&key, &["pub", "files"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publ.stdin.take().unwrap();
+    let feed = {
+        let data = data.clone();
+        std::thread::spawn(move || stdin.write_all(&data).unwrap())
+    };
+    let got = sub.wait_with_output().unwrap();
+    feed.join().unwrap();
+    let pub_out = publ.wait_with_output().unwrap();
+    assert!(pub_out.status.success(), "pub: {:?}", pub_out);
+    assert!(got.status.success(), "sub: {:?}", got.status);
+    assert_eq!(got.stdout.len(), data.len());
+    assert_eq!(Sha256::digest(&got.stdout), Sha256::digest(&data));
+}
+
+#[test]
+fn a_blocking_pub_waits_for_a_sub_on_another_node_and_ls_shows_both() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 2, 3));
+    let key = Key::new(a.dir.path(), "bob");
+    let who = String::from_utf8(a.run(&key, &["whoami"], b"").stdout).unwrap();
+    let user = who
+        .lines()
+        .find_map(|l| l.strip_prefix("user: "))
+        .unwrap()
+        .to_string();
+    let full = format!("{user}/chat");
+    let publ = a
+        .ssh(&key, &["pub", "chat"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Node B learns of A's waiting pub.
+    let start = Instant::now();
+    loop {
+        let ls = b.run(&key, &["ls"], b"");
+        let text = String::from_utf8_lossy(&ls.stdout).to_string();
+        if text.contains("waiting pubs: 1") {
+            assert!(text.contains("pubs: 1"), "{text}");
+            break;
+        }
+        assert!(
+            start.elapsed() < common::WAIT,
+            "B never listed A's pub: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut sub = b
+        .ssh(&key, &["sub", "chat"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    receivers(&a, &full, 1);
+    let mut publ = publ;
+    publ.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello from a\n")
+        .unwrap();
+    let pub_out = publ.wait_with_output().unwrap();
+    assert!(pub_out.status.success(), "{pub_out:?}");
+    let stderr = String::from_utf8_lossy(&pub_out.stderr);
+    assert!(stderr.contains("msg sent!"), "{stderr}");
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(sub.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(sub.wait().unwrap().success());
+    assert_eq!(out, b"hello from a\n");
+}
