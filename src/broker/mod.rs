@@ -46,7 +46,7 @@ pub use framer::{Framer, LineSplitter, MAX_HELD, MAX_LINE};
 pub use link::{Counts, Role};
 pub use publisher::{ByteSource, PubStage, Publisher, PumpError, PumpOptions, StageSink};
 pub use queue::{CHUNK_BYTES, QueueError, QueueLimits};
-pub use reader::{Delivery, Piece, ReadError, Reader};
+pub use reader::{Delivery, Piece, ReadError, Reader, Tidy};
 pub use stores::{AclStore, BodySink, BodySource, MessageStore};
 pub use subscription::Subscription;
 

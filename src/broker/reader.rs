@@ -63,8 +63,8 @@ impl Delivery {
     /// disagreeing. This returns as soon as the store has it: an SSH
     /// front end sends the exit status next, and every step in between
     /// widens the moment a `kill -9` would cost a message (`Out::finish`);
-    /// what only tidies up runs afterwards, in the background.
-    pub async fn confirm(self) {
+    /// what only tidies up comes after, in `Tidy`.
+    pub async fn confirm(self) -> Tidy {
         let Delivery {
             claim,
             broker,
@@ -74,10 +74,22 @@ impl Delivery {
             // Delivered but not removed: it may be served again.
             tracing::error!(error = %e, "cannot remove a delivered queued message");
         }
-        // The last message of a topic nobody is on: its held public list
-        // goes too (tracked, so the server's shutdown waits for it).
-        let tasks = broker.tasks().clone();
-        tasks.spawn(async move { broker.settle_held(Some(&topic)).await });
+        Tidy { broker, topic }
+    }
+}
+
+/// What follows a delivery: the last message of a topic nobody is on takes
+/// its held public list with it. Awaited, so once a sub is over its topic
+/// is free again (SPEC §6).
+#[must_use = "the held list goes only when this runs"]
+pub struct Tidy {
+    broker: Broker,
+    topic: String,
+}
+
+impl Tidy {
+    pub async fn run(self) {
+        self.broker.settle_held(Some(&self.topic)).await;
     }
 }
 
@@ -150,7 +162,7 @@ impl Reader {
         loop {
             match self.next_piece().await? {
                 Some(Piece::Data(chunk)) => return Ok(Some(chunk)),
-                Some(Piece::Written(delivery)) => delivery.confirm().await,
+                Some(Piece::Written(delivery)) => delivery.confirm().await.run().await,
                 None => return Ok(None),
             }
         }

@@ -102,7 +102,7 @@ fn events(
                 return Some((Ok(event), st));
             }
             if let Some(delivery) = st.written.take() {
-                delivery.confirm().await;
+                delivery.confirm().await.run().await;
             }
             if st.ended {
                 return None;

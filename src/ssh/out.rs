@@ -145,11 +145,12 @@ impl Out {
         if self.acknowledged().await.is_err() {
             return;
         }
+        let mut tidy = None;
         if let Some(delivery) = delivery {
             if self.conn.is_cancelled() {
                 return;
             }
-            delivery.confirm().await;
+            tidy = Some(delivery.confirm().await);
         }
         let seq = async {
             self.write.exit_status(status).await?;
@@ -159,6 +160,11 @@ impl Out {
         tokio::select! {
             _ = seq => {}
             () = self.conn.cancelled() => {}
+        }
+        // After the status: nothing but the removal sits between the
+        // client having its message and knowing it succeeded.
+        if let Some(tidy) = tidy {
+            tidy.run().await;
         }
     }
 }

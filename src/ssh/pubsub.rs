@@ -257,7 +257,7 @@ async fn copy_reader(
             Ok(Some(Piece::Data(chunk))) => out.stdout(chunk).await?,
             Ok(Some(Piece::Written(delivery))) if keep_alive => {
                 out.acknowledged().await?;
-                delivery.confirm().await;
+                delivery.confirm().await.run().await;
             }
             Ok(Some(Piece::Written(delivery))) => *written = Some(delivery),
             Ok(None) => return Ok(Ok(())),
