@@ -116,7 +116,7 @@ impl Slot {
             .await
     }
 
-    pub(crate) async fn deliver_item(&self, item: Item, len: usize) -> bool {
+    async fn deliver_item(&self, item: Item, len: usize) -> bool {
         if self.lossy {
             match self.tx.try_send(item) {
                 Ok(()) => true,
@@ -161,7 +161,17 @@ pub(crate) async fn dispatch_line(
     line: &Bytes,
     exclude: &[u64],
 ) -> bool {
-    let slots = port.receivers();
+    dispatch_line_to(port, &port.receivers(), line, exclude).await
+}
+
+/// The same over a chosen set of the topic's slots (a node delivering
+/// what another node sent goes only to its own receivers).
+pub(crate) async fn dispatch_line_to(
+    port: &Arc<dyn TopicPort>,
+    slots: &[Slot],
+    line: &Bytes,
+    exclude: &[u64],
+) -> bool {
     let candidates: Vec<&Slot> = slots
         .iter()
         .filter(|s| !exclude.contains(&s.member))
@@ -181,6 +191,24 @@ pub(crate) async fn dispatch_line(
         }
     }
     false
+}
+
+/// Waits until every lossless slot but `skip`'s has handed on what it was
+/// given (a receiver that left settles it too).
+pub(crate) async fn flush_slots(slots: &[Slot], skip: Option<u64>) {
+    let mut acks = Vec::new();
+    for slot in slots {
+        if slot.lossy || Some(slot.member) == skip {
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        if slot.tx.send(Item::Flush(tx)).await.is_ok() {
+            acks.push(rx);
+        }
+    }
+    for ack in acks {
+        let _ = ack.await;
+    }
 }
 
 /// A client's place on a topic: dropping the last handle to it (publisher,

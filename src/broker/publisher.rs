@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::framer::{Framer, LineSplitter};
-use super::link::{Item, Registration, SenderCounts, TopicPort, dispatch_line};
+use super::link::{Registration, SenderCounts, TopicPort, dispatch_line};
 
 /// A partial line is sent after this long without new data (SPEC §5.5).
 const LINE_HOLD: Duration = Duration::from_millis(100);
@@ -249,21 +249,8 @@ impl Publisher {
     /// Waits until every lossless receiver has handed all it was given to
     /// its client.
     async fn flush(&mut self) {
-        let me = self.registration.id;
-        let mut acks = Vec::new();
-        for slot in self.port().receivers().iter() {
-            if slot.lossy || (slot.member == me && !self.replay) {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            if slot.tx.send(Item::Flush(tx)).await.is_ok() {
-                acks.push(rx);
-            }
-        }
-        for ack in acks {
-            // An error means the receiver left, which also settles it.
-            let _ = ack.await;
-        }
+        let skip = (!self.replay).then_some(self.registration.id);
+        super::link::flush_slots(&self.port().receivers(), skip).await;
     }
 
     /// Runs a whole sender: wait, read, frame, deliver, flush — cut short

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::Instant;
 
 use crate::common;
 use common::nats::NatsCluster;
@@ -30,14 +29,9 @@ fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {
 
 /// Waits (bounded) until node `on` counts `n` receivers on `full`.
 fn receivers(on: &TestServer, full: &str, n: usize) {
-    let start = Instant::now();
-    while on.app.broker.counts(full).map_or(0, |c| c.receivers) != n {
-        assert!(
-            start.elapsed() < common::WAIT,
-            "{full}: never {n} receivers"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    common::wait_until(&format!("{n} receivers on {full}"), || {
+        on.app.broker.counts(full).map_or(0, |c| c.receivers) == n
+    });
 }
 
 #[test]
@@ -98,20 +92,12 @@ fn a_blocking_pub_waits_for_a_sub_on_another_node_and_ls_shows_both() {
         .spawn()
         .unwrap();
     // Node B learns of A's waiting pub.
-    let start = Instant::now();
-    loop {
-        let ls = b.run(&key, &["ls"], b"");
-        let text = String::from_utf8_lossy(&ls.stdout).to_string();
-        if text.contains("waiting pubs: 1") {
-            assert!(text.contains("pubs: 1"), "{text}");
-            break;
-        }
-        assert!(
-            start.elapsed() < common::WAIT,
-            "B never listed A's pub: {text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut text = String::new();
+    common::wait_until("B lists A's waiting pub", || {
+        text = String::from_utf8_lossy(&b.run(&key, &["ls"], b"").stdout).to_string();
+        text.contains("waiting pubs: 1")
+    });
+    assert!(text.contains("pubs: 1"), "{text}");
     let mut sub = b
         .ssh(&key, &["sub", "chat"])
         .stdout(Stdio::piped())

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Core;
 use super::forward::WINDOW;
 use super::names::credit_subject;
 use super::wire::{Credit, Frame, Kind};
-use crate::broker::link::{Item, Slot, TopicPort};
+use crate::broker::link::{TopicPort, dispatch_line, dispatch_line_to, flush_slots};
 use crate::broker::memory::Topic;
 
 /// Repeated resend requests for one stream are at least this far apart.
@@ -170,7 +170,7 @@ async fn deliver(
                 }
             }
             (Kind::Line, Some(t)) => line(t, frame.body).await,
-            (Kind::Flush, Some(t)) => flush(&t.local_receivers()).await,
+            (Kind::Flush, Some(t)) => flush_slots(&t.local_receivers(), None).await,
             (Kind::End, _) => {}
             // Nobody here any more: the sender learns it from our view.
             (_, None) => {}
@@ -197,34 +197,8 @@ async fn deliver(
 /// A round-robin line to exactly one receiver here, rotating; if nobody
 /// here takes it, to any receiver of the topic (possibly on another node).
 async fn line(t: &Arc<Topic>, body: Bytes) {
-    let slots = t.local_receivers();
-    let n = slots.len();
     let port: Arc<dyn TopicPort> = Arc::clone(t) as Arc<dyn TopicPort>;
-    if n > 0 {
-        let start = t
-            .cursor()
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % n;
-        for k in 0..n {
-            let item = Item::Line(body.clone(), Arc::downgrade(&port));
-            if slots[(start + k) % n].deliver_item(item, body.len()).await {
-                return;
-            }
-        }
-    }
-    crate::broker::link::dispatch_line(&port, &body, &[]).await;
-}
-
-/// Waits until every lossless receiver here handed on what it was given.
-async fn flush(slots: &Arc<[Slot]>) {
-    let mut acks = Vec::new();
-    for slot in slots.iter().filter(|s| !s.lossy) {
-        let (tx, rx) = oneshot::channel();
-        if slot.tx.send(Item::Flush(tx)).await.is_ok() {
-            acks.push(rx);
-        }
-    }
-    for ack in acks {
-        let _ = ack.await;
+    if !dispatch_line_to(&port, &t.local_receivers(), &body, &[]).await {
+        dispatch_line(&port, &body, &[]).await;
     }
 }
