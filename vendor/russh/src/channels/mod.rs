@@ -466,6 +466,13 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
         self.max_packet_size
     }
 
+    /// The largest the peer's window for this channel has been: its
+    /// initial window, unless it grew it since (sshpipe patch). A peer
+    /// acknowledges by half of it at the latest.
+    pub fn window_peak(&self) -> u32 {
+        self.window_size.peak.load(Ordering::Relaxed)
+    }
+
     /// Bytes sent on this channel that the peer has not yet acknowledged
     /// with a window adjustment (sshpipe patch). A peer such as OpenSSH
     /// acknowledges only what it has written out, so this is (at most) what
