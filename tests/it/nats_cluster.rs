@@ -120,11 +120,10 @@ fn a_value_put_through_server_1_is_read_through_server_3() {
         let c3 = connect(&nats.url(2)).await.unwrap();
         assert_eq!(c3.server_info().server_name, nats.name(2));
         let js3 = js(c3);
-        let kv3 = js3.get_key_value(BUCKET).await.unwrap();
-        assert_eq!(
-            kv3.get("greeting").await.unwrap().as_deref(),
-            Some(&b"hello"[..])
-        );
+        // Server 3 may learn of the new bucket a moment after server 1
+        // acknowledged it ("no responders" until then).
+        let kv3 = retry("the bucket through server 3", || js3.get_key_value(BUCKET)).await;
+        read_until(&kv3, "greeting", "hello", "the value through server 3").await;
         // Replicated on all three, not a single copy on one server.
         let mut stream = js3.get_stream(format!("KV_{BUCKET}")).await.unwrap();
         let cluster = stream.info().await.unwrap().cluster.clone().unwrap();
@@ -136,7 +135,8 @@ fn a_value_put_through_server_1_is_read_through_server_3() {
     // The same client list a node gets with --broker.
     runtime().block_on(async {
         let c = connect(&nats.urls()).await.unwrap();
-        let kv = js(c).get_key_value(BUCKET).await.unwrap();
+        let ctx = js(c);
+        let kv = retry("the bucket", || ctx.get_key_value(BUCKET)).await;
         assert_eq!(
             kv.get("greeting").await.unwrap().as_deref(),
             Some(&b"hello"[..])
@@ -181,7 +181,8 @@ fn losing_one_server_of_three_changes_nothing_and_it_catches_up() {
         read_until(&kv, "k", "v2", "the new value through a survivor").await;
 
         let c = connect(&nats.url(other)).await.unwrap();
-        let kv = js(c).get_key_value(BUCKET).await.unwrap();
+        let ctx = js(c);
+        let kv = retry("the bucket", || ctx.get_key_value(BUCKET)).await;
         read_until(&kv, "k", "v2", "the new value through the other survivor").await;
     });
     assert!(
@@ -195,7 +196,8 @@ fn losing_one_server_of_three_changes_nothing_and_it_catches_up() {
     rt.block_on(async {
         let c = connect(&nats.url(victim)).await.unwrap();
         assert_eq!(c.server_info().server_name, nats.name(victim));
-        let kv = js(c).get_key_value(BUCKET).await.unwrap();
+        let ctx = js(c);
+        let kv = retry("the bucket", || ctx.get_key_value(BUCKET)).await;
         read_until(
             &kv,
             "k",
@@ -246,7 +248,8 @@ fn with_every_server_stopped_requests_fail_and_after_start_all_they_work() {
         })
         .await;
         let fresh = connect(&nats.urls()).await.unwrap();
-        let kv = js(fresh).get_key_value(BUCKET).await.unwrap();
+        let ctx = js(fresh);
+        let kv = retry("the bucket", || ctx.get_key_value(BUCKET)).await;
         read_until(&kv, "k", "new", "the new value, new client").await;
     });
     drop(client);

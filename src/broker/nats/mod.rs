@@ -153,10 +153,11 @@ impl Core {
             urls: urls.clone(),
             reason: e.to_string(),
         };
-        let presence = bucket(&js, PRESENCE_BUCKET, None, opts.replicas)
+        let presence = bucket(&client, &js, PRESENCE_BUCKET, None, opts.replicas)
             .await
             .map_err(|e| no_js(&e))?;
         let nodes = bucket(
+            &client,
             &js,
             NODES_BUCKET,
             Some(presence::NODE_TTL * 2),
@@ -310,7 +311,39 @@ impl Core {
     }
 }
 
+/// How long a starting node waits for JetStream to answer: a cluster
+/// started at the same moment (`docker compose up`) elects its meta leader
+/// in a few seconds, and until then every request has "no responders".
+const JETSTREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The bucket `name`, made if it is missing; retried while JetStream is
+/// not answering yet, for at most `JETSTREAM_WAIT`.
 async fn bucket(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Option<Duration>,
+    replicas: usize,
+) -> Result<kv::Store, async_nats::Error> {
+    let start = tokio::time::Instant::now();
+    let mut warned = false;
+    loop {
+        match open_bucket(client, js, name, max_age, replicas).await {
+            Ok(store) => return Ok(store),
+            Err(e) if start.elapsed() < JETSTREAM_WAIT => {
+                if !warned {
+                    tracing::warn!(error = %e, bucket = name, "JetStream is not answering yet; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn open_bucket(
+    client: &async_nats::Client,
     js: &jetstream::Context,
     name: &str,
     max_age: Option<Duration>,
@@ -319,7 +352,20 @@ async fn bucket(
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
-    let config = |replicas| kv::Config {
+    // One nats-server for a try-out is not a cluster: one replica rather
+    // than none at all. In a cluster, replicas stay as asked, so a request
+    // that failed only because JetStream was still electing is retried
+    // rather than settled with a single copy.
+    let replicas = match client.server_info().cluster {
+        Some(_) => replicas.max(1),
+        None => {
+            if replicas > 1 {
+                tracing::warn!(bucket = name, "one NATS server, not a cluster: 1 replica");
+            }
+            1
+        }
+    };
+    let config = kv::Config {
         bucket: name.to_string(),
         history: 1,
         max_age: max_age.unwrap_or_default(),
@@ -327,16 +373,7 @@ async fn bucket(
         num_replicas: replicas,
         ..Default::default()
     };
-    match js.create_key_value(config(replicas.max(1))).await {
-        Ok(store) => Ok(store),
-        // Fewer servers than replicas (one nats-server for a try-out):
-        // one replica rather than no cluster at all.
-        Err(e) if replicas > 1 => {
-            tracing::warn!(error = %e, bucket = name, "falling back to 1 replica");
-            Ok(js.create_key_value(config(1)).await?)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(js.create_key_value(config).await?)
 }
 
 /// Hands credits for this node's forwarders to them.
