@@ -24,7 +24,13 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
     let _ended = req.conn.clone().drop_guard();
     let started = Instant::now();
     let (mut read, write) = channel.split();
-    let mut out = Out::new(write, req.conn.clone(), req.pty);
+    let mut out = Out::new(
+        write,
+        req.conn.clone(),
+        req.app.shutdown.clone(),
+        req.cadence,
+        req.pty,
+    );
     // Held until the command ends; over the cap the command never starts
     // and the refusal is the only log line.
     let Some(slot) = req.shared.sessions.try_acquire(req.identity.name.clone()) else {
@@ -40,7 +46,7 @@ pub async fn run(req: Request, channel: Channel<Msg>) {
     let result = tokio::select! {
         r = dispatch(&req, exec.as_deref(), &mut read, &mut out) => r,
         () = shutdown.cancelled() => {
-            let _ = out.line("server shutting down").await;
+            let _ = out.shutting_down().await;
             Ok(Report::status(1))
         }
         () = req.conn.cancelled() => Err(Gone),

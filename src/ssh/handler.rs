@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::auth::{self, Refusal};
 use super::exec::{self, Request};
 use super::limits::Shared;
+use super::out::Cadence;
 use crate::app::App;
 use crate::identity::Identity;
 
@@ -129,6 +130,7 @@ impl Conn {
             conn: token,
             exec,
             pty: pending.pty,
+            cadence: Cadence::of(session.remote_sshid()),
             topic: std::sync::OnceLock::new(),
         };
         self.tracker.spawn(tracing::Instrument::instrument(

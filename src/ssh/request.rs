@@ -29,6 +29,8 @@ pub struct Request {
     pub exec: Option<Vec<u8>>,
     /// The client asked for a PTY.
     pub pty: bool,
+    /// How its client acknowledges stdout (`Out::acknowledged`).
+    pub cadence: super::out::Cadence,
     /// The topic or pattern, once resolved: the session-end line names it
     /// even when the client left mid-command.
     pub topic: std::sync::OnceLock<String>,
