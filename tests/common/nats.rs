@@ -119,7 +119,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: `(status, body)`.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("connect {addr}: {e}"))?;

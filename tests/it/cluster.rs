@@ -11,24 +11,38 @@ use common::{Key, TestServer};
 use sha2::{Digest, Sha256};
 use sshpipe::broker::{BackendKind, NatsOptions};
 
-/// A node connected first to NATS server `i` (then the others).
-fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = common::options_for(&dir.path().join("data"));
+/// The NATS server list of a node connected first to server `i` (then the
+/// others), as `--broker` gives it.
+pub(crate) fn urls_from(nats: &NatsCluster, i: usize, n: usize) -> Vec<String> {
     let mut urls: Vec<String> = (0..n).map(|k| nats.url((i + k) % n)).collect();
     urls.dedup();
+    urls
+}
+
+/// A node connected first to NATS server `i` (then the others); with an
+/// HTTP listener if `http`.
+pub(crate) fn node_with(nats: &NatsCluster, i: usize, n: usize, http: bool) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::options_for(&dir.path().join("data"));
     opts.broker.backend = BackendKind::Nats(NatsOptions {
-        urls,
+        urls: urls_from(nats, i, n),
         creds: None,
         tls_ca: None,
         tls_cert: None,
         replicas: 3,
     });
+    if http {
+        opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
     TestServer::from_options(opts, dir)
 }
 
+pub(crate) fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {
+    node_with(nats, i, n, false)
+}
+
 /// Waits (bounded) until node `on` counts `n` receivers on `full`.
-fn receivers(on: &TestServer, full: &str, n: usize) {
+pub(crate) fn receivers(on: &TestServer, full: &str, n: usize) {
     common::wait_until(&format!("{n} receivers on {full}"), || {
         on.app.broker.counts(full).map_or(0, |c| c.receivers) == n
     });

@@ -1,0 +1,237 @@
+//! Failures across nodes (SPEC §14), each with the real `ssh` against
+//! nodes on a real 3-server NATS cluster: a node killed with SIGKILL takes
+//! only its own clients; losing one NATS server of three changes nothing;
+//! with every NATS server stopped new commands fail with `broker
+//! unavailable` and `/healthz` is 503, and all of it recovers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::cluster::{node, node_with, receivers, urls_from};
+use crate::common;
+use common::nats::{NatsCluster, http_get};
+use common::{Binary, Key, Lines, TestServer, lines_of, wait_child, wait_until};
+use sha2::{Digest, Sha256};
+
+/// A node as its own process (so it can be killed with SIGKILL), connected
+/// first to NATS server `i`.
+fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
+    let mut cmd = common::binary(data);
+    cmd.arg("--broker")
+        .arg(urls_from(nats, i, nats.len()).join(","));
+    Binary::spawn(cmd)
+}
+
+/// The user `key` logs in as, by `whoami` on `on`.
+fn user(on: &TestServer, key: &Key) -> String {
+    let who = on.run(key, &["whoami"], b"").stdout_str();
+    who.lines()
+        .find_map(|l| l.strip_prefix("user: "))
+        .unwrap_or_else(|| panic!("no user in {who:?}"))
+        .to_string()
+}
+
+fn has(lines: &Lines, want: &str) -> bool {
+    lines.lock().unwrap().iter().any(|l| l == want)
+}
+
+/// A `pub` on `a`, its stdin kept to write lines into.
+fn publisher(a: &TestServer, key: &Key, topic: &str) -> (Child, std::process::ChildStdin) {
+    let mut publ = a
+        .ssh(key, &["pub", topic])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = publ.stdin.take().unwrap();
+    (publ, stdin)
+}
+
+fn sub(
+    on: impl Fn(&Key, &[&str]) -> std::process::Command,
+    key: &Key,
+    topic: &str,
+) -> (Child, Lines) {
+    let mut child = on(key, &["sub", topic])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    (child, lines)
+}
+
+#[test]
+fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_again() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let a = node(&nats, 0, 3);
+    let b_data = tempfile::tempdir().unwrap();
+    let b = process_node(&nats, 1, b_data.path());
+    let key = Key::new(a.dir.path(), "carol");
+    let user = user(&a, &key);
+    let (jobs, news) = (format!("{user}/jobs"), format!("{user}/news"));
+
+    // "jobs": its only receiver on B. "news": one on each node.
+    let (mut jobs_b, jobs_b_lines) = sub(|k, a| b.ssh(k, a), &key, "jobs");
+    let (mut news_b, news_b_lines) = sub(|k, a| b.ssh(k, a), &key, "news");
+    let (mut news_a, news_a_lines) = sub(|k, args| a.ssh(k, args), &key, "news");
+    let (jobs_pub, mut jobs_in) = publisher(&a, &key, "jobs");
+    let (news_pub, mut news_in) = publisher(&a, &key, "news");
+    // (A counts a topic's members once it has the topic: its pubs.)
+    receivers(&a, &jobs, 1);
+    receivers(&a, &news, 2);
+    jobs_in.write_all(b"job 1\n").unwrap();
+    news_in.write_all(b"news 1\n").unwrap();
+    wait_until("B's subs have line 1", || {
+        has(&jobs_b_lines, "job 1") && has(&news_b_lines, "news 1")
+    });
+    wait_until("A's sub has news 1", || has(&news_a_lines, "news 1"));
+
+    b.kill9();
+    // B's clients see their connection drop.
+    assert_ne!(wait_child(&mut jobs_b, "jobs sub on B").code(), Some(0));
+    assert_ne!(wait_child(&mut news_b, "news sub on B").code(), Some(0));
+    // A finds B gone: "jobs" has no receiver left and its pub waits again.
+    receivers(&a, &jobs, 0);
+    receivers(&a, &news, 1);
+    a.wait_waiting_pubs(&jobs, 1);
+
+    // The client on A never noticed.
+    news_in.write_all(b"news 2\n").unwrap();
+    drop(news_in);
+    let news_pub = news_pub.wait_with_output().unwrap();
+    assert!(news_pub.status.success(), "{news_pub:?}");
+    assert_eq!(wait_child(&mut news_a, "news sub on A").code(), Some(0));
+    assert_eq!(*news_a_lines.lock().unwrap(), ["news 1", "news 2"]);
+
+    // The waiting pub goes on with a new receiver, and nothing went to B.
+    jobs_in.write_all(b"job 2\n").unwrap();
+    drop(jobs_in);
+    let (mut jobs_a, jobs_a_lines) = sub(|k, args| a.ssh(k, args), &key, "jobs");
+    let jobs_pub = jobs_pub.wait_with_output().unwrap();
+    assert!(jobs_pub.status.success(), "{jobs_pub:?}");
+    assert_eq!(wait_child(&mut jobs_a, "jobs sub on A").code(), Some(0));
+    assert_eq!(*jobs_a_lines.lock().unwrap(), ["job 2"]);
+}
+
+/// Which NATS servers hold an sshpipe node's connection (`/connz`).
+fn servers_with_nodes(nats: &NatsCluster) -> Vec<usize> {
+    (0..nats.len())
+        .filter(|&i| {
+            nats.monitor_get(i, "/connz")
+                .is_ok_and(|(_, body)| body.contains("\"name\": \"sshpipe "))
+        })
+        .collect()
+}
+
+#[test]
+fn losing_one_nats_server_of_three_mid_stream_changes_nothing() {
+    let Some(mut nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
+    let key = Key::new(a.dir.path(), "dave");
+    let data = common::random_bytes(16 << 20, 16);
+    let mut sub = b
+        .ssh(&key, &["sub", "files"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = sub.stdout.take().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let received = Arc::clone(&received);
+        std::thread::spawn(move || {
+            let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+                received.store(got.len(), Ordering::SeqCst);
+            }
+            got
+        })
+    };
+    // The pub blocks until it sees the sub on B.
+    let mut publ = a
+        .ssh(&key, &["pub", "files"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publ.stdin.take().unwrap();
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let feed = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let (first, rest) = data.split_at(data.len() / 4);
+            stdin.write_all(first).unwrap();
+            wait_go.recv().unwrap();
+            stdin.write_all(rest).unwrap();
+        })
+    };
+    wait_until("a first MiB across", || {
+        received.load(Ordering::SeqCst) >= 1 << 20
+    });
+    // The worst one to lose: a server a node is connected through.
+    let victim = *servers_with_nodes(&nats)
+        .first()
+        .expect("a NATS server holding a node's connection");
+    nats.kill(victim);
+    go.send(()).unwrap();
+    feed.join().unwrap();
+    let pub_out = publ.wait_with_output().unwrap();
+    assert!(pub_out.status.success(), "pub: {pub_out:?}");
+    assert_eq!(wait_child(&mut sub, "sub").code(), Some(0));
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+}
+
+fn healthz(on: &TestServer) -> (u16, String) {
+    http_get(on.http_addr.unwrap().port(), "/healthz").unwrap()
+}
+
+#[test]
+fn with_all_nats_servers_stopped_commands_fail_and_everything_recovers() {
+    let Some(mut nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node_with(&nats, 0, 3, true), node(&nats, 1, 3));
+    let key = Key::new(a.dir.path(), "erin");
+    assert_eq!(healthz(&a).0, 200);
+
+    nats.stop_all();
+    let mut last = (0, String::new());
+    wait_until("/healthz 503 with NATS gone", || {
+        last = healthz(&a);
+        last.0 == 503
+    });
+    assert!(last.1.contains("broker unavailable"), "{last:?}");
+    for args in [&["pub", "t"][..], &["sub", "t"], &["pipe", "t"]] {
+        let out = a.run(&key, args, b"lost?\n");
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains("broker unavailable"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // What needs no broker still answers.
+    a.run(&key, &["whoami"], b"").expect_code(0);
+
+    nats.start_all();
+    wait_until("/healthz 200 with NATS back", || healthz(&a).0 == 200);
+    // Both nodes serve across again: a pub on A reaches a sub on B.
+    wait_until("B serves again", || b.run(&key, &["ls"], b"").code() == 0);
+    let (mut sub_b, lines) = sub(|k, args| b.ssh(k, args), &key, "t");
+    // The pub blocks until it sees the sub on B.
+    let out = a.run(&key, &["pub", "t"], b"back\n");
+    out.expect_code(0);
+    assert_eq!(wait_child(&mut sub_b, "sub on B").code(), Some(0));
+    assert_eq!(*lines.lock().unwrap(), ["back"]);
+}
