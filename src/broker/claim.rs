@@ -33,18 +33,29 @@ impl Queue {
         })
     }
 
+    /// When the oldest message of `topic` nobody is reading was queued.
+    pub fn oldest_unclaimed(&self, topic: &str) -> Option<u64> {
+        let index = self.lock();
+        let entry = index.topics.get(topic)?.values().find(|e| !e.claimed)?;
+        Some(entry.msg.created_ms)
+    }
+
     /// Takes the oldest message of `topic` nobody else is reading.
     pub fn claim(self: &Arc<Self>, topic: &str) -> Option<Claim> {
-        let mut index = self.lock();
-        let entry = index
-            .topics
-            .get_mut(topic)?
-            .values_mut()
-            .find(|e| !e.claimed)?;
-        entry.claimed = true;
+        let msg = {
+            let mut index = self.lock();
+            let entry = index
+                .topics
+                .get_mut(topic)?
+                .values_mut()
+                .find(|e| !e.claimed)?;
+            entry.claimed = true;
+            entry.msg.clone()
+        };
+        self.edited();
         Some(Claim {
             queue: Arc::clone(self),
-            msg: entry.msg.clone(),
+            msg,
             body: None,
             next: 0,
             offset: 0,
@@ -63,6 +74,7 @@ impl Queue {
         }
         drop(index);
         self.unreserve(&msg.user, msg.size);
+        self.edited();
     }
 
     fn release(&self, msg: &StoredMessage) {

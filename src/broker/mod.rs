@@ -14,6 +14,7 @@
 //! round-robin redispatch (`subscription`), queued messages first, then live
 //! data (`reader`). Durable state reaches the store through `stores`.
 
+mod borrow;
 mod claim;
 mod framer;
 mod link;
@@ -282,7 +283,8 @@ impl Broker {
         let memory = match &inner.backend {
             Backend::Memory(m) | Backend::Nats(m, _) => Arc::clone(m),
         };
-        let core = nats::Core::connect(&opts, Arc::clone(&memory), stop).await?;
+        let core =
+            nats::Core::connect(&opts, Arc::clone(&memory), inner.queue.clone(), stop).await?;
         Ok(Broker {
             inner: Arc::new(Inner {
                 backend: Backend::Nats(memory, core),
@@ -453,7 +455,7 @@ impl Broker {
             public_access: public_access.cloned(),
         };
         let mut reader = Reader::queued(self.clone(), deferred, keep_alive, changes);
-        reader.drain()?;
+        reader.drain().await?;
         Ok(Opened {
             end: reader,
             shared,
@@ -529,12 +531,24 @@ impl Broker {
 
     /// Topics `viewer` may see (SPEC §4.4), sorted by full name.
     pub async fn list(&self, viewer: &Identity) -> Vec<TopicListing> {
-        let queued = self
+        let mut queued = self
             .inner
             .queue
             .as_ref()
             .map(|q| q.totals())
             .unwrap_or_default();
+        if let Some(peers) = self.memory().peers() {
+            for (topic, (n, bytes, users)) in peers.queued_totals() {
+                let t = queued.entry(topic).or_default();
+                t.0 += n;
+                t.1 += bytes;
+                for u in users {
+                    if !t.2.contains(&u) {
+                        t.2.push(u);
+                    }
+                }
+            }
+        }
         let remote = match &self.inner.backend {
             Backend::Memory(_) => memory::RemoteViews::new(),
             Backend::Nats(_, core) => core.remote_views(),

@@ -18,7 +18,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::DropGuard;
 
+use futures_util::future::BoxFuture;
+
+use super::QueuedTotals;
+use super::borrow::Borrowed;
 use super::link::Slot;
+use super::queue::QueueError;
 use crate::topic::TopicRef;
 
 /// One node's share of one topic, as it publishes it.
@@ -75,6 +80,18 @@ pub(crate) trait Peers: Send + Sync + std::fmt::Debug + 'static {
     fn views(&self, topic: &str) -> Vec<(ViewKey, View)>;
     /// A slot whose queue is carried to `node` (its receivers on `topic`).
     fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link;
+    /// The node holding the oldest message queued on `topic` elsewhere
+    /// that nobody reads yet, and when it was queued (ms since the epoch).
+    fn queued_elsewhere(&self, topic: &str) -> Option<(String, u64)>;
+    /// Borrows the oldest unread message of `topic` from `node`, if it
+    /// still has one (`borrow`).
+    fn borrow(
+        &self,
+        topic: &str,
+        node: &str,
+    ) -> BoxFuture<'static, Result<Option<Borrowed>, QueueError>>;
+    /// Messages queued on the other nodes, per topic, for `ls`.
+    fn queued_totals(&self) -> QueuedTotals;
 }
 
 /// A slot towards another node. Dropping it stops the forwarder, which

@@ -69,6 +69,9 @@ pub enum QueueError {
     Io(#[from] std::io::Error),
     #[error("store task failed: {0}")]
     Task(String),
+    /// Another node held the message and failed to hand it over.
+    #[error("from the node holding it: {0}")]
+    Lender(String),
 }
 
 impl QueueError {
@@ -118,6 +121,9 @@ pub(crate) struct Queue {
     /// Bumped whenever a message becomes available (linked or released), so
     /// waiting receivers look again instead of polling.
     changed: watch::Sender<u64>,
+    /// Bumped on every change to what waits (claims and removals too), for
+    /// what reports the queue elsewhere (`nats::queued`).
+    edited: watch::Sender<u64>,
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -169,6 +175,7 @@ impl Queue {
             limits,
             index: Mutex::new(index),
             changed: watch::Sender::new(0),
+            edited: watch::Sender::new(0),
         })
     }
 
@@ -184,6 +191,16 @@ impl Queue {
 
     pub(super) fn notify(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.edited();
+    }
+
+    /// Changes whenever what waits changes in any way.
+    pub fn edits(&self) -> watch::Receiver<u64> {
+        self.edited.subscribe()
+    }
+
+    pub(super) fn edited(&self) {
+        self.edited.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// (messages, bytes) queued per topic.

@@ -19,6 +19,7 @@
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::borrow::Borrowed;
 use super::claim::Claim;
 use super::queue::QueueError;
 use super::{Broker, BrokerError, Deferred, Subscription};
@@ -51,9 +52,34 @@ pub enum Piece {
 /// that drops one drops its reader with it.
 #[derive(Debug)]
 pub struct Delivery {
-    claim: Claim,
+    claim: Held,
     broker: Broker,
     topic: String,
+}
+
+/// A queued message being read: from this node's queue, or borrowed from
+/// another node's (`borrow`). Either way dropped unfinished, it goes back
+/// to the head of its queue.
+#[derive(Debug)]
+pub enum Held {
+    Local(Claim),
+    Remote(Borrowed),
+}
+
+impl Held {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, QueueError> {
+        match self {
+            Held::Local(c) => c.next_chunk().await,
+            Held::Remote(b) => b.next_chunk().await,
+        }
+    }
+
+    async fn finish(self) -> Result<(), QueueError> {
+        match self {
+            Held::Local(c) => c.finish().await,
+            Held::Remote(b) => b.finish().await,
+        }
+    }
 }
 
 impl Delivery {
@@ -98,7 +124,7 @@ enum Stage {
     /// Look for a queued message; none left: join and go live.
     Drain,
     /// Writing one claimed message, chunk by chunk.
-    Message(Claim),
+    Message(Held),
     /// Live data from the topic, watching for newly queued messages.
     Live,
     Done,
@@ -176,7 +202,7 @@ impl Reader {
         loop {
             match &mut self.stage {
                 Stage::Done => return Ok(None),
-                Stage::Drain => self.drain()?,
+                Stage::Drain => self.drain().await?,
                 Stage::Message(claim) => {
                     if let Some(chunk) = claim.next_chunk().await? {
                         // A list change mid-message stops it too (checked
@@ -240,10 +266,12 @@ impl Reader {
         }
     }
 
-    /// Takes the next queued message, or — none left — joins the topic
-    /// live. Done once as soon as the sub opens, so a sub with nothing
-    /// queued is a receiver from the start.
-    pub(super) fn drain(&mut self) -> Result<(), BrokerError> {
+    /// Takes the next queued message — the oldest, on this node or another
+    /// — or, none left, joins the topic live. Done once as soon as the sub
+    /// opens, so a sub with nothing queued is a receiver from the start.
+    /// Cancelled while borrowing, a message lent meanwhile comes back to
+    /// its queue once its loan lapses.
+    pub(super) async fn drain(&mut self) -> Result<(), BrokerError> {
         // A queued message goes only to a client the list allows now, not
         // when the sub opened (SPEC §6): look again before each claim.
         if let (Some(b), Some(d)) = (&self.broker, &self.deferred) {
@@ -253,7 +281,7 @@ impl Reader {
             return Err(BrokerError::AccessDenied);
         }
         let claim = match (&self.broker, self.topic.as_deref()) {
-            (Some(b), Some(t)) => b.claim(t),
+            (Some(b), Some(t)) => b.claim_oldest(t).await,
             _ => None,
         };
         match claim {

@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 
 /// A node as its own process (so it can be killed with SIGKILL), connected
 /// first to NATS server `i`.
-fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
+pub(crate) fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
     let mut cmd = common::binary(data);
+    cmd.env("RUST_LOG", "info,sshpipe::broker::nats=debug");
     cmd.arg("--broker")
         .arg(urls_from(nats, i, nats.len()).join(","));
     Binary::spawn(cmd)
@@ -129,21 +130,38 @@ fn servers_with_nodes(nats: &NatsCluster) -> Vec<usize> {
         .collect()
 }
 
+/// The last lines a node process logged, for a failure's message.
+fn log_tail(node: &Binary) -> String {
+    let log = node.log.lock().unwrap();
+    let from = log.len().saturating_sub(30);
+    log[from..].join("\n")
+}
+
+/// A child's stderr, read to its end on a thread of its own.
+fn stderr_of(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    })
+}
+
 #[test]
 fn losing_one_nats_server_of_three_mid_stream_changes_nothing() {
     let Some(mut nats) = NatsCluster::start(3) else {
         return;
     };
-    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
-    let key = Key::new(a.dir.path(), "dave");
+    // Both nodes as processes, so that a failure shows what they logged.
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = process_node(&nats, 0, dirs.0.path());
+    let b = process_node(&nats, 1, dirs.1.path());
+    let key = Key::new(dirs.0.path(), "dave");
     let data = common::random_bytes(16 << 20, 16);
-    let mut sub = b
-        .ssh(&key, &["sub", "files"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sub = b.ssh(&key, &["sub", "files"]).spawn().unwrap();
+    drop(sub.stdin.take());
     let mut out = sub.stdout.take().unwrap();
+    let sub_err = stderr_of(&mut sub);
     let received = Arc::new(AtomicUsize::new(0));
     let reader = {
         let received = Arc::clone(&received);
@@ -157,12 +175,9 @@ fn losing_one_nats_server_of_three_mid_stream_changes_nothing() {
         })
     };
     // The pub blocks until it sees the sub on B.
-    let mut publ = a
-        .ssh(&key, &["pub", "files"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut publ = a.ssh(&key, &["pub", "files"]).spawn().unwrap();
+    drop(publ.stdout.take());
+    let pub_err = stderr_of(&mut publ);
     let mut stdin = publ.stdin.take().unwrap();
     let (go, wait_go) = std::sync::mpsc::channel::<()>();
     let feed = {
@@ -183,10 +198,35 @@ fn losing_one_nats_server_of_three_mid_stream_changes_nothing() {
         .expect("a NATS server holding a node's connection");
     nats.kill(victim);
     go.send(()).unwrap();
+    let logs = || format!("node A:\n{}\nnode B:\n{}", log_tail(&a), log_tail(&b));
+    let start = std::time::Instant::now();
+    while received.load(Ordering::SeqCst) < data.len() && !sub_err.is_finished() {
+        assert!(
+            start.elapsed() < common::WAIT,
+            "stuck at {} of {} bytes\n{}",
+            received.load(Ordering::SeqCst),
+            data.len(),
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     feed.join().unwrap();
-    let pub_out = publ.wait_with_output().unwrap();
-    assert!(pub_out.status.success(), "pub: {pub_out:?}");
-    assert_eq!(wait_child(&mut sub, "sub").code(), Some(0));
+    let pub_status = common::wait_child(&mut publ, "pub");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = sub.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < common::WAIT,
+            "the sub did not end\n{}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (pub_err, sub_err) = (pub_err.join().unwrap(), sub_err.join().unwrap());
+    assert_eq!(pub_status.code(), Some(0), "pub: {pub_err}\n{}", logs());
+    assert_eq!(status.code(), Some(0), "sub: {sub_err}\n{}", logs());
     let got = reader.join().unwrap();
     assert_eq!(got.len(), data.len());
     assert_eq!(Sha256::digest(&got), Sha256::digest(&data));

@@ -150,6 +150,11 @@ impl Memory {
     }
 
     /// Connects this backend to other nodes; only the first call counts.
+    /// The other nodes, with `--broker nats://…`.
+    pub(crate) fn peers(&self) -> Option<&SharedPeers> {
+        self.peers.get()
+    }
+
     pub fn set_peers(&self, peers: SharedPeers) {
         let _ = self.peers.set(peers);
     }

@@ -17,8 +17,10 @@
 
 mod bridge;
 mod forward;
+mod lending;
 mod names;
 mod presence;
+mod queued;
 mod window;
 mod wire;
 
@@ -33,16 +35,21 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::RECEIVER_QUEUE_CHUNKS;
+use futures_util::future::BoxFuture;
+
+use super::borrow::Borrowed;
 use super::link::Slot;
 use super::memory::{Memory, RemoteViews};
 use super::peers::{Departure, Link, Peers, View, ViewKey};
+use super::queue::{Queue, QueueError};
+use super::{QueuedTotals, RECEIVER_QUEUE_CHUNKS};
 use crate::topic::TopicRef;
 use presence::Liveness;
 use wire::Credit;
 
 const PRESENCE_BUCKET: &str = "sp_presence";
 const NODES_BUCKET: &str = "sp_nodes";
+const QUEUED_BUCKET: &str = "sp_queued";
 
 /// How to reach NATS (`--broker nats://…` and the `--nats-*` options).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +90,16 @@ pub(crate) struct Core {
     pub memory: Arc<Memory>,
     presence: kv::Store,
     nodes: kv::Store,
+    /// Per topic and node, what waits in its queue (`queued`).
+    queued: kv::Store,
+    /// This node's queue (none without a store).
+    queue: Option<Arc<Queue>>,
+    /// Other nodes' queue summaries.
+    held: Mutex<queued::Held>,
+    /// This node's messages lent to other nodes' subs.
+    lent: lending::Lent,
+    /// When our own heartbeat last came back through the nodes watch.
+    self_heard: Mutex<Option<Instant>>,
     remote: Mutex<Remote>,
     dirty: Mutex<HashMap<(String, u64), Pending>>,
     dirty_notify: Notify,
@@ -116,6 +133,7 @@ impl Core {
     pub async fn connect(
         opts: &NatsOptions,
         memory: Arc<Memory>,
+        queue: Option<Arc<Queue>>,
         stop: CancellationToken,
     ) -> Result<Arc<Core>, ConnectError> {
         let urls = opts.urls.join(",");
@@ -165,6 +183,13 @@ impl Core {
         )
         .await
         .map_err(|e| no_js(&e))?;
+        let queued = bucket(&client, &js, QUEUED_BUCKET, None, opts.replicas)
+            .await
+            .map_err(|e| no_js(&e))?;
+        let lend_requests = client
+            .subscribe(names::lend_subject(&node))
+            .await
+            .map_err(|e| unreachable(&e))?;
         let data = client
             .subscribe(names::data_subject(&node))
             .await
@@ -181,6 +206,11 @@ impl Core {
             memory: Arc::clone(&memory),
             presence,
             nodes,
+            queued,
+            queue: queue.clone(),
+            held: Mutex::default(),
+            lent: lending::Lent::default(),
+            self_heard: Mutex::default(),
             remote: Mutex::default(),
             dirty: Mutex::default(),
             dirty_notify: Notify::new(),
@@ -197,6 +227,11 @@ impl Core {
         tokio::spawn(presence::watch_views(Arc::clone(&core)));
         tokio::spawn(presence::watch_nodes(Arc::clone(&core)));
         tokio::spawn(presence::heartbeat(Arc::clone(&core)));
+        tokio::spawn(lending::serve(Arc::clone(&core), lend_requests));
+        tokio::spawn(queued::watch(Arc::clone(&core)));
+        if let Some(queue) = queue {
+            tokio::spawn(queued::publish(Arc::clone(&core), queue));
+        }
         tracing::info!(node = %core.node, urls, "joined the cluster");
         Ok(core)
     }
@@ -249,9 +284,20 @@ impl Core {
     }
 
     fn heard_from(&self, node: &str) {
-        if node != self.node && names::is_node_id(node) {
+        if node == self.node {
+            *lock(&self.self_heard) = Some(Instant::now());
+        } else if names::is_node_id(node) {
             lock(&self.remote).liveness.heard(node, Instant::now());
         }
+    }
+
+    /// When this node's own heartbeat last came back through the watch.
+    fn self_heard(&self) -> Option<Instant> {
+        *lock(&self.self_heard)
+    }
+
+    fn grace_all(&self) {
+        lock(&self.remote).liveness.grace_all(Instant::now());
     }
 
     fn remote_put(&self, kv_key: String, key: ViewKey, view: View) {
@@ -303,6 +349,14 @@ impl Core {
             self.remote_remove(k, Departure::NodeLost);
         }
         self.streams.drop_node(node);
+        self.lent.drop_borrower(node);
+        let queued_keys = lock(&self.held).drop_node(node);
+        let store = self.queued.clone();
+        tokio::spawn(async move {
+            for k in queued_keys {
+                let _ = store.delete(&k).await;
+            }
+        });
         keys
     }
 
@@ -436,5 +490,28 @@ impl Peers for Core {
             slot,
             _stop: stop.drop_guard(),
         }
+    }
+
+    fn queued_elsewhere(&self, topic: &str) -> Option<(String, u64)> {
+        let remote = lock(&self.remote);
+        let held = lock(&self.held);
+        held.oldest(topic, |n| remote.liveness.alive(n))
+    }
+
+    fn borrow(
+        &self,
+        topic: &str,
+        node: &str,
+    ) -> BoxFuture<'static, Result<Option<Borrowed>, QueueError>> {
+        let lender = lending::NatsLender {
+            client: self.client.clone(),
+        };
+        Box::pin(lender.borrow(self.node.clone(), topic.to_string(), node.to_string()))
+    }
+
+    fn queued_totals(&self) -> QueuedTotals {
+        let remote = lock(&self.remote);
+        let held = lock(&self.held);
+        held.totals(|n| remote.liveness.alive(n))
     }
 }

@@ -15,6 +15,11 @@ pub fn credit_subject(node: &str) -> String {
     format!("sp.c.{node}")
 }
 
+/// Requests for a node's queued messages (`lending`).
+pub fn lend_subject(node: &str) -> String {
+    format!("sp.q.{node}")
+}
+
 /// One subject token for any topic name.
 pub fn token(topic: &str) -> String {
     let mut out = String::with_capacity(topic.len());

@@ -129,6 +129,7 @@ pub(super) async fn heartbeat(core: Arc<Core>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ok: Option<Instant> = None;
+    let mut was_healthy = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -144,7 +145,19 @@ pub(super) async fn heartbeat(core: Arc<Core>) {
             }
             last_ok = Some(Instant::now());
         }
-        let healthy = last_ok.is_some_and(|t| t.elapsed() < HEARTBEAT * 2);
+        // Our own beat must also have come back through the watch: a
+        // watch that stalls (its stream electing a leader after a NATS
+        // server died) hears nobody, and must not make us reap everybody.
+        let heard_self = core
+            .self_heard()
+            .is_some_and(|t| t.elapsed() < HEARTBEAT * 3);
+        let healthy = heard_self && last_ok.is_some_and(|t| t.elapsed() < HEARTBEAT * 2);
+        if healthy && !was_healthy {
+            // What we missed meanwhile is no one's silence: a full TTL
+            // from now for everyone.
+            core.grace_all();
+        }
+        was_healthy = healthy;
         if healthy {
             for node in core.expired_nodes(NODE_TTL) {
                 tracing::info!(node, "a node stopped answering; its clients are dropped");
@@ -192,6 +205,18 @@ pub(super) struct Liveness {
 impl Liveness {
     pub fn heard(&mut self, node: &str, at: Instant) {
         self.seen.insert(node.to_string(), at);
+    }
+
+    /// Every node known counts as heard from at `now`.
+    pub fn grace_all(&mut self, now: Instant) {
+        for t in self.seen.values_mut() {
+            *t = now;
+        }
+    }
+
+    /// Whether `node` was heard from and not yet found gone.
+    pub fn alive(&self, node: &str) -> bool {
+        self.seen.contains_key(node)
     }
 
     /// Nodes silent for longer than `ttl` at `now`; forgotten here.

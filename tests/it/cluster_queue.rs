@@ -1,0 +1,184 @@
+//! Queued messages across nodes (SPEC §8, §14), with the real `ssh` on two
+//! nodes of a real 3-server NATS cluster: what `pub -q` stores on one node
+//! is listed and read on the other, byte for byte, each message by exactly
+//! one of the subs racing for them on both nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use super::cluster::node;
+use super::cluster_failures::process_node;
+use crate::common;
+use common::nats::NatsCluster;
+use common::{Key, TestServer, collect, random_bytes, sha256, wait_until};
+
+/// Message `id`: a header line with its id, length and digest, then bytes.
+fn message(id: usize, len: usize) -> Vec<u8> {
+    let body = random_bytes(len, id as u64 + 7);
+    let mut m = format!("{id} {len} {}\n", sha256(&body)).into_bytes();
+    m.extend_from_slice(&body);
+    m
+}
+
+/// The id of a message received whole and exact.
+fn check(got: &[u8]) -> usize {
+    let nl = got.iter().position(|&b| b == b'\n').expect("a header");
+    let header = std::str::from_utf8(&got[..nl]).unwrap();
+    let mut parts = header.split(' ');
+    let id: usize = parts.next().unwrap().parse().unwrap();
+    let len: usize = parts.next().unwrap().parse().unwrap();
+    let body = &got[nl + 1..];
+    assert_eq!(body.len(), len, "message {id}: length");
+    assert_eq!(sha256(body), parts.next().unwrap(), "message {id}: bytes");
+    id
+}
+
+/// The `queued:` count `ls` on a node shows for `topic`.
+fn listed(on: &TestServer, key: &Key, topic: &str) -> Option<usize> {
+    queued_in(&on.run(key, &["ls"], b"").stdout_str(), topic)
+}
+
+fn queued_in(ls: &str, topic: &str) -> Option<usize> {
+    let mut lines = ls.lines().skip_while(|l| *l != topic).skip(1);
+    lines
+        .find_map(|l| l.strip_prefix("  queued: "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+}
+
+#[test]
+fn queued_on_one_node_is_drained_exactly_once_by_subs_on_both() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
+    let key = Key::new(a.dir.path(), "frank");
+    // Sizes around the store's 256 KiB chunks, and one of several MiB.
+    let sizes = [
+        0,
+        1,
+        300,
+        256 * 1024,
+        256 * 1024 + 1,
+        700_000,
+        5 << 20,
+        40,
+        2_000,
+        1 << 20,
+    ];
+    for (id, len) in sizes.iter().enumerate() {
+        let out = a.run(&key, &["pub", "-q", "files"], &message(id, *len));
+        out.expect_code(0);
+        assert!(
+            out.stderr.contains(&format!("queued ({} waiting)", id + 1)),
+            "{}",
+            out.stderr
+        );
+    }
+    // B lists what waits on A.
+    wait_until("B lists A's 10 queued messages", || {
+        listed(&b, &key, "files") == Some(sizes.len())
+    });
+
+    // Ten subs at once, half on each node: each takes one message.
+    let subs: Vec<_> = (0..sizes.len())
+        .map(|i| {
+            let on = if i % 2 == 0 { &a } else { &b };
+            on.ssh(&key, &["sub", "files"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut from_b = 0;
+    for (i, child) in subs.into_iter().enumerate() {
+        let out = collect(child, "sub");
+        out.expect_code(0);
+        *seen.entry(check(&out.stdout)).or_default() += 1;
+        from_b += i % 2;
+    }
+    let mut ids: Vec<usize> = seen.keys().copied().collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..sizes.len()).collect::<Vec<_>>(),
+        "every message once: {seen:?}"
+    );
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    assert_eq!(from_b, sizes.len() / 2);
+    for on in [&a, &b] {
+        wait_until("the queue empty on both nodes", || {
+            on.run(&key, &["ls"], b"").stdout_str() == "no topics\n"
+        });
+    }
+}
+
+#[test]
+fn a_sub_on_another_node_takes_the_oldest_first_and_leaves_nothing_behind() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
+    let key = Key::new(a.dir.path(), "gina");
+    // Oldest on A, then one on B, then another on A.
+    a.run(&key, &["pub", "-q", "jobs"], &message(0, 10))
+        .expect_code(0);
+    wait_until("B sees A's message", || listed(&b, &key, "jobs") == Some(1));
+    b.run(&key, &["pub", "-q", "jobs"], &message(1, 10))
+        .expect_code(0);
+    a.run(&key, &["pub", "-q", "jobs"], &message(2, 10))
+        .expect_code(0);
+    wait_until("B lists all three", || listed(&b, &key, "jobs") == Some(3));
+    let order: Vec<usize> = (0..3)
+        .map(|_| {
+            let out = b.run(&key, &["sub", "jobs"], b"");
+            out.expect_code(0);
+            check(&out.stdout)
+        })
+        .collect();
+    assert_eq!(order, [0, 1, 2]);
+    wait_until("nothing left", || {
+        a.run(&key, &["ls"], b"").stdout_str() == "no topics\n"
+    });
+}
+
+/// A node killed while its sub reads a message borrowed from another node:
+/// the loan lapses with the node, and the message, back at the head of its
+/// queue, goes whole to the next sub.
+#[test]
+fn a_borrower_killed_mid_message_leaves_the_message_queued() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let a = node(&nats, 0, 3);
+    let b_data = tempfile::tempdir().unwrap();
+    let b = process_node(&nats, 1, b_data.path());
+    let key = Key::new(a.dir.path(), "hank");
+    let body = message(0, 8 << 20);
+    a.run(&key, &["pub", "-q", "files"], &body).expect_code(0);
+    wait_until("B sees A's message", || {
+        queued_in(&b.run(&key, &["ls"], b"").stdout_str(), "files") == Some(1)
+    });
+
+    // A sub on B that reads a little and then nothing (its pipe fills).
+    let mut sub = b
+        .ssh(&key, &["sub", "files"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = sub.stdout.take().unwrap();
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first[..], &body[..4096]);
+    b.kill9();
+    drop(out);
+    let _ = sub.wait();
+
+    let out = a.run(&key, &["sub", "files"], b"");
+    out.expect_code(0);
+    assert_eq!(check(&out.stdout), 0);
+    assert_eq!(a.run(&key, &["ls"], b"").stdout_str(), "no topics\n");
+}
