@@ -73,6 +73,8 @@ pub(crate) trait Peers: Send + Sync + std::fmt::Debug + 'static {
     fn ended(&self, last: View, epoch: u64);
     /// Every other node's views of `topic`, for a topic starting here.
     fn views(&self, topic: &str) -> Vec<(ViewKey, View)>;
+    /// Topics some other node has senders on (for a pattern sub joining).
+    fn topics_with_senders(&self) -> Vec<String>;
     /// A slot whose queue is carried to `node` (its receivers on `topic`).
     fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link;
 }

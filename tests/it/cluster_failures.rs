@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 /// A node as its own process (so it can be killed with SIGKILL), connected
 /// first to NATS server `i`.
-fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
+pub(crate) fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
     let mut cmd = common::binary(data);
     cmd.arg("--broker")
         .arg(urls_from(nats, i, nats.len()).join(","));

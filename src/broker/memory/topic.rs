@@ -354,10 +354,19 @@ impl Topic {
         }
     }
 
-    /// True when no direct member is left (pattern attachments alone do not
-    /// keep a topic).
+    /// True when nothing keeps the topic: no direct member is left, and it
+    /// is not a topic other nodes send on that pattern subs here receive
+    /// from (`adopt`). Pattern attachments alone, or views alone, never
+    /// keep a topic: two nodes' patterns cannot keep each other's alive.
     pub fn is_empty(inner: &TopicInner) -> bool {
-        inner.members.values().all(|m| m.via_pattern)
+        let mut patterns = false;
+        for m in inner.members.values() {
+            if !m.via_pattern {
+                return false;
+            }
+            patterns = true;
+        }
+        !(patterns && inner.remote.values().any(|v| v.senders > 0))
     }
 }
 

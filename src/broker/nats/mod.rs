@@ -411,6 +411,15 @@ impl Peers for Core {
             .unwrap_or_default()
     }
 
+    fn topics_with_senders(&self) -> Vec<String> {
+        lock(&self.remote)
+            .by_topic
+            .iter()
+            .filter(|(_, views)| views.values().any(|v| v.senders > 0))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link {
         let (slot, rx) = Slot::new(member, false, RECEIVER_QUEUE_CHUNKS, &Arc::default());
         let stop = CancellationToken::new();
