@@ -151,6 +151,14 @@ pub(crate) trait TopicPort: Send + Sync + std::fmt::Debug + 'static {
     /// Takes a member off the topic; `vanished`: a sender left before the
     /// end of its input.
     fn leave(&self, member: u64, vanished: bool);
+    /// A round-robin line given back that no receiver here took: a
+    /// backend with other nodes places it there; otherwise it is lost.
+    fn orphan(&self, line: Bytes) {
+        tracing::warn!(
+            bytes = line.len(),
+            "round-robin line lost: no receiver left"
+        );
+    }
 }
 
 /// Hands a line to exactly one receiver, rotating over those connected

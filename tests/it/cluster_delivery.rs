@@ -581,3 +581,47 @@ fn a_slow_sub_on_one_node_paces_a_fast_pub_on_the_other_with_bounded_memory() {
         );
     }
 }
+
+#[test]
+fn a_worker_on_the_other_node_leaving_midway_loses_and_repeats_nothing() {
+    let Some((_nats, a, b)) = two_nodes() else {
+        return;
+    };
+    let key = Key::new(a.dir.path(), "rrleave");
+    let full = format!("{}/jobs", key.anonymous_name());
+    let (mut wa, la) = sub_lines(&a, &key, &["sub", "-k", "jobs"]);
+    let (mut wb, lb) = sub_lines(&b, &key, &["sub", "-k", "jobs"]);
+    receivers(&a, &full, 2);
+    let (mut publ, mut stdin) = sender(&a, &key, &["pub", "-c", "-d", "round-robin", "jobs"]);
+    let numbers = |r: std::ops::RangeInclusive<usize>| {
+        r.map(|i| format!("{i}\n")).collect::<String>().into_bytes()
+    };
+    stdin.write_all(&numbers(1..=500)).unwrap();
+    stdin.flush().unwrap();
+    let total = || la.lock().unwrap().len() + lb.lock().unwrap().len();
+    wait_until("the first 500 lines delivered", || total() >= 500);
+    assert!(!lb.lock().unwrap().is_empty(), "B's worker got none");
+    // B's only worker leaves: the topic ends there, A's link to B closes,
+    // and the rotation goes on over A's worker.
+    wb.kill().unwrap();
+    let _ = wb.wait();
+    a.wait_counts(&full, "B's worker gone", |c| c.receivers == 1);
+    let before = lb.lock().unwrap().len();
+    stdin.write_all(&numbers(501..=1000)).unwrap();
+    drop(stdin);
+    assert!(wait_child(&mut publ, "round-robin pub").success());
+    wait_until("all 1000 lines delivered", || total() >= 1000);
+    assert_eq!(
+        lb.lock().unwrap().len(),
+        before,
+        "the gone worker got lines"
+    );
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    for l in la.lock().unwrap().iter().chain(lb.lock().unwrap().iter()) {
+        *seen.entry(l.parse().unwrap()).or_default() += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "a line twice");
+    assert_eq!(seen.len(), 1000, "lines lost");
+    wa.kill().unwrap();
+    let _ = wa.wait();
+}

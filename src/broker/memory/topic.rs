@@ -399,6 +399,16 @@ impl TopicPort for Topic {
         self.tell_peers();
     }
 
+    fn orphan(&self, line: bytes::Bytes) {
+        match &self.peers {
+            Some(p) => p.orphan(&self.name.full, line),
+            None => tracing::warn!(
+                bytes = line.len(),
+                "round-robin line lost: no receiver left"
+            ),
+        }
+    }
+
     fn leave(&self, member: u64, vanished: bool) {
         match self.registry.upgrade() {
             Some(registry) => registry.leave(self, member, vanished),

@@ -17,6 +17,7 @@
 
 mod bridge;
 mod forward;
+mod loose;
 mod names;
 mod presence;
 mod window;
@@ -306,6 +307,16 @@ impl Core {
         keys
     }
 
+    /// Some other node with receivers on `topic`, for a loose line.
+    fn node_with_receivers(&self, topic: &str) -> Option<String> {
+        let remote = lock(&self.remote);
+        let views = remote.by_topic.get(topic)?;
+        views
+            .iter()
+            .find(|(_, v)| v.receivers > 0)
+            .map(|(k, _)| k.node.clone())
+    }
+
     fn forget_stream(&self, stream: u64) {
         lock(&self.credits).remove(&stream);
     }
@@ -409,6 +420,13 @@ impl Peers for Core {
             .get(topic)
             .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
+    }
+
+    fn orphan(&self, topic: &str, line: bytes::Bytes) {
+        if let Some(core) = self.me.upgrade() {
+            let topic = topic.to_string();
+            tokio::spawn(async move { loose::place(&core, &topic, line, 0).await });
+        }
     }
 
     fn topics_with_senders(&self) -> Vec<String> {
