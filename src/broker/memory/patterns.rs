@@ -229,6 +229,7 @@ mod tests {
                 lossy: false,
                 skipped: Arc::default(),
                 skipped_total: Arc::default(),
+                share: Arc::default(),
             },
             revoked: CancellationToken::new(),
         }

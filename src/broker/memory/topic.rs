@@ -8,7 +8,7 @@
 //! asks — work proportional to the delivery it precedes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
@@ -183,6 +183,10 @@ impl Topic {
             inner.slots.insert(member, link.slot.clone_handle());
             inner.links.insert(node, (member, link));
             inner.snapshot = None;
+        }
+        for (node, (_, link)) in &inner.links {
+            let n = wanted.get(node.as_str()).copied().unwrap_or(1);
+            link.slot.share.store(n.max(1), Ordering::Relaxed);
         }
     }
 
