@@ -30,8 +30,11 @@ fn two_nodes() -> Option<(NatsCluster, TestServer, TestServer)> {
     Some((nats, a, b))
 }
 
+/// What a running client wrote to stdout so far.
+type Received = Arc<Mutex<Vec<u8>>>;
+
 /// Everything a running client writes to stdout, as it arrives.
-fn bytes_of(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
+fn bytes_of(child: &mut Child) -> Received {
     let mut out = child.stdout.take().expect("stdout piped");
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&got);
@@ -139,7 +142,7 @@ fn a_sender_killed_on_one_node_makes_subs_on_both_fail_with_intact_data() {
     };
     let key = Key::new(a.dir.path(), "vanish");
     let full = format!("{}/cut", key.anonymous_name());
-    let mut subs: Vec<(Child, Arc<Mutex<Vec<u8>>>, JoinHandle<String>)> = [&a, &b]
+    let mut subs: Vec<(Child, Received, JoinHandle<String>)> = [&a, &b]
         .into_iter()
         .map(|on| {
             let mut c = on
@@ -259,7 +262,7 @@ fn lines_from_senders_on_both_nodes_arrive_whole_once_and_in_order() {
     const N: usize = 20_000;
     let key = Key::new(a.dir.path(), "lines");
     let full = format!("{}/mix", key.anonymous_name());
-    let mut subs: Vec<(Child, Arc<Mutex<Vec<u8>>>)> = [&a, &b]
+    let mut subs: Vec<(Child, Received)> = [&a, &b]
         .into_iter()
         .map(|on| {
             let mut c = on
