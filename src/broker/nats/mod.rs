@@ -8,7 +8,12 @@
 //! - live bytes: core NATS, one numbered stream per (topic, sending node,
 //!   receiving node) with a credit window (`forward`, `bridge`), so a slow
 //!   receiver on one node paces a sender on another and a frame lost in a
-//!   NATS failover is sent again.
+//!   NATS failover is sent again;
+//! - pattern subs: a node adopts a topic others send on that a local
+//!   pattern matches (`memory::adopt`), so its view shows the receiver;
+//! - round-robin: the sending node picks one worker, a link counting as
+//!   that node's workers; a line caught between nodes when a worker leaves
+//!   is placed again (`loose`), never copied.
 //!
 //! The window is per link, not per publisher as the design note has it:
 //! every sender on the topic already shares the link's slot queue, in
