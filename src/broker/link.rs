@@ -78,6 +78,10 @@ pub(crate) struct Slot {
     pub skipped: Arc<AtomicU64>,
     /// The backend's count of every byte any lossy receiver skipped.
     pub skipped_total: Arc<AtomicU64>,
+    /// How many receivers the slot stands for in round-robin: 1, or for a
+    /// link to another node that node's receivers, so the rotation is per
+    /// worker wherever the workers are.
+    pub share: Arc<AtomicUsize>,
 }
 
 impl Slot {
@@ -95,6 +99,7 @@ impl Slot {
             lossy,
             skipped: Arc::default(),
             skipped_total: Arc::clone(skipped_total),
+            share: Arc::new(AtomicUsize::new(1)),
         };
         (slot, rx)
     }
@@ -106,6 +111,7 @@ impl Slot {
             lossy: self.lossy,
             skipped: Arc::clone(&self.skipped),
             skipped_total: Arc::clone(&self.skipped_total),
+            share: Arc::clone(&self.share),
         }
     }
 
@@ -151,6 +157,14 @@ pub(crate) trait TopicPort: Send + Sync + std::fmt::Debug + 'static {
     /// Takes a member off the topic; `vanished`: a sender left before the
     /// end of its input.
     fn leave(&self, member: u64, vanished: bool);
+    /// A round-robin line given back that no receiver here took: a
+    /// backend with other nodes places it there; otherwise it is lost.
+    fn orphan(&self, line: Bytes) {
+        tracing::warn!(
+            bytes = line.len(),
+            "round-robin line lost: no receiver left"
+        );
+    }
 }
 
 /// Hands a line to exactly one receiver, rotating over those connected
@@ -172,10 +186,12 @@ pub(crate) async fn dispatch_line_to(
     line: &Bytes,
     exclude: &[u64],
 ) -> bool {
-    let candidates: Vec<&Slot> = slots
-        .iter()
-        .filter(|s| !exclude.contains(&s.member))
-        .collect();
+    let mut candidates: Vec<&Slot> = Vec::with_capacity(slots.len());
+    for s in slots.iter().filter(|s| !exclude.contains(&s.member)) {
+        for _ in 0..s.share.load(Ordering::Relaxed).max(1) {
+            candidates.push(s);
+        }
+    }
     let n = candidates.len();
     if n == 0 {
         return false;

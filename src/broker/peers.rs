@@ -78,6 +78,11 @@ pub(crate) trait Peers: Send + Sync + std::fmt::Debug + 'static {
     fn ended(&self, last: View, epoch: u64);
     /// Every other node's views of `topic`, for a topic starting here.
     fn views(&self, topic: &str) -> Vec<(ViewKey, View)>;
+    /// A round-robin line nobody on this node could take (its worker left
+    /// and the topic has no receiver here): place it on another node.
+    fn orphan(&self, topic: &str, line: bytes::Bytes);
+    /// Topics some other node has senders on (for a pattern sub joining).
+    fn topics_with_senders(&self) -> Vec<String>;
     /// A slot whose queue is carried to `node` (its receivers on `topic`).
     fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link;
     /// The node holding the oldest message queued on `topic` elsewhere

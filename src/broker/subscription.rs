@@ -187,18 +187,18 @@ impl Drop for Subscription {
             return;
         }
         let me = self.member;
+        // Held now, while our registration still keeps the topic: one that
+        // ends with us can still hand its lines to another node.
+        let orphans: Vec<(Bytes, Arc<dyn TopicPort>)> = orphans
+            .into_iter()
+            .filter_map(|(line, port)| Some((line, port.upgrade()?)))
+            .collect();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.tasks.spawn_on(
                 async move {
                     for (line, port) in orphans {
-                        let Some(port) = port.upgrade() else {
-                            continue;
-                        };
                         if !dispatch_line(&port, &line, &[me]).await {
-                            tracing::warn!(
-                                bytes = line.len(),
-                                "round-robin line lost: no receiver left"
-                            );
+                            port.orphan(line);
                         }
                     }
                 },

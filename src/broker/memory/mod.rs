@@ -12,6 +12,7 @@
 //! A list change re-decides, under the topic's lock, every client already
 //! on the topic (`Topic::revoke_disallowed`), so it applies at once.
 
+mod adopt;
 mod held;
 mod listing;
 mod lists;
@@ -161,16 +162,24 @@ impl Memory {
 
     /// Applies another node's view of a topic to the topic here, if it is
     /// live here (one that starts later asks `Peers::views`).
+    /// A topic not live here that a local pattern matches is adopted
+    /// (`adopt`); one that only its patterns and that view kept ends.
     pub fn apply_remote(&self, full: &str, key: ViewKey, view: Option<View>, departure: Departure) {
-        let shard = lock(self.shard(full));
-        if let Some(t) = shard.get(full) {
-            let t = Arc::clone(t);
-            drop(shard);
-            let mut inner = t.lock();
-            if !inner.dead {
-                t.apply_remote(&mut inner, key, view, departure);
+        let live = lock(self.shard(full)).get(full).cloned();
+        let Some(t) = live else {
+            if view.is_some_and(|v| v.senders > 0) {
+                self.adopt(full);
             }
+            return;
+        };
+        {
+            let mut inner = t.lock();
+            if inner.dead {
+                return;
+            }
+            t.apply_remote(&mut inner, key, view, departure);
         }
+        self.end_if_unused(&t);
     }
 
     /// Every live topic and its epoch (to tell other nodes all again).
@@ -353,11 +362,22 @@ impl Memory {
         if inner.dead || !Topic::is_empty(&inner) {
             return;
         }
+        self.end_locked(&mut shard, t, &mut inner);
+    }
+
+    /// Ends a topic nothing keeps: out of the registry, its forwarders
+    /// stopped, its last view told to the other nodes.
+    fn end_locked(
+        &self,
+        shard: &mut HashMap<String, Arc<Topic>>,
+        t: &Topic,
+        inner: &mut TopicInner,
+    ) {
         inner.dead = true;
         inner.public_acl = None;
-        t.unlink_all(&mut inner);
+        t.unlink_all(inner);
         if let Some(p) = self.peers.get() {
-            p.ended(t.view(&inner), t.epoch);
+            p.ended(t.view(inner), t.epoch);
         }
         let ours = shard
             .get(&t.name.full)

@@ -165,6 +165,8 @@ impl Memory {
                 owner.as_deref(),
             );
         }
+        // Topics whose senders are all on other nodes (SPEC §14).
+        self.adopt_remote_topics(pattern);
         let port = Arc::new(PatternPort {
             memory: self.me.clone(),
             id,
@@ -191,8 +193,9 @@ impl Memory {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         for topic in self.all_topics() {
-            let mut inner = topic.lock();
-            topic.remove_locked(&mut inner, id, false);
+            topic.remove_locked(&mut topic.lock(), id, false);
+            // A topic adopted for patterns only ends with its last one.
+            self.end_if_unused(&topic);
         }
     }
 }
@@ -226,6 +229,7 @@ mod tests {
                 lossy: false,
                 skipped: Arc::default(),
                 skipped_total: Arc::default(),
+                share: Arc::default(),
             },
             revoked: CancellationToken::new(),
         }

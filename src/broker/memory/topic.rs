@@ -8,7 +8,7 @@
 //! asks — work proportional to the delivery it precedes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
@@ -184,6 +184,10 @@ impl Topic {
             inner.links.insert(node, (member, link));
             inner.snapshot = None;
         }
+        for (node, (_, link)) in &inner.links {
+            let n = wanted.get(node.as_str()).copied().unwrap_or(1);
+            link.slot.share.store(n.max(1), Ordering::Relaxed);
+        }
     }
 
     /// Applies another node's view (`None`: it left, and how).
@@ -354,10 +358,19 @@ impl Topic {
         }
     }
 
-    /// True when no direct member is left (pattern attachments alone do not
-    /// keep a topic).
+    /// True when nothing keeps the topic: no direct member is left, and it
+    /// is not a topic other nodes send on that pattern subs here receive
+    /// from (`adopt`). Pattern attachments alone, or views alone, never
+    /// keep a topic: two nodes' patterns cannot keep each other's alive.
     pub fn is_empty(inner: &TopicInner) -> bool {
-        inner.members.values().all(|m| m.via_pattern)
+        let mut patterns = false;
+        for m in inner.members.values() {
+            if !m.via_pattern {
+                return false;
+            }
+            patterns = true;
+        }
+        !(patterns && inner.remote.values().any(|v| v.senders > 0))
     }
 }
 
@@ -388,6 +401,16 @@ impl TopicPort for Topic {
         let mut inner = self.lock();
         inner.waiting_pubs = inner.waiting_pubs.saturating_add_signed(delta);
         self.tell_peers();
+    }
+
+    fn orphan(&self, line: bytes::Bytes) {
+        match &self.peers {
+            Some(p) => p.orphan(&self.name.full, line),
+            None => tracing::warn!(
+                bytes = line.len(),
+                "round-robin line lost: no receiver left"
+            ),
+        }
     }
 
     fn leave(&self, member: u64, vanished: bool) {

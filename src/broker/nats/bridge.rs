@@ -11,16 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Core;
 use super::forward::WINDOW;
 use super::names::credit_subject;
 use super::wire::{Credit, Frame, Kind};
-use crate::broker::link::{TopicPort, dispatch_line, dispatch_line_to, flush_slots};
+use super::{Core, loose};
+use crate::broker::link::flush_slots;
 use crate::broker::memory::Topic;
 
 /// Repeated resend requests for one stream are at least this far apart.
@@ -62,8 +61,15 @@ pub(super) async fn run(core: Arc<Core>, mut sub: async_nats::Subscriber) {
         tokio::select! {
             msg = sub.next() => {
                 let Some(msg) = msg else { return };
-                if let Some(frame) = Frame::decode(msg.payload) {
-                    admit(&core, frame).await;
+                match Frame::decode(msg.payload) {
+                    Some(f) if f.kind == Kind::Loose => {
+                        let core = Arc::clone(&core);
+                        tokio::spawn(async move {
+                            loose::place(&core, &f.topic, f.body, f.seq).await;
+                        });
+                    }
+                    Some(frame) => admit(&core, frame).await,
+                    None => {}
                 }
             }
             _ = sweep.tick() => {
@@ -169,9 +175,10 @@ async fn deliver(
                     slot.deliver(&frame.body).await;
                 }
             }
-            (Kind::Line, Some(t)) => line(t, frame.body).await,
+            // Here, else wherever a receiver is left (`loose`).
+            (Kind::Line, _) => loose::place(&core, &topic, frame.body, 0).await,
             (Kind::Flush, Some(t)) => flush_slots(&t.local_receivers(), None).await,
-            (Kind::End, _) => {}
+            (Kind::End | Kind::Loose, _) => {}
             // Nobody here any more: the sender learns it from our view.
             (_, None) => {}
         }
@@ -192,13 +199,4 @@ async fn deliver(
         }
     }
     core.streams.lock().remove(&(from, stream));
-}
-
-/// A round-robin line to exactly one receiver here, rotating; if nobody
-/// here takes it, to any receiver of the topic (possibly on another node).
-async fn line(t: &Arc<Topic>, body: Bytes) {
-    let port: Arc<dyn TopicPort> = Arc::clone(t) as Arc<dyn TopicPort>;
-    if !dispatch_line_to(&port, &t.local_receivers(), &body, &[]).await {
-        dispatch_line(&port, &body, &[]).await;
-    }
 }

@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Core;
 use super::names::data_subject;
 use super::window::Window;
 use super::wire::{Credit, Frame, Kind};
+use super::{Core, loose};
 use crate::broker::link::Item;
 
 /// Frames out unprocessed per link: 32 × 32 KiB = 1 MiB in flight, about
@@ -110,6 +110,29 @@ impl Forwarder {
         let end = self.frame(Kind::End, window.next_seq(), bytes::Bytes::new());
         let _ = self.core.client.publish(subject, end.encode()).await;
         self.core.forget_stream(self.stream);
+        self.give_back_lines();
+    }
+
+    /// Round-robin lines still queued for a link that closed go to
+    /// another receiver of the topic (`loose`); senders still holding the
+    /// slot move on to another receiver once it is closed.
+    fn give_back_lines(&mut self) {
+        self.rx.close();
+        let mut lines = Vec::new();
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::Line(line, _) = item {
+                lines.push(line);
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let (core, topic) = (Arc::clone(&self.core), self.topic.clone());
+        tokio::spawn(async move {
+            for line in lines {
+                loose::place(&core, &topic, line, 0).await;
+            }
+        });
     }
 
     fn frame(&self, kind: Kind, seq: u64, body: bytes::Bytes) -> Frame {

@@ -8,7 +8,12 @@
 //! - live bytes: core NATS, one numbered stream per (topic, sending node,
 //!   receiving node) with a credit window (`forward`, `bridge`), so a slow
 //!   receiver on one node paces a sender on another and a frame lost in a
-//!   NATS failover is sent again.
+//!   NATS failover is sent again;
+//! - pattern subs: a node adopts a topic others send on that a local
+//!   pattern matches (`memory::adopt`), so its view shows the receiver;
+//! - round-robin: the sending node picks one worker, a link counting as
+//!   that node's workers; a line caught between nodes when a worker leaves
+//!   is placed again (`loose`), never copied.
 //!
 //! The window is per link, not per publisher as the design note has it:
 //! every sender on the topic already shares the link's slot queue, in
@@ -18,6 +23,7 @@
 mod bridge;
 mod forward;
 mod lending;
+mod loose;
 mod names;
 mod presence;
 mod queued;
@@ -360,6 +366,16 @@ impl Core {
         keys
     }
 
+    /// Some other node with receivers on `topic`, for a loose line.
+    fn node_with_receivers(&self, topic: &str) -> Option<String> {
+        let remote = lock(&self.remote);
+        let views = remote.by_topic.get(topic)?;
+        views
+            .iter()
+            .find(|(_, v)| v.receivers > 0)
+            .map(|(k, _)| k.node.clone())
+    }
+
     fn forget_stream(&self, stream: u64) {
         lock(&self.credits).remove(&stream);
     }
@@ -463,6 +479,22 @@ impl Peers for Core {
             .get(topic)
             .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
+    }
+
+    fn orphan(&self, topic: &str, line: bytes::Bytes) {
+        if let Some(core) = self.me.upgrade() {
+            let topic = topic.to_string();
+            tokio::spawn(async move { loose::place(&core, &topic, line, 0).await });
+        }
+    }
+
+    fn topics_with_senders(&self) -> Vec<String> {
+        lock(&self.remote)
+            .by_topic
+            .iter()
+            .filter(|(_, views)| views.values().any(|v| v.senders > 0))
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 
     fn link(&self, topic: &TopicRef, node: &str, member: u64) -> Link {

@@ -20,6 +20,9 @@ pub enum Kind {
     Flush,
     /// The forwarder is done.
     End,
+    /// A round-robin line outside any stream, to be placed with one
+    /// receiver (`loose`); `seq` counts its hops.
+    Loose,
 }
 
 impl Kind {
@@ -29,6 +32,7 @@ impl Kind {
             Kind::Line => 1,
             Kind::Flush => 2,
             Kind::End => 3,
+            Kind::Loose => 4,
         }
     }
     fn from_code(c: u8) -> Option<Kind> {
@@ -37,6 +41,7 @@ impl Kind {
             1 => Kind::Line,
             2 => Kind::Flush,
             3 => Kind::End,
+            4 => Kind::Loose,
             _ => return None,
         })
     }
@@ -142,7 +147,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        for kind in [Kind::Data, Kind::Line, Kind::Flush, Kind::End] {
+        for kind in [Kind::Data, Kind::Line, Kind::Flush, Kind::End, Kind::Loose] {
             let f = Frame {
                 kind,
                 stream: 0xdead_beef,
