@@ -15,6 +15,7 @@ mod attacks;
 mod bench_quick;
 mod cluster;
 mod cluster_failures;
+mod cluster_lists;
 mod commands;
 mod conformance;
 mod delivery;
