@@ -384,3 +384,65 @@ fn lists_and_tokens_outlive_both_nodes() {
     );
     assert_eq!(http.post(&b, "/pubsub/probe", &secret, "x").0, 200);
 }
+
+/// alice's `ls` on `on` shows `public/x` with `line` in its block.
+fn wait_public_listed(on: &TestServer, alice: &Key, line: &str) {
+    let mut last = String::new();
+    wait_until(
+        &format!("{line:?} for public/x (last ls: {last:?})"),
+        || {
+            last = on.run(alice, &["ls"], b"").stdout_str();
+            let mut block = last
+                .lines()
+                .skip_while(|l| !l.starts_with("public/x"))
+                .skip(1)
+                .take_while(|l| l.starts_with(' '));
+            block.any(|l| l == line)
+        },
+    );
+}
+
+#[test]
+fn a_public_list_set_on_one_node_holds_on_the_other() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let u = users();
+    let (a, b) = (node(&nats, 0, &u.file), node(&nats, 1, &u.file));
+    // alice claims public/x on A with a list, as the first client on it.
+    let alice_sub = running(&a, &u.alice, &["sub", "-p", "-k", "-a", "bob", "x"]);
+    receivers(&a, "public/x", 1);
+    wait_public_listed(&b, &u.alice, "  access: bob");
+    // On B carol is refused, and cannot take the topic over with -a.
+    assert_denied(
+        &b.run(&u.carol, &["sub", "-p", "x"], b""),
+        "carol sub -p x on B",
+    );
+    assert_denied(
+        &b.run(&u.carol, &["pub", "-p", "-a", "carol", "x"], b"x\n"),
+        "carol pub -p -a carol x on B",
+    );
+    // bob, listed, is in on B.
+    let bob_sub = running(&b, &u.bob, &["sub", "-p", "-k", "x"]);
+    receivers(&a, "public/x", 2);
+    // alice replaces the list on A: bob is out on B at once.
+    assert_eq!(
+        access(&a, &u.alice, &["-p", "x", "carol"]),
+        "access: carol\n"
+    );
+    let (code, err) = bob_sub.finish("bob's sub -p -k x on B");
+    assert_eq!((code, err.as_str()), (Some(1), "access denied\n"));
+    // carol is in on B now, and B holds the list too: it stays while
+    // carol is on the topic after alice, who set it, leaves A.
+    let carol_sub = running(&b, &u.carol, &["sub", "-p", "-k", "x"]);
+    receivers(&a, "public/x", 2);
+    let mut alice_sub = alice_sub;
+    alice_sub.child.kill().unwrap();
+    let _ = alice_sub.finish("alice's sub on A");
+    receivers(&b, "public/x", 1);
+    assert_denied(
+        &a.run(&u.bob, &["sub", "-p", "x"], b""),
+        "bob sub -p x on A after alice left",
+    );
+    drop(carol_sub);
+}

@@ -152,7 +152,10 @@ impl Memory {
         }
         // The owner stays the owner; a first list makes its setter one.
         let owner = owner.unwrap_or_else(|| who_is.name.clone());
-        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), owner));
+        t.set_public(
+            &mut inner,
+            (!list.0.is_empty()).then(|| (list.clone(), owner)),
+        );
         self.update_held(&topic.full, inner.public_acl.clone());
         let (acl, owner) = self.acl_of(&t, &inner);
         t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());

@@ -156,15 +156,24 @@ impl Memory {
 
     /// Applies another node's view of a topic to the topic here, if it is
     /// live here (one that starts later asks `Peers::views`).
+    /// A newer public list in the view re-decides the clients here, as a
+    /// change made here would.
     pub fn apply_remote(&self, full: &str, key: ViewKey, view: Option<View>, departure: Departure) {
-        let shard = lock(self.shard(full));
-        if let Some(t) = shard.get(full) {
-            let t = Arc::clone(t);
-            drop(shard);
-            let mut inner = t.lock();
-            if !inner.dead {
-                t.apply_remote(&mut inner, key, view, departure);
-            }
+        // Lock order: patterns first (read, and only public topics' views
+        // can change what pattern subs may see).
+        let public = view.as_ref().is_some_and(|v| v.public.is_some());
+        let patterns = public.then(|| self.patterns_read());
+        let Some(t) = lock(self.shard(full)).get(full).cloned() else {
+            return;
+        };
+        let mut inner = t.lock();
+        if inner.dead || !t.apply_remote(&mut inner, key, view, departure) {
+            return;
+        }
+        let (acl, owner) = self.acl_of(&t, &inner);
+        t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());
+        if let Some(p) = &patterns {
+            patterns::sync_topic(p, &t, &mut inner, acl.as_ref(), owner.as_deref());
         }
     }
 
@@ -278,7 +287,8 @@ impl Memory {
             if !may_set_access(spec.topic, current.is_some(), owner.as_deref(), &who_is) {
                 return Err(BrokerError::AccessDenied);
             }
-            inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            let acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            t.set_public(inner, acl);
             self.update_held(&spec.topic.full, inner.public_acl.clone());
             list_changed = true;
         }
@@ -349,7 +359,9 @@ impl Memory {
             return;
         }
         inner.dead = true;
+        // Gone with its last client here; other nodes keep theirs.
         inner.public_acl = None;
+        inner.public_stamp = 0;
         t.unlink_all(&mut inner);
         if let Some(p) = self.peers.get() {
             p.ended(t.view(&inner), t.epoch);
