@@ -445,6 +445,49 @@ mod tests {
         assert!(tokens.authenticate(&secret).is_err());
     }
 
+    /// Another node's view of a user's tokens: new ones are taken in, a
+    /// missing one is revoked, and a change `fresh` calls stale is not
+    /// applied at all.
+    #[tokio::test]
+    async fn stored_changes_from_other_nodes_apply_when_fresh() {
+        let tokens = Tokens::in_memory(CancellationToken::new());
+        let (mine, _) = tokens
+            .create(&alice(false), NewToken::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let grant = tokens.authenticate(&mine).unwrap_or_else(|e| panic!("{e}"));
+        let other = secret::generate();
+        let record = TokenRecord {
+            id: "other".into(),
+            name: "other".into(),
+            ..grant.record.clone()
+        };
+        let json = serde_json::to_string(&record).unwrap_or_else(|e| panic!("{e}"));
+        let rows = vec![(secret::hash(&other), json)];
+        tokens.apply_stored("alice", rows.clone(), || false).await;
+        assert!(tokens.authenticate(&other).is_err(), "stale change applied");
+        assert!(!grant.ended.is_cancelled());
+        tokens.apply_stored("alice", rows, || true).await;
+        assert!(tokens.authenticate(&other).is_ok());
+        assert!(
+            grant.ended.is_cancelled(),
+            "a token gone elsewhere is revoked"
+        );
+        assert!(tokens.authenticate(&mine).is_err());
+        // Rows of another user under alice's key are not taken in.
+        let bob = TokenRecord {
+            user: "bob".into(),
+            ..record
+        };
+        let json = serde_json::to_string(&bob).unwrap_or_else(|e| panic!("{e}"));
+        let spoof = secret::generate();
+        tokens
+            .apply_stored("alice", vec![(secret::hash(&spoof), json)], || true)
+            .await;
+        assert!(tokens.authenticate(&spoof).is_err());
+        assert!(tokens.authenticate(&other).is_err(), "alice has none now");
+    }
+
     #[tokio::test]
     async fn bounded_per_user_and_expiry_refused() {
         let tokens = Tokens::in_memory(CancellationToken::new());

@@ -23,7 +23,7 @@ struct Users {
     alice: Key,
     bob: Key,
     carol: Key,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn users() -> Users {
@@ -42,7 +42,7 @@ fn users() -> Users {
         alice,
         bob,
         carol,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -336,7 +336,7 @@ fn the_per_user_token_bound_holds_across_nodes() {
     let (a, b) = (node(&nats, 0, &u.file), node(&nats, 1, &u.file));
     // An anonymous key may hold 5 (MAX_TOKENS_PER_ANONYMOUS), wherever
     // they were made; neither node waits to hear of the other's.
-    let anon = Key::new(u._dir.path(), "anon");
+    let anon = Key::new(u.dir.path(), "anon");
     let name = user_of(&a, &anon);
     for i in 0..5 {
         let on = if i % 2 == 0 { &a } else { &b };

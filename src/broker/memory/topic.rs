@@ -219,7 +219,7 @@ impl Topic {
             return false;
         };
         inner.public_stamp = p.stamp;
-        inner.public_acl = (!p.list.is_empty()).then(|| (AccessList(p.list), p.owner));
+        inner.public_acl = (!p.list.is_empty()).then_some((AccessList(p.list), p.owner));
         true
     }
 

@@ -8,7 +8,10 @@
 //! - live bytes: core NATS, one numbered stream per (topic, sending node,
 //!   receiving node) with a credit window (`forward`, `bridge`), so a slow
 //!   receiver on one node paces a sender on another and a frame lost in a
-//!   NATS failover is sent again.
+//!   NATS failover is sent again;
+//! - private topics' access lists: the KV bucket `sp_acl`, loaded before
+//!   the first client and watched (`acls`); a public topic's list travels
+//!   in the views. (HTTP tokens use `shared_bucket`: `tokens/shared.rs`.)
 //!
 //! The window is per link, not per publisher as the design note has it:
 //! every sender on the topic already shares the link's slot queue, in
