@@ -2,6 +2,7 @@
 //! server presents itself in hints, and what it reports about itself (the
 //! `logs` readers and the `/metrics` counters).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,7 @@ pub struct App {
     /// The `/metrics` counters.
     pub metrics: Metrics,
     /// HTTP access tokens (SPEC §11.1).
-    pub tokens: Tokens,
+    pub tokens: Arc<Tokens>,
     /// Whether HTTP requests without a token may use public topics
     /// (`--http-anonymous`).
     pub http_anonymous: bool,
@@ -55,7 +56,7 @@ impl App {
         shutdown: CancellationToken,
     ) -> Self {
         let monitors = Monitors::new(
-            std::sync::Arc::new(MemoryMonitors::default()),
+            Arc::new(MemoryMonitors::default()),
             Vec::new(),
             broker.clone(),
             Clock::system(),
@@ -69,7 +70,7 @@ impl App {
             auth,
             domain,
             advertise_port,
-            tokens: Tokens::in_memory(shutdown.clone()),
+            tokens: Arc::new(Tokens::in_memory(shutdown.clone())),
             http_anonymous: auth == AuthMode::Open,
             shutdown,
             next_client: AtomicU64::new(1),
@@ -85,7 +86,7 @@ impl App {
     }
 
     /// The same, with tokens kept in `tokens` and `--http-anonymous` set.
-    pub fn with_tokens(self, tokens: Tokens, http_anonymous: bool) -> Self {
+    pub fn with_tokens(self, tokens: Arc<Tokens>, http_anonymous: bool) -> Self {
         App {
             tokens,
             http_anonymous,

@@ -32,6 +32,8 @@
 //!   token hashes, monitors). Everything reaches it through a small trait
 //!   a NATS backend can implement instead: `broker::AclStore`,
 //!   `broker::MessageStore`, `tokens::TokenStore`, `monitor::MonitorStore`.
+//!   With `--broker nats://…` access lists and tokens are kept in KV
+//!   buckets every node watches (`broker/nats/acls.rs`, `tokens/shared.rs`).
 //! - `tokens`: HTTP access tokens (`ssh host token …`), stored as hashes;
 //!   an HTTP request with one acts as its user.
 //! - `logs`, `metrics`: what the server tells about itself — each user's

@@ -21,6 +21,7 @@ use crate::monitor::{Clock, MonitorLimits, Monitors};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
 use crate::tokens::Tokens;
+use crate::tokens::shared::{KvTokens, TOKENS_BUCKET};
 
 /// Everything needed to run the server, already checked.
 #[derive(Debug, Clone)]
@@ -112,9 +113,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     // Opened before any port is bound: a bad store file is a start-up error.
     let store = Store::open(&opts.data_dir)?;
     let shutdown = CancellationToken::new();
-    let tokens = Tokens::open(Arc::new(store.clone()), shutdown.clone())?;
     let broker =
         Broker::connect(opts.broker.clone(), Some(store.clone()), shutdown.clone()).await?;
+    let tokens = open_tokens(&broker, &store, &shutdown).await?;
     let monitors = Monitors::open(
         Arc::new(store),
         broker.clone(),
@@ -183,4 +184,30 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         join,
         app,
     })
+}
+
+/// HTTP tokens: in the node's store, or — on NATS — in a bucket every node
+/// shares, watched until shutdown (SPEC §14).
+async fn open_tokens(
+    broker: &Broker,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Tokens>> {
+    let Some(kv) = broker.shared_bucket(TOKENS_BUCKET).await else {
+        let tokens = Tokens::open(Arc::new(store.clone()), shutdown.clone())?;
+        return Ok(Arc::new(tokens));
+    };
+    let kv = kv.map_err(|e| anyhow::anyhow!("cannot open the NATS bucket {TOKENS_BUCKET}: {e}"))?;
+    let (shared, rows) = KvTokens::open(kv).await?;
+    let tokens = Arc::new(Tokens::with_rows(
+        Arc::clone(&shared) as Arc<dyn crate::tokens::TokenStore>,
+        rows,
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::tokens::shared::watch(
+        shared,
+        Arc::clone(&tokens),
+        shutdown.clone(),
+    ));
+    Ok(tokens)
 }

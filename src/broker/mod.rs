@@ -233,17 +233,34 @@ impl Broker {
     /// and queued messages are available; without one, both end with the
     /// process.
     pub fn open(config: BrokerConfig, store: Option<Store>) -> Result<Self, StoreError> {
-        let (acl_store, acls, queue) = match store {
+        let lists = match &store {
             Some(store) => {
-                let acls = AclStore::load_acls(&store)?;
-                let messages: Arc<dyn MessageStore> = Arc::new(store.clone());
-                let queue = queue::Queue::open(messages, config.queue)?;
-                let acl_store: Arc<dyn AclStore> = Arc::new(store);
-                (Some(acl_store), acls, Some(Arc::new(queue)))
+                let acls = AclStore::load_acls(store)?;
+                Some((Arc::new(store.clone()) as Arc<dyn AclStore>, acls))
             }
-            None => (None, HashMap::new(), None),
+            None => None,
         };
-        // The embedded backend; `connect` links it to other nodes.
+        Self::open_with(config, store, lists)
+    }
+
+    /// `open` with the access lists kept in `lists` (the store they are
+    /// written to, and what it holds now) rather than in `store`.
+    fn open_with(
+        config: BrokerConfig,
+        store: Option<Store>,
+        lists: Option<(Arc<dyn AclStore>, HashMap<String, AccessList>)>,
+    ) -> Result<Self, StoreError> {
+        let queue = match store {
+            Some(store) => {
+                let messages: Arc<dyn MessageStore> = Arc::new(store);
+                Some(Arc::new(queue::Queue::open(messages, config.queue)?))
+            }
+            None => None,
+        };
+        let (acl_store, acls) = match lists {
+            Some((s, acls)) => (Some(s), acls),
+            None => (None, HashMap::new()),
+        };
         let backend = Backend::Memory(Memory::new(
             TopicLimits::from_config(&config),
             acl_store,
@@ -259,32 +276,41 @@ impl Broker {
     }
 
     /// A broker on NATS (SPEC §14), or on memory like `open`: connects,
-    /// and runs the node's cluster tasks until `stop`.
+    /// and runs the node's cluster tasks until `stop`. On NATS, private
+    /// access lists are the cluster's (`nats/acls.rs`), loaded before the
+    /// first client and watched for other nodes' changes.
     pub async fn connect(
         config: BrokerConfig,
         store: Option<Store>,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let nats = match &config.backend {
-            BackendKind::Memory => None,
-            BackendKind::Nats(opts) => Some(opts.clone()),
+        let opts = match &config.backend {
+            BackendKind::Memory => return Ok(Self::open(config, store)?),
+            BackendKind::Nats(opts) => opts.clone(),
         };
         let memory_config = BrokerConfig {
             backend: BackendKind::Memory,
             ..config
         };
-        let broker = Self::open(memory_config, store)?;
-        let Some(opts) = nats else {
-            return Ok(broker);
-        };
+        let dialed = nats::dial(&opts).await?;
+        let local = store.clone().map(|s| Arc::new(s) as Arc<dyn AclStore>);
+        let acl_kv = dialed.bucket(nats::acls::ACL_BUCKET).await?;
+        let (kv_acls, acls) = nats::acls::KvAcls::open(acl_kv, local).await?;
+        let lists = Some((Arc::clone(&kv_acls) as Arc<dyn AclStore>, acls));
+        let broker = Self::open_with(memory_config, store, lists)?;
         let Ok(inner) = Arc::try_unwrap(broker.inner) else {
             anyhow::bail!("a new broker is shared before it starts");
         };
         let memory = match &inner.backend {
             Backend::Memory(m) | Backend::Nats(m, _) => Arc::clone(m),
         };
+        tokio::spawn(nats::acls::watch(
+            kv_acls,
+            Arc::clone(&memory),
+            stop.clone(),
+        ));
         let core =
-            nats::Core::connect(&opts, Arc::clone(&memory), inner.queue.clone(), stop).await?;
+            nats::Core::start(dialed, Arc::clone(&memory), inner.queue.clone(), stop).await?;
         Ok(Broker {
             inner: Arc::new(Inner {
                 backend: Backend::Nats(memory, core),
@@ -292,6 +318,19 @@ impl Broker {
                 tasks: inner.tasks,
             }),
         })
+    }
+
+    /// A KV bucket every node shares (`None` on the memory backend), made
+    /// if missing: for state other parts of the server keep cluster-wide,
+    /// such as HTTP tokens (SPEC §14).
+    pub async fn shared_bucket(
+        &self,
+        name: &str,
+    ) -> Option<Result<async_nats::jetstream::kv::Store, async_nats::Error>> {
+        match &self.inner.backend {
+            Backend::Memory(_) => None,
+            Backend::Nats(_, core) => Some(core.shared_bucket(name).await),
+        }
     }
 
     fn memory(&self) -> &Arc<Memory> {

@@ -43,6 +43,24 @@ pub struct View {
     /// Who is on it there, for `ls`.
     #[serde(default)]
     pub members: Vec<Member>,
+    /// A public topic's list as that node has it (SPEC §6), so that every
+    /// node enforces one list; the newest `stamp` wins.
+    #[serde(default)]
+    pub public: Option<PublicList>,
+}
+
+/// A public topic's list, set (or, empty, cleared) at `stamp`. Every node
+/// on the topic takes the newest it sees as its own, so the list lasts
+/// while any node has clients on the topic, and a change on one node
+/// re-decides the clients on all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicList {
+    pub list: Vec<String>,
+    pub owner: String,
+    /// Milliseconds since the epoch, shifted left 8 bits, plus 8 random
+    /// bits (two nodes setting a list in the same millisecond still
+    /// differ); always above the one it replaces.
+    pub stamp: u64,
 }
 
 /// A client on another node, as `ls` shows it.

@@ -1,8 +1,9 @@
 //! What the broker needs from durable storage, as small traits a second
-//! backend (NATS KV, say) can implement instead of the embedded store.
+//! backend can implement instead of the embedded store (private access
+//! lists on NATS: `nats/acls.rs`).
 //!
-//! Calls block (file I/O, fsync); the broker runs them on the blocking pool,
-//! never under a lock joins take.
+//! Calls block (file I/O, fsync, a NATS round trip); the broker runs them
+//! on the blocking pool, never under a lock joins take.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

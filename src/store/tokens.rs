@@ -24,14 +24,22 @@ impl TokenStore for Store {
         })
     }
 
-    fn put_token(&self, hash: &str, json: &str) -> Result<(), StoreError> {
+    /// One node: `Tokens` checks the bound under its lock.
+    fn put_token(
+        &self,
+        hash: &str,
+        json: &str,
+        _user: &str,
+        _limit: usize,
+    ) -> Result<bool, StoreError> {
         self.write(|txn| {
             txn.open_table(TOKENS)?.insert(hash, json)?;
             Ok(())
-        })
+        })?;
+        Ok(true)
     }
 
-    fn remove_token(&self, hash: &str) -> Result<(), StoreError> {
+    fn remove_token(&self, hash: &str, _user: &str) -> Result<(), StoreError> {
         self.write(|txn| {
             txn.open_table(TOKENS)?.remove(hash)?;
             Ok(())

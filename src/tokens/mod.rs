@@ -2,8 +2,9 @@
 //! an HTTP request with `Authorization: Bearer sp_…` (or `?token=`) is.
 //!
 //! Tokens live in memory, keyed by the SHA-256 of their secret, and are
-//! written through to a [`TokenStore`] (the embedded store; a NATS backend
-//! can implement the trait later), so they survive restarts. Each live
+//! written through to a [`TokenStore`] (the embedded store, or with
+//! `--broker nats://…` a KV bucket every node shares and watches:
+//! `shared`), so they survive restarts and work on every node. Each live
 //! token carries a cancellation token, a child of the server's shutdown:
 //! every HTTP stream opened with it watches that, so `token rm` closes
 //! them at once. Lookups take one short lock and do no I/O.
@@ -14,6 +15,7 @@
 
 mod record;
 pub mod secret;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +39,18 @@ pub const MAX_TOKENS: usize = 100_000;
 /// Where tokens are kept durably: `hash → record as JSON`. Calls block.
 pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     fn load_tokens(&self) -> Result<Vec<(String, String)>, StoreError>;
-    fn put_token(&self, hash: &str, json: &str) -> Result<(), StoreError>;
-    fn remove_token(&self, hash: &str) -> Result<(), StoreError>;
+    /// Stores `user`'s token, unless the store already holds `limit` of
+    /// theirs: then `Ok(false)`. A store several nodes share is where the
+    /// per-user bound can hold for all of them; the embedded one leaves it
+    /// to `Tokens`' own check and says `true`.
+    fn put_token(
+        &self,
+        hash: &str,
+        json: &str,
+        user: &str,
+        limit: usize,
+    ) -> Result<bool, StoreError>;
+    fn remove_token(&self, hash: &str, user: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +113,10 @@ pub struct Tokens {
     /// Parent of every token's cancellation: the server's shutdown.
     shutdown: CancellationToken,
     live: Mutex<HashMap<String, Live>>,
+    /// Held by a change from its store write to its apply, and by a change
+    /// another node made (`apply_stored`) while it is checked and applied,
+    /// so an older echo never undoes a newer change.
+    writes: tokio::sync::Mutex<()>,
 }
 
 pub fn now_ms() -> u64 {
@@ -116,6 +132,7 @@ impl Tokens {
             store: None,
             shutdown,
             live: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -125,20 +142,60 @@ impl Tokens {
         store: Arc<dyn TokenStore>,
         shutdown: CancellationToken,
     ) -> Result<Tokens, StoreError> {
+        let rows = store.load_tokens()?;
+        Ok(Tokens::with_rows(store, rows, shutdown))
+    }
+
+    /// `open` with the rows already loaded (a store that is read
+    /// asynchronously, as `shared` is).
+    pub fn with_rows(
+        store: Arc<dyn TokenStore>,
+        rows: Vec<(String, String)>,
+        shutdown: CancellationToken,
+    ) -> Tokens {
         let mut live = HashMap::new();
-        for (hash, json) in store.load_tokens()? {
-            match serde_json::from_str::<TokenRecord>(&json) {
-                Ok(record) => {
-                    live.insert(hash, Live::new(record, &shutdown));
-                }
-                Err(e) => tracing::warn!(error = %e, "a stored token does not parse; skipped"),
-            }
+        for (hash, record) in parse_rows(rows) {
+            live.insert(hash, Live::new(record, &shutdown));
         }
-        Ok(Tokens {
+        Tokens {
             store: Some(store),
             shutdown,
             live: Mutex::new(live),
-        })
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Another node changed `user`'s tokens: `rows` are all of theirs now.
+    /// New ones are taken in, missing ones revoked (their streams closed),
+    /// if `fresh` (asked under the write lock) says the change is newer
+    /// than any this node made or saw.
+    pub async fn apply_stored(
+        &self,
+        user: &str,
+        rows: Vec<(String, String)>,
+        fresh: impl FnOnce() -> bool,
+    ) {
+        let _writing = self.writes.lock().await;
+        if !fresh() {
+            return;
+        }
+        let rows: HashMap<String, TokenRecord> =
+            parse_rows(rows).filter(|(_, r)| r.user == user).collect();
+        let mut live = self.lock();
+        let gone: Vec<String> = live
+            .iter()
+            .filter(|(h, l)| l.record.user == user && !rows.contains_key(*h))
+            .map(|(h, _)| h.clone())
+            .collect();
+        for hash in gone {
+            if let Some(l) = live.remove(&hash) {
+                l.revoked.cancel();
+            }
+        }
+        for (hash, record) in rows {
+            live.entry(hash)
+                .or_insert_with(|| Live::new(record, &self.shutdown));
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Live>> {
@@ -153,6 +210,7 @@ impl Tokens {
         spec: NewToken,
     ) -> Result<(String, TokenRecord), TokenError> {
         let now = now_ms();
+        let _writing = self.writes.lock().await;
         self.drop_expired(&owner.name, now).await?;
         let limit = match owner.anonymous {
             true => MAX_TOKENS_PER_ANONYMOUS,
@@ -176,7 +234,13 @@ impl Tokens {
         let hash = secret::hash(&token);
         let json = serde_json::to_string(&record)
             .map_err(|e| StoreError::Failed(format!("encoding a token: {e}")))?;
-        self.blocking(move |s| s.put_token(&hash, &json)).await?;
+        let user = owner.name.clone();
+        let stored = self
+            .blocking(true, move |s| s.put_token(&hash, &json, &user, limit))
+            .await?;
+        if !stored {
+            return Err(TokenError::TooMany(owner.name.clone(), limit));
+        }
         // Checked again under the lock: two creates at once may not both
         // take the last slot. The loser's row is removed again.
         let hash = secret::hash(&token);
@@ -189,7 +253,9 @@ impl Tokens {
             room
         };
         if let Err(e) = room {
-            self.blocking(move |s| s.remove_token(&hash)).await?;
+            let user = owner.name.clone();
+            self.blocking((), move |s| s.remove_token(&hash, &user))
+                .await?;
             return Err(e);
         }
         Ok((token, record))
@@ -207,8 +273,8 @@ impl Tokens {
             .map(|(h, _)| h.clone())
             .collect();
         for hash in gone {
-            let h = hash.clone();
-            self.blocking(move |s| s.remove_token(&h)).await?;
+            let (h, u) = (hash.clone(), user.to_string());
+            self.blocking((), move |s| s.remove_token(&h, &u)).await?;
             if let Some(l) = self.lock().remove(&hash) {
                 l.revoked.cancel();
             }
@@ -237,23 +303,21 @@ impl Tokens {
     /// and every stream using it is closed. Only its user or an admin may;
     /// to anyone else it does not exist.
     pub async fn remove(&self, actor: &Identity, id: &str) -> Result<TokenRecord, TokenError> {
+        let _writing = self.writes.lock().await;
         let found = self
             .lock()
             .iter()
             .find(|(_, l)| l.record.id == id && (actor.admin || l.record.user == actor.name))
-            .map(|(h, _)| h.clone());
-        let Some(hash) = found else {
+            .map(|(h, l)| (h.clone(), l.record.clone()));
+        let Some((hash, record)) = found else {
             return Err(TokenError::NotFound(id.to_string()));
         };
-        let h = hash.clone();
-        self.blocking(move |s| s.remove_token(&h)).await?;
-        match self.lock().remove(&hash) {
-            Some(l) => {
-                l.revoked.cancel();
-                Ok(l.record)
-            }
-            None => Err(TokenError::NotFound(id.to_string())),
+        let (h, u) = (hash.clone(), record.user.clone());
+        self.blocking((), move |s| s.remove_token(&h, &u)).await?;
+        if let Some(l) = self.lock().remove(&hash) {
+            l.revoked.cancel();
         }
+        Ok(record)
     }
 
     /// Who a presented secret is.
@@ -275,17 +339,32 @@ impl Tokens {
         })
     }
 
-    async fn blocking(
+    /// Runs `f` on the store in the blocking pool; `none` without a store.
+    async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn TokenStore) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), StoreError> {
+        none: T,
+        f: impl FnOnce(&dyn TokenStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let Some(store) = self.store.clone() else {
-            return Ok(());
+            return Ok(none);
         };
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| StoreError::Failed(format!("store task failed: {e}")))?
     }
+}
+
+/// Stored rows that parse; one that does not is skipped with a warning
+/// (it can only be used again by recreating it).
+fn parse_rows(rows: Vec<(String, String)>) -> impl Iterator<Item = (String, TokenRecord)> {
+    rows.into_iter()
+        .filter_map(|(hash, json)| match serde_json::from_str(&json) {
+            Ok(record) => Some((hash, record)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored token does not parse; skipped");
+                None
+            }
+        })
 }
 
 /// Room for one more token of `user` (at most `limit`), and on the server.
@@ -364,6 +443,49 @@ mod tests {
         assert!(tokens.remove(&alice(true), &rec.id).await.is_ok());
         assert!(grant.ended.is_cancelled());
         assert!(tokens.authenticate(&secret).is_err());
+    }
+
+    /// Another node's view of a user's tokens: new ones are taken in, a
+    /// missing one is revoked, and a change `fresh` calls stale is not
+    /// applied at all.
+    #[tokio::test]
+    async fn stored_changes_from_other_nodes_apply_when_fresh() {
+        let tokens = Tokens::in_memory(CancellationToken::new());
+        let (mine, _) = tokens
+            .create(&alice(false), NewToken::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let grant = tokens.authenticate(&mine).unwrap_or_else(|e| panic!("{e}"));
+        let other = secret::generate();
+        let record = TokenRecord {
+            id: "other".into(),
+            name: "other".into(),
+            ..grant.record.clone()
+        };
+        let json = serde_json::to_string(&record).unwrap_or_else(|e| panic!("{e}"));
+        let rows = vec![(secret::hash(&other), json)];
+        tokens.apply_stored("alice", rows.clone(), || false).await;
+        assert!(tokens.authenticate(&other).is_err(), "stale change applied");
+        assert!(!grant.ended.is_cancelled());
+        tokens.apply_stored("alice", rows, || true).await;
+        assert!(tokens.authenticate(&other).is_ok());
+        assert!(
+            grant.ended.is_cancelled(),
+            "a token gone elsewhere is revoked"
+        );
+        assert!(tokens.authenticate(&mine).is_err());
+        // Rows of another user under alice's key are not taken in.
+        let bob = TokenRecord {
+            user: "bob".into(),
+            ..record
+        };
+        let json = serde_json::to_string(&bob).unwrap_or_else(|e| panic!("{e}"));
+        let spoof = secret::generate();
+        tokens
+            .apply_stored("alice", vec![(secret::hash(&spoof), json)], || true)
+            .await;
+        assert!(tokens.authenticate(&spoof).is_err());
+        assert!(tokens.authenticate(&other).is_err(), "alice has none now");
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ mod bench_quick;
 mod cluster;
 mod cluster_delivery;
 mod cluster_failures;
+mod cluster_lists;
 mod cluster_queue;
 mod commands;
 mod conformance;

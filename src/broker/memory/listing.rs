@@ -161,10 +161,11 @@ fn on_other_nodes(
             let Some(topic) = topic else {
                 continue;
             };
-            out.insert(
-                name.clone(),
-                TopicListing::empty(topic, acls.get(name).cloned()),
-            );
+            let access = match topic.namespace {
+                Namespace::Public => newest_public(views),
+                Namespace::User(_) => acls.get(name).cloned(),
+            };
+            out.insert(name.clone(), TopicListing::empty(topic, access));
         }
         let Some(listing) = out.get_mut(name) else {
             continue;
@@ -181,6 +182,16 @@ fn on_other_nodes(
             }
         }
     }
+}
+
+/// The list other nodes hold for a public topic live only there.
+fn newest_public(views: &[View]) -> Option<AccessList> {
+    views
+        .iter()
+        .filter_map(|v| v.public.as_ref())
+        .max_by_key(|p| p.stamp)
+        .filter(|p| !p.list.is_empty())
+        .map(|p| AccessList(p.list.clone()))
 }
 
 fn pattern_subs(

@@ -61,23 +61,46 @@ impl Memory {
                 )));
             }
         }
+        self.apply_private_locked(&topic.full, list);
+        Ok(())
+    }
+
+    /// Holds off every other private list change: another node's change
+    /// (SPEC §14) is checked for staleness and applied under it, so it can
+    /// never land between this node's write and its apply.
+    pub async fn lock_acl_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.acl_writes.lock().await
+    }
+
+    /// Applies a private list that is already stored (here or by another
+    /// node): the map, then every client on the live topic and its pattern
+    /// subs re-decided. The caller holds `lock_acl_writes`.
+    pub fn apply_private_access(
+        &self,
+        _writing: &tokio::sync::MutexGuard<'_, ()>,
+        full: &str,
+        list: &AccessList,
+    ) {
+        self.apply_private_locked(full, list);
+    }
+
+    fn apply_private_locked(&self, full: &str, list: &AccessList) {
         {
             let mut acls = lock(&self.acls);
             if list.0.is_empty() {
-                acls.remove(&topic.full);
+                acls.remove(full);
             } else {
-                acls.insert(topic.full.clone(), list.clone());
+                acls.insert(full.to_string(), list.clone());
             }
         }
         let patterns = self.patterns_read();
-        let live = lock(self.shard(&topic.full)).get(&topic.full).cloned();
+        let live = lock(self.shard(full)).get(full).cloned();
         if let Some(t) = live {
             let mut inner = t.lock();
             let acl = (!list.0.is_empty()).then_some(list);
             t.revoke_disallowed(&mut inner, acl, None);
             patterns::sync_topic(&patterns, &t, &mut inner, acl, None);
         }
-        Ok(())
     }
 
     /// Sets (or clears) a public topic's list (`access -p`): only its
@@ -129,7 +152,10 @@ impl Memory {
         }
         // The owner stays the owner; a first list makes its setter one.
         let owner = owner.unwrap_or_else(|| who_is.name.clone());
-        inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), owner));
+        t.set_public(
+            &mut inner,
+            (!list.0.is_empty()).then(|| (list.clone(), owner)),
+        );
         self.update_held(&topic.full, inner.public_acl.clone());
         let (acl, owner) = self.acl_of(&t, &inner);
         t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());

@@ -163,10 +163,17 @@ impl Memory {
     /// Applies another node's view of a topic to the topic here, if it is
     /// live here (one that starts later asks `Peers::views`).
     /// A topic not live here that a local pattern matches is adopted
-    /// (`adopt`); one that only its patterns and that view kept ends.
+    /// (`adopt`); one that only its patterns and that view kept ends. A
+    /// newer public list in the view re-decides the clients here, as a
+    /// change made here would.
     pub fn apply_remote(&self, full: &str, key: ViewKey, view: Option<View>, departure: Departure) {
+        // Lock order: patterns first (read, and only public topics' views
+        // can change what pattern subs may see).
+        let public = view.as_ref().is_some_and(|v| v.public.is_some());
+        let patterns = public.then(|| self.patterns_read());
         let live = lock(self.shard(full)).get(full).cloned();
         let Some(t) = live else {
+            drop(patterns);
             if view.is_some_and(|v| v.senders > 0) {
                 self.adopt(full);
             }
@@ -177,8 +184,15 @@ impl Memory {
             if inner.dead {
                 return;
             }
-            t.apply_remote(&mut inner, key, view, departure);
+            if t.apply_remote(&mut inner, key, view, departure) {
+                let (acl, owner) = self.acl_of(&t, &inner);
+                t.revoke_disallowed(&mut inner, acl.as_ref(), owner.as_deref());
+                if let Some(p) = &patterns {
+                    patterns::sync_topic(p, &t, &mut inner, acl.as_ref(), owner.as_deref());
+                }
+            }
         }
+        drop(patterns);
         self.end_if_unused(&t);
     }
 
@@ -292,7 +306,8 @@ impl Memory {
             if !may_set_access(spec.topic, current.is_some(), owner.as_deref(), &who_is) {
                 return Err(BrokerError::AccessDenied);
             }
-            inner.public_acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            let acl = (!list.0.is_empty()).then(|| (list.clone(), spec.who.name.clone()));
+            t.set_public(inner, acl);
             self.update_held(&spec.topic.full, inner.public_acl.clone());
             list_changed = true;
         }
@@ -374,7 +389,9 @@ impl Memory {
         inner: &mut TopicInner,
     ) {
         inner.dead = true;
+        // Gone with its last client here; other nodes keep theirs.
         inner.public_acl = None;
+        inner.public_stamp = 0;
         t.unlink_all(inner);
         if let Some(p) = self.peers.get() {
             p.ended(t.view(inner), t.epoch);

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Memory;
 use crate::broker::link::{Counts, Role, SenderCounts, Slot, TopicPort};
-use crate::broker::peers::{Departure, Link, Member, SharedPeers, View, ViewKey};
+use crate::broker::peers::{Departure, Link, Member, PublicList, SharedPeers, View, ViewKey};
 use crate::broker::topics::Maker;
 use crate::broker::who;
 use crate::identity::Identity;
@@ -65,6 +65,9 @@ pub(crate) struct TopicInner {
     links: BTreeMap<String, (u64, Link)>,
     /// A public topic's list and the user who set it (SPEC §6): dropped with the topic.
     pub public_acl: Option<(AccessList, String)>,
+    /// When `public_acl` was last set or cleared, here or on the node it
+    /// was taken from (`PublicList::stamp`; 0: never).
+    pub public_stamp: u64,
     pub waiting_pubs: usize,
     /// Taken out of the registry: whoever still holds it must not join it.
     pub dead: bool,
@@ -110,6 +113,7 @@ impl Topic {
             for (key, view) in views {
                 inner.remote.insert(key, view);
             }
+            topic.adopt_public(&mut inner);
             topic.sync_links(&mut inner);
             topic.publish(&inner);
         }
@@ -190,14 +194,49 @@ impl Topic {
         }
     }
 
-    /// Applies another node's view (`None`: it left, and how).
+    /// Sets this node's public list (`None`: cleared), newer than any it
+    /// knows, and tells the other nodes.
+    pub fn set_public(&self, inner: &mut TopicInner, acl: Option<(AccessList, String)>) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let now = ms << 8 | u64::from(rand::random::<u8>());
+        inner.public_stamp = now.max(inner.public_stamp + 1);
+        inner.public_acl = acl;
+        self.tell_peers();
+    }
+
+    /// Takes another node's public list if it is newer than this node's;
+    /// true if it did (its clients are then to be re-decided).
+    fn adopt_public(&self, inner: &mut TopicInner) -> bool {
+        if self.name.namespace != crate::topic::Namespace::Public {
+            return false;
+        }
+        let newest = inner
+            .remote
+            .values()
+            .filter_map(|v| v.public.as_ref())
+            .max_by_key(|p| p.stamp)
+            .filter(|p| p.stamp > inner.public_stamp)
+            .cloned();
+        let Some(p) = newest else {
+            return false;
+        };
+        inner.public_stamp = p.stamp;
+        inner.public_acl = (!p.list.is_empty()).then_some((AccessList(p.list), p.owner));
+        true
+    }
+
+    /// Applies another node's view (`None`: it left, and how). True when
+    /// it brought a newer public list, which this node now holds too (and
+    /// says so, so the list outlives the node that set it).
     pub fn apply_remote(
         &self,
         inner: &mut TopicInner,
         key: ViewKey,
         view: Option<View>,
         departure: Departure,
-    ) {
+    ) -> bool {
         match view {
             Some(v) => {
                 inner.remote.insert(key, v);
@@ -214,6 +253,11 @@ impl Topic {
         }
         self.sync_links(inner);
         self.publish(inner);
+        let adopted = self.adopt_public(inner);
+        if adopted {
+            self.tell_peers();
+        }
+        adopted
     }
 
     /// This node's view of the topic, as other nodes are told it.
@@ -225,6 +269,14 @@ impl Topic {
             vanished: inner.local.vanished,
             receivers: inner.local.receivers,
             waiting: inner.waiting_pubs,
+            public: (inner.public_stamp > 0).then(|| {
+                let (list, owner) = inner.public_acl.clone().unwrap_or_default();
+                PublicList {
+                    list: list.0,
+                    owner,
+                    stamp: inner.public_stamp,
+                }
+            }),
             ..View::default()
         };
         for m in inner.members.values().filter(|m| !m.via_pattern) {

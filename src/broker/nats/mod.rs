@@ -13,13 +13,20 @@
 //!   pattern matches (`memory::adopt`), so its view shows the receiver;
 //! - round-robin: the sending node picks one worker, a link counting as
 //!   that node's workers; a line caught between nodes when a worker leaves
-//!   is placed again (`loose`), never copied.
+//!   is placed again (`loose`), never copied;
+//! - private topics' access lists: the KV bucket `sp_acl`, loaded before
+//!   the first client and watched (`acls`); a public topic's list travels
+//!   in the views. (HTTP tokens use `shared_bucket`: `tokens/shared.rs`.)
+//! - queued messages: each node's stay in its store; the KV bucket
+//!   `sp_queued` says where they wait, and a sub on another node borrows
+//!   the oldest (`queued`, `lending`).
 //!
 //! The window is per link, not per publisher as the design note has it:
 //! every sender on the topic already shares the link's slot queue, in
 //! order, as they share a local receiver's, so one window per link paces
 //! them all and keeps their lines whole.
 
+pub(super) mod acls;
 mod bridge;
 mod forward;
 mod lending;
@@ -93,6 +100,9 @@ struct Remote {
 pub(crate) struct Core {
     pub node: String,
     pub client: async_nats::Client,
+    /// For buckets other parts of the server keep (`shared_bucket`).
+    js: jetstream::Context,
+    replicas: usize,
     pub memory: Arc<Memory>,
     presence: kv::Store,
     nodes: kv::Store,
@@ -133,51 +143,96 @@ pub enum ConnectError {
     Creds { path: String, reason: String },
 }
 
+/// A connection to NATS with JetStream, before this node's tasks start:
+/// the buckets the broker is built with are opened from it first.
+#[derive(Debug)]
+pub(crate) struct Dialed {
+    node: String,
+    urls: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    replicas: usize,
+}
+
+/// Connects to NATS as `opts` say.
+pub(crate) async fn dial(opts: &NatsOptions) -> Result<Dialed, ConnectError> {
+    let urls = opts.urls.join(",");
+    let node = names::new_node_id();
+    let mut co = async_nats::ConnectOptions::new()
+        .name(format!("sshpipe {node}"))
+        .ping_interval(Duration::from_secs(2))
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|n| Duration::from_millis(100 * (n as u64).min(10)));
+    if let Some(path) = &opts.creds {
+        co = co
+            .credentials_file(path)
+            .await
+            .map_err(|e| ConnectError::Creds {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    if let Some(ca) = &opts.tls_ca {
+        co = co.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &opts.tls_cert {
+        co = co.add_client_certificate(cert.clone(), key.clone());
+    }
+    let client = co
+        .connect(opts.urls.as_slice())
+        .await
+        .map_err(|e| ConnectError::Unreachable {
+            urls: urls.clone(),
+            reason: e.to_string(),
+        })?;
+    let js = jetstream::new(client.clone());
+    Ok(Dialed {
+        node,
+        urls,
+        client,
+        js,
+        replicas: opts.replicas,
+    })
+}
+
+impl Dialed {
+    /// The bucket `name` (file storage, the configured replicas), made if
+    /// it is missing.
+    pub async fn bucket(&self, name: &str) -> Result<kv::Store, ConnectError> {
+        bucket(&self.client, &self.js, name, None, self.replicas)
+            .await
+            .map_err(|e| ConnectError::NoJetStream {
+                urls: self.urls.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
 impl Core {
-    /// Connects, makes the buckets if they are missing, and starts this
-    /// node's tasks; they end with `stop`.
-    pub async fn connect(
-        opts: &NatsOptions,
+    /// Makes this node's buckets if they are missing, and starts its
+    /// tasks; they end with `stop`.
+    pub async fn start(
+        dialed: Dialed,
         memory: Arc<Memory>,
         queue: Option<Arc<Queue>>,
         stop: CancellationToken,
     ) -> Result<Arc<Core>, ConnectError> {
-        let urls = opts.urls.join(",");
-        let node = names::new_node_id();
-        let mut co = async_nats::ConnectOptions::new()
-            .name(format!("sshpipe {node}"))
-            .ping_interval(Duration::from_secs(2))
-            .connection_timeout(Duration::from_secs(5))
-            .reconnect_delay_callback(|n| Duration::from_millis(100 * (n as u64).min(10)));
-        if let Some(path) = &opts.creds {
-            co = co
-                .credentials_file(path)
-                .await
-                .map_err(|e| ConnectError::Creds {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-        }
-        if let Some(ca) = &opts.tls_ca {
-            co = co.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &opts.tls_cert {
-            co = co.add_client_certificate(cert.clone(), key.clone());
-        }
+        let Dialed {
+            node,
+            urls,
+            client,
+            js,
+            replicas,
+        } = dialed;
         let unreachable = |e: &dyn std::fmt::Display| ConnectError::Unreachable {
             urls: urls.clone(),
             reason: e.to_string(),
         };
-        let client = co
-            .connect(opts.urls.as_slice())
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let js = jetstream::new(client.clone());
         let no_js = |e: &dyn std::fmt::Display| ConnectError::NoJetStream {
             urls: urls.clone(),
             reason: e.to_string(),
         };
-        let presence = bucket(&client, &js, PRESENCE_BUCKET, None, opts.replicas)
+        let presence = bucket(&client, &js, PRESENCE_BUCKET, None, replicas)
             .await
             .map_err(|e| no_js(&e))?;
         let nodes = bucket(
@@ -185,11 +240,11 @@ impl Core {
             &js,
             NODES_BUCKET,
             Some(presence::NODE_TTL * 2),
-            opts.replicas,
+            replicas,
         )
         .await
         .map_err(|e| no_js(&e))?;
-        let queued = bucket(&client, &js, QUEUED_BUCKET, None, opts.replicas)
+        let queued = bucket(&client, &js, QUEUED_BUCKET, None, replicas)
             .await
             .map_err(|e| no_js(&e))?;
         let lend_requests = client
@@ -209,6 +264,8 @@ impl Core {
         let core = Arc::new_cyclic(|me| Core {
             node,
             client,
+            js,
+            replicas,
             memory: Arc::clone(&memory),
             presence,
             nodes,
@@ -246,6 +303,13 @@ impl Core {
     /// while it is not).
     pub fn available(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// A bucket of the cluster's, made if missing (file storage, the
+    /// configured replicas): for state the rest of the server shares
+    /// between nodes.
+    pub async fn shared_bucket(&self, name: &str) -> Result<kv::Store, async_nats::Error> {
+        bucket(&self.client, &self.js, name, None, self.replicas).await
     }
 
     /// Other nodes' views, for `ls`.
