@@ -204,9 +204,11 @@ async fn open_tokens(
         rows,
         shutdown.clone(),
     ));
+    let node = broker.node_id().unwrap_or_default().to_string();
     tokio::spawn(crate::tokens::shared::watch(
         shared,
         Arc::clone(&tokens),
+        node,
         shutdown.clone(),
     ));
     Ok(tokens)

@@ -62,6 +62,7 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 /// How often expired messages are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
+pub use nats::follow::follow as follow_bucket;
 pub use nats::{ConnectError, NatsOptions};
 
 /// Which backend keeps the live topics (`--broker`).
@@ -307,6 +308,7 @@ impl Broker {
         tokio::spawn(nats::acls::watch(
             kv_acls,
             Arc::clone(&memory),
+            dialed.node().to_string(),
             stop.clone(),
         ));
         let core =
@@ -318,6 +320,15 @@ impl Broker {
                 tasks: inner.tasks,
             }),
         })
+    }
+
+    /// This node's id among the nodes sharing NATS (`None` on the memory
+    /// backend).
+    pub fn node_id(&self) -> Option<&str> {
+        match &self.inner.backend {
+            Backend::Memory(_) => None,
+            Backend::Nats(_, core) => Some(&core.node),
+        }
     }
 
     /// A KV bucket every node shares (`None` on the memory backend), made

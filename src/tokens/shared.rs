@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Entry, Operation, UpdateErrorKind};
 use futures_util::StreamExt;
@@ -24,11 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{TokenStore, Tokens};
+use crate::broker::follow_bucket;
 use crate::store::StoreError;
 
 pub const TOKENS_BUCKET: &str = "sp_tokens";
-/// A failed watch is started again after this long.
-const RETRY: Duration = Duration::from_millis(250);
 /// Compare-and-set rounds lost to other nodes before giving up.
 const MAX_ROUNDS: usize = 16;
 
@@ -212,28 +210,20 @@ impl TokenStore for KvTokens {
     }
 }
 
-/// Applies other nodes' token changes as they come; restarts the watch if
-/// it ends (the history it replays is skipped by revision).
-pub async fn watch(store: Arc<KvTokens>, tokens: Arc<Tokens>, stop: CancellationToken) {
-    loop {
-        match store.kv.watch_with_history(">").await {
-            Ok(mut watch) => loop {
-                tokio::select! {
-                    entry = watch.next() => match entry {
-                        Some(Ok(e)) => apply(&store, &tokens, e).await,
-                        Some(Err(e)) => tracing::debug!(error = %e, "token watch error"),
-                        None => break,
-                    },
-                    () = stop.cancelled() => return,
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot watch the shared tokens; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = stop.cancelled() => return,
-        }
-    }
+/// Applies other nodes' token changes as they come (`follow_bucket`; the
+/// history it replays on a new watch is skipped by revision).
+pub async fn watch(
+    store: Arc<KvTokens>,
+    tokens: Arc<Tokens>,
+    node: String,
+    stop: CancellationToken,
+) {
+    let bucket = store.kv.clone();
+    follow_bucket(bucket, &node, "tokens", stop, |e| {
+        let (store, tokens) = (Arc::clone(&store), Arc::clone(&tokens));
+        async move { apply(&store, &tokens, e).await }
+    })
+    .await;
 }
 
 async fn apply(store: &KvTokens, tokens: &Tokens, entry: Entry) {

@@ -35,6 +35,15 @@ fn user(on: &TestServer, key: &Key) -> String {
         .to_string()
 }
 
+/// Once its reader has caught up (the client may exit first), `lines`
+/// are `want`.
+fn lines_are(lines: &Lines, want: &[&str]) {
+    wait_until(&format!("{} lines", want.len()), || {
+        lines.lock().unwrap().len() >= want.len()
+    });
+    assert_eq!(*lines.lock().unwrap(), want);
+}
+
 fn has(lines: &Lines, want: &str) -> bool {
     lines.lock().unwrap().iter().any(|l| l == want)
 }
@@ -108,7 +117,7 @@ fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_a
     let news_pub = news_pub.wait_with_output().unwrap();
     assert!(news_pub.status.success(), "{news_pub:?}");
     assert_eq!(wait_child(&mut news_a, "news sub on A").code(), Some(0));
-    assert_eq!(*news_a_lines.lock().unwrap(), ["news 1", "news 2"]);
+    lines_are(&news_a_lines, &["news 1", "news 2"]);
 
     // The waiting pub goes on with a new receiver, and nothing went to B.
     jobs_in.write_all(b"job 2\n").unwrap();
@@ -117,7 +126,7 @@ fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_a
     let jobs_pub = jobs_pub.wait_with_output().unwrap();
     assert!(jobs_pub.status.success(), "{jobs_pub:?}");
     assert_eq!(wait_child(&mut jobs_a, "jobs sub on A").code(), Some(0));
-    assert_eq!(*jobs_a_lines.lock().unwrap(), ["job 2"]);
+    lines_are(&jobs_a_lines, &["job 2"]);
 }
 
 /// Which NATS servers hold an sshpipe node's connection (`/connz`).
@@ -273,5 +282,5 @@ fn with_all_nats_servers_stopped_commands_fail_and_everything_recovers() {
     let out = a.run(&key, &["pub", "t"], b"back\n");
     out.expect_code(0);
     assert_eq!(wait_child(&mut sub_b, "sub on B").code(), Some(0));
-    assert_eq!(*lines.lock().unwrap(), ["back"]);
+    lines_are(&lines, &["back"]);
 }

@@ -19,13 +19,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Entry, Operation};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::follow::follow;
 use super::{lock, names};
 use crate::broker::memory::Memory;
 use crate::broker::stores::AclStore;
@@ -33,8 +33,6 @@ use crate::store::StoreError;
 use crate::topic::AccessList;
 
 pub const ACL_BUCKET: &str = "sp_acl";
-/// A failed watch is started again after this long.
-const RETRY: Duration = Duration::from_millis(250);
 
 /// One key's value. Keys only carry an encoding of the name, so the name
 /// is in the value; an empty list is a cleared one (a put, not a delete,
@@ -192,28 +190,15 @@ impl AclStore for KvAcls {
     }
 }
 
-/// Applies other nodes' changes as they come; restarts the watch if it
-/// ends (the history it replays is skipped by revision).
-pub async fn watch(acls: Arc<KvAcls>, memory: Arc<Memory>, stop: CancellationToken) {
-    loop {
-        match acls.kv.watch_with_history(">").await {
-            Ok(mut watch) => loop {
-                tokio::select! {
-                    entry = watch.next() => match entry {
-                        Some(Ok(e)) => apply(&acls, &memory, e).await,
-                        Some(Err(e)) => tracing::debug!(error = %e, "access list watch error"),
-                        None => break,
-                    },
-                    () = stop.cancelled() => return,
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot watch the shared access lists; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = stop.cancelled() => return,
-        }
-    }
+/// Applies other nodes' changes as they come (`follow`; the history it
+/// replays on a new watch is skipped by revision).
+pub async fn watch(acls: Arc<KvAcls>, memory: Arc<Memory>, node: String, stop: CancellationToken) {
+    let bucket = acls.kv.clone();
+    follow(bucket, &node, "access lists", stop, |e| {
+        let (acls, memory) = (Arc::clone(&acls), Arc::clone(&memory));
+        async move { apply(&acls, &memory, e).await }
+    })
+    .await;
 }
 
 async fn apply(acls: &KvAcls, memory: &Memory, entry: Entry) {

@@ -8,6 +8,7 @@
 //! receiver therefore holds back only its own stream's credit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ struct Inbound {
     /// The next sequence number this stream may admit.
     expected: u64,
     tx: mpsc::Sender<Frame>,
+    /// The last sequence handed to this node's receivers (by `deliver`).
+    processed: Arc<AtomicU64>,
     last_nak: Option<Instant>,
     last_seen: Instant,
 }
@@ -60,7 +63,10 @@ pub(super) async fn run(core: Arc<Core>, mut sub: async_nats::Subscriber) {
     loop {
         tokio::select! {
             msg = sub.next() => {
-                let Some(msg) = msg else { return };
+                let Some(msg) = msg else {
+                    tracing::warn!("the data subscription ended; no more frames reach this node");
+                    return;
+                };
                 match Frame::decode(msg.payload) {
                     Some(f) if f.kind == Kind::Loose => {
                         let core = Arc::clone(&core);
@@ -82,36 +88,42 @@ pub(super) async fn run(core: Arc<Core>, mut sub: async_nats::Subscriber) {
 
 async fn admit(core: &Arc<Core>, frame: Frame) {
     let (from, stream) = (frame.from.clone(), frame.stream);
-    if let Some(received) = decide(core, frame) {
-        nak(core, &from, stream, received).await;
+    if let Some((received, processed)) = decide(core, frame) {
+        nak(core, &from, stream, received, processed).await;
     }
 }
 
 /// Admits a frame if it is the next of its stream; otherwise says how far
-/// the stream got (`Some`: ask the sender for what follows).
-fn decide(core: &Arc<Core>, frame: Frame) -> Option<u64> {
+/// the stream got, received and processed (`Some`: ask the sender for what
+/// follows). A repeat means the sender did not hear our credits (lost in
+/// a failover), so the answer carries the processed count too: without
+/// it a sender whose window is full would wait for ever.
+fn decide(core: &Arc<Core>, frame: Frame) -> Option<(u64, u64)> {
     let key = (frame.from.clone(), frame.stream);
     let mut map = core.streams.lock();
     if !map.contains_key(&key) {
         if frame.seq != 1 {
             // Its start was lost: ask for everything again.
-            return Some(0);
+            return Some((0, 0));
         }
         // Room for a whole window and its repeats: the sender never has
         // more than WINDOW frames out.
         let (tx, rx) = mpsc::channel(WINDOW as usize * 2);
+        let processed = Arc::new(AtomicU64::new(0));
         tokio::spawn(deliver(
             Arc::clone(core),
             frame.from.clone(),
             frame.stream,
             frame.topic.clone(),
             rx,
+            Arc::clone(&processed),
         ));
         map.insert(
             key.clone(),
             Inbound {
                 expected: 1,
                 tx,
+                processed,
                 last_nak: None,
                 last_seen: Instant::now(),
             },
@@ -123,7 +135,13 @@ fn decide(core: &Arc<Core>, frame: Frame) -> Option<u64> {
         match s.tx.try_send(frame) {
             Ok(()) => s.expected += 1,
             // Dropped, not admitted: the sender sends it again.
-            Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(
+                    stream = key.1,
+                    seq = s.expected,
+                    "stream queue full; frame dropped"
+                );
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 map.remove(&key);
             }
@@ -137,13 +155,19 @@ fn decide(core: &Arc<Core>, frame: Frame) -> Option<u64> {
         return None;
     }
     s.last_nak = Some(now);
-    Some(s.expected - 1)
+    tracing::debug!(
+        stream = key.1,
+        seq = frame.seq,
+        expected = s.expected,
+        "out of order; asking again"
+    );
+    Some((s.expected - 1, s.processed.load(Ordering::Acquire)))
 }
 
-async fn nak(core: &Core, to: &str, stream: u64, received: u64) {
+async fn nak(core: &Core, to: &str, stream: u64, received: u64, processed: u64) {
     let credit = Credit {
         stream,
-        processed: 0,
+        processed,
         received,
         resend: true,
     };
@@ -160,6 +184,7 @@ async fn deliver(
     stream: u64,
     topic: String,
     mut rx: mpsc::Receiver<Frame>,
+    processed: Arc<AtomicU64>,
 ) {
     let subject = credit_subject(&from);
     let mut port: Option<Arc<Topic>> = None;
@@ -183,6 +208,7 @@ async fn deliver(
             (_, None) => {}
         }
         let seq = frame.seq;
+        processed.store(seq, Ordering::Release);
         if kind == Kind::End || kind == Kind::Flush || rx.is_empty() || seq - credited >= WINDOW / 4
         {
             let credit = Credit {

@@ -99,6 +99,7 @@ impl Forwarder {
                     window.sent(frame);
                 }
                 () = tokio::time::sleep_until(quiet_until), if !window.idle() => {
+                    tracing::debug!(stream = self.stream, to = %self.to, processed = window.processed(), next = window.next_seq(), "no word from the receiving node; sending again");
                     self.resend(&subject, &window).await;
                     heard = Instant::now();
                     resend_after = (resend_after * 2).min(RESEND_MAX);

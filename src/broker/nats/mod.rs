@@ -28,6 +28,7 @@
 
 pub(super) mod acls;
 mod bridge;
+pub(super) mod follow;
 mod forward;
 mod lending;
 mod loose;
@@ -196,6 +197,11 @@ pub(crate) async fn dial(opts: &NatsOptions) -> Result<Dialed, ConnectError> {
 }
 
 impl Dialed {
+    /// This node's id in the cluster.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The bucket `name` (file storage, the configured replicas), made if
     /// it is missing.
     pub async fn bucket(&self, name: &str) -> Result<kv::Store, ConnectError> {
@@ -421,11 +427,14 @@ impl Core {
         self.streams.drop_node(node);
         self.lent.drop_borrower(node);
         let queued_keys = lock(&self.held).drop_node(node);
-        let store = self.queued.clone();
+        let (queued, presence) = (self.queued.clone(), self.presence.clone());
+        let probe = follow::probe_key(node);
         tokio::spawn(async move {
             for k in queued_keys {
-                let _ = store.delete(&k).await;
+                let _ = queued.delete(&k).await;
             }
+            let _ = queued.delete(&probe).await;
+            let _ = presence.delete(&probe).await;
         });
         keys
     }

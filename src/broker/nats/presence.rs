@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use super::follow::follow;
 use super::names::{parse_view_key, view_key};
 use super::{Core, Pending};
 use crate::broker::peers::{Departure, View, ViewKey};
@@ -70,29 +70,14 @@ async fn put(core: &Core, key: &str, view: &View) -> bool {
     core.presence.put(key, json.into()).await.is_ok()
 }
 
-/// Follows every node's views; restarts the watch if it ever ends.
+/// Follows every node's views (`follow`).
 pub(super) async fn watch_views(core: Arc<Core>) {
-    loop {
-        match core.presence.watch_with_history(">").await {
-            Ok(mut watch) => loop {
-                tokio::select! {
-                    entry = watch.next() => match entry {
-                        Some(Ok(e)) => apply_entry(&core, e),
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "presence watch error");
-                        }
-                        None => break,
-                    },
-                    () = core.stop.cancelled() => return,
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot watch other nodes' topics; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = core.stop.cancelled() => return,
-        }
-    }
+    let (bucket, stop) = (core.presence.clone(), core.stop.clone());
+    follow(bucket, &core.node, "presence", stop, |e| {
+        apply_entry(&core, e);
+        std::future::ready(())
+    })
+    .await;
 }
 
 fn apply_entry(core: &Core, e: Entry) {
@@ -174,26 +159,17 @@ pub(super) async fn heartbeat(core: Arc<Core>) {
     }
 }
 
-/// Follows other nodes' heartbeats.
+/// Follows every node's heartbeats, ours included (`heartbeat` reaps
+/// only while ours come back).
 pub(super) async fn watch_nodes(core: Arc<Core>) {
-    loop {
-        if let Ok(mut watch) = core.nodes.watch_with_history(">").await {
-            loop {
-                tokio::select! {
-                    entry = watch.next() => match entry {
-                        Some(Ok(e)) if e.operation == Operation::Put => core.heard_from(&e.key),
-                        Some(_) => {}
-                        None => break,
-                    },
-                    () = core.stop.cancelled() => return,
-                }
-            }
+    let (bucket, stop) = (core.nodes.clone(), core.stop.clone());
+    follow(bucket, &core.node, "nodes", stop, |e| {
+        if e.operation == Operation::Put {
+            core.heard_from(&e.key);
         }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = core.stop.cancelled() => return,
-        }
-    }
+        std::future::ready(())
+    })
+    .await;
 }
 
 /// Node liveness as this node sees it: when each was last heard from.

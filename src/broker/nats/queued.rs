@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::follow::follow;
 use super::names::token;
 use super::{Core, lock};
 use crate::broker::queue::Queue;
@@ -115,27 +115,14 @@ pub(super) async fn publish(core: Arc<Core>, queue: Arc<Queue>) {
     }
 }
 
-/// Follows every other node's queue summaries.
+/// Follows every other node's queue summaries (`follow`).
 pub(super) async fn watch(core: Arc<Core>) {
-    loop {
-        match core.queued.watch_with_history(">").await {
-            Ok(mut watch) => loop {
-                tokio::select! {
-                    entry = watch.next() => match entry {
-                        Some(Ok(e)) => apply(&core, e),
-                        Some(Err(e)) => tracing::debug!(error = %e, "queue summary watch error"),
-                        None => break,
-                    },
-                    () = core.stop.cancelled() => return,
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot watch other nodes' queues; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY) => {}
-            () = core.stop.cancelled() => return,
-        }
-    }
+    let (bucket, stop) = (core.queued.clone(), core.stop.clone());
+    follow(bucket, &core.node, "queued", stop, |e| {
+        apply(&core, e);
+        std::future::ready(())
+    })
+    .await;
 }
 
 fn apply(core: &Core, e: Entry) {
