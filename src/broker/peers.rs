@@ -47,6 +47,11 @@ pub struct View {
     /// node enforces one list; the newest `stamp` wins.
     #[serde(default)]
     pub public: Option<PublicList>,
+    /// The topic's last view on that node: it ended there. Kept a while
+    /// before it is deleted, so a node whose watch was down meanwhile
+    /// still learns that the senders it never saw came and went.
+    #[serde(default)]
+    pub ended: bool,
 }
 
 /// A public topic's list, set (or, empty, cleared) at `stamp`. Every node

@@ -18,8 +18,14 @@ pub struct Binary {
 }
 
 pub fn binary(data_dir: &Path) -> Command {
+    binary_with_http(data_dir, "off")
+}
+
+/// `binary`, with HTTP on `http` (`off`, or `127.0.0.1:0`: the port is in
+/// the start-up line, `Binary::http_port`).
+pub fn binary_with_http(data_dir: &Path, http: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sshpipe"));
-    cmd.args(["--ssh-listen", "127.0.0.1:0", "--http-listen", "off"])
+    cmd.args(["--ssh-listen", "127.0.0.1:0", "--http-listen", http])
         .args(["--log-format", "json", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "info")
@@ -70,6 +76,14 @@ impl Binary {
 
     pub fn run(&self, key: &Key, args: &[&str], stdin: &[u8]) -> Out {
         finish(self.ssh(key, args).spawn().unwrap(), stdin, "ssh")
+    }
+
+    /// The HTTP port from the start-up line (started with HTTP on).
+    pub fn http_port(&self) -> Option<u16> {
+        let log = self.log.lock().unwrap();
+        let line = log.iter().find(|l| l.contains("\"sshpipe listening\""))?;
+        let rest = line.split("\"http\":\"").nth(1)?;
+        rest.split('"').next()?.rsplit(':').next()?.parse().ok()
     }
 
     pub fn log_lines(&self, containing: &str) -> usize {

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cluster::{node, node_with, receivers, urls_from};
+use super::cluster::{node, receivers, urls_from};
 use crate::common;
 use common::nats::{NatsCluster, http_get};
 use common::{Binary, Key, Lines, TestServer, lines_of, wait_child, wait_until};
@@ -19,7 +19,16 @@ use sha2::{Digest, Sha256};
 /// A node as its own process (so it can be killed with SIGKILL), connected
 /// first to NATS server `i`.
 pub(crate) fn process_node(nats: &NatsCluster, i: usize, data: &std::path::Path) -> Binary {
-    let mut cmd = common::binary(data);
+    process_node_with_http(nats, i, data, "off")
+}
+
+fn process_node_with_http(
+    nats: &NatsCluster,
+    i: usize,
+    data: &std::path::Path,
+    http: &str,
+) -> Binary {
+    let mut cmd = common::binary_with_http(data, http);
     cmd.env("RUST_LOG", "info,sshpipe::broker::nats=debug");
     cmd.arg("--broker")
         .arg(urls_from(nats, i, nats.len()).join(","));
@@ -241,8 +250,8 @@ fn losing_one_nats_server_of_three_mid_stream_changes_nothing() {
     assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
 }
 
-fn healthz(on: &TestServer) -> (u16, String) {
-    http_get(on.http_addr.unwrap().port(), "/healthz").unwrap()
+fn healthz(on: &Binary) -> (u16, String) {
+    http_get(on.http_port().unwrap(), "/healthz").unwrap()
 }
 
 #[test]
@@ -250,8 +259,12 @@ fn with_all_nats_servers_stopped_commands_fail_and_everything_recovers() {
     let Some(mut nats) = NatsCluster::start(3) else {
         return;
     };
-    let (a, b) = (node_with(&nats, 0, 3, true), node(&nats, 1, 3));
-    let key = Key::new(a.dir.path(), "erin");
+    // Both nodes as processes, so that a failure shows what they logged.
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = process_node_with_http(&nats, 0, dirs.0.path(), "127.0.0.1:0");
+    let b = process_node(&nats, 1, dirs.1.path());
+    let key = Key::new(dirs.0.path(), "erin");
+    let logs = || format!("node A:\n{}\nnode B:\n{}", log_tail(&a), log_tail(&b));
     assert_eq!(healthz(&a).0, 200);
 
     nats.stop_all();
@@ -281,6 +294,18 @@ fn with_all_nats_servers_stopped_commands_fail_and_everything_recovers() {
     // The pub blocks until it sees the sub on B.
     let out = a.run(&key, &["pub", "t"], b"back\n");
     out.expect_code(0);
-    assert_eq!(wait_child(&mut sub_b, "sub on B").code(), Some(0));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = sub_b.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < common::WAIT,
+            "the sub on B did not end\n{}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", logs());
     lines_are(&lines, &["back"]);
 }

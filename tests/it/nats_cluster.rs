@@ -113,9 +113,10 @@ fn a_value_put_through_server_1_is_read_through_server_3() {
         assert_eq!(c1.server_info().server_name, nats.name(0));
         let js1 = js(c1);
         let kv1 = create_bucket(&js1).await;
-        kv1.put("greeting", Bytes::from_static(b"hello"))
-            .await
-            .unwrap();
+        retry("the first put", || {
+            kv1.put("greeting", Bytes::from_static(b"hello"))
+        })
+        .await;
 
         let c3 = connect(&nats.url(2)).await.unwrap();
         assert_eq!(c3.server_info().server_name, nats.name(2));
@@ -152,13 +153,17 @@ fn losing_one_server_of_three_changes_nothing_and_it_catches_up() {
     let rt = runtime();
     let kv = rt.block_on(async {
         let kv = create_bucket(&js(connect(&nats.url(0)).await.unwrap())).await;
-        kv.put("k", Bytes::from_static(b"v1")).await.unwrap();
+        // A new stream may still be settling ("stream not found").
+        retry("the first put", || kv.put("k", Bytes::from_static(b"v1"))).await;
         kv
     });
     // The worst one to lose: the bucket's stream leader.
-    let victim = nats
-        .stream_leader(&format!("KV_{BUCKET}"))
-        .expect("the bucket's stream has a leader");
+    let mut victim = None;
+    common::wait_until("the bucket's stream leader", || {
+        victim = nats.stream_leader(&format!("KV_{BUCKET}"));
+        victim.is_some()
+    });
+    let victim = victim.unwrap();
     let survivor = (victim + 1) % 3;
     let other = (victim + 2) % 3;
     drop(kv);

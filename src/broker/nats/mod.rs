@@ -94,6 +94,9 @@ struct Remote {
     by_topic: HashMap<String, BTreeMap<ViewKey, View>>,
     /// Topic and view of each KV key.
     by_key: HashMap<String, (String, ViewKey)>,
+    /// Last views still in the bucket (`View::ended`) and their nodes, so
+    /// a gone node's are deleted with the rest of its keys.
+    lingering: HashMap<String, String>,
     liveness: Liveness,
 }
 
@@ -391,6 +394,29 @@ impl Core {
             .apply_remote(&topic, key, Some(view), Departure::Ended);
     }
 
+    /// A topic's last view on another node: as its last put and its
+    /// removal, seen at once — also by a node that missed the topic's
+    /// whole life there (its watch was down), but not for a node gone (a
+    /// dead node's leftovers must not end anything here).
+    fn remote_ended(&self, kv_key: String, key: ViewKey, view: View) {
+        let node = key.node.clone();
+        let apply = {
+            let r = lock(&self.remote);
+            r.by_key.contains_key(&kv_key) || r.liveness.alive(&node)
+        };
+        if apply {
+            self.remote_put(kv_key.clone(), key, view);
+            self.remote_remove(&kv_key, Departure::Ended);
+        }
+        lock(&self.remote).lingering.insert(kv_key, node);
+    }
+
+    /// A last view was deleted after its while.
+    fn remote_deleted(&self, kv_key: &str) {
+        self.remote_remove(kv_key, Departure::Ended);
+        lock(&self.remote).lingering.remove(kv_key);
+    }
+
     fn remote_remove(&self, kv_key: &str, departure: Departure) {
         let removed = {
             let mut r = lock(&self.remote);
@@ -424,6 +450,13 @@ impl Core {
         for k in &keys {
             self.remote_remove(k, Departure::NodeLost);
         }
+        let mut keys = keys;
+        lock(&self.remote).lingering.retain(|k, n| {
+            if n == node {
+                keys.push(k.clone());
+            }
+            n != node
+        });
         self.streams.drop_node(node);
         self.lent.drop_borrower(node);
         let queued_keys = lock(&self.held).drop_node(node);

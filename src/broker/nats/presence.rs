@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::follow::follow;
 use super::names::{parse_view_key, view_key};
 use super::{Core, Pending};
-use crate::broker::peers::{Departure, View, ViewKey};
+use crate::broker::peers::{View, ViewKey};
 
 /// How often a node says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -26,6 +26,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const NODE_TTL: Duration = Duration::from_secs(5);
 /// A failed write is tried again after this long.
 const RETRY: Duration = Duration::from_millis(250);
+/// How long a topic's last view stays before it is deleted (`View::ended`):
+/// longer than a watch takes to notice it is stale and start over.
+const ENDED_LINGER: Duration = Duration::from_secs(30);
 
 /// Writes this node's views as they change.
 pub(super) async fn write_views(core: Arc<Core>) {
@@ -45,7 +48,19 @@ pub(super) async fn write_views(core: Arc<Core>) {
                     None => true,
                 },
                 Pending::Ended(last) => {
-                    put(&core, &key, last).await && core.presence.delete(&key).await.is_ok()
+                    let last = View {
+                        ended: true,
+                        ..last.clone()
+                    };
+                    let ok = put(&core, &key, &last).await;
+                    if ok {
+                        let (store, key) = (core.presence.clone(), key.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(ENDED_LINGER).await;
+                            let _ = store.delete(&key).await;
+                        });
+                    }
+                    ok
                 }
             };
             if !ok {
@@ -101,11 +116,13 @@ fn apply_entry(core: &Core, e: Entry) {
             let Ok(view) = serde_json::from_slice::<View>(&e.value) else {
                 return;
             };
-            core.remote_put(e.key.clone(), key, view);
+            if view.ended {
+                core.remote_ended(e.key.clone(), key, view);
+            } else {
+                core.remote_put(e.key.clone(), key, view);
+            }
         }
-        Operation::Delete | Operation::Purge => {
-            core.remote_remove(&e.key, Departure::Ended);
-        }
+        Operation::Delete | Operation::Purge => core.remote_deleted(&e.key),
     }
 }
 
