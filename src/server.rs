@@ -191,7 +191,12 @@ async fn open_monitors(
 ) -> anyhow::Result<Monitors> {
     let (clock, limits) = (Clock::system(), MonitorLimits::default());
     let Some(kv) = broker.shared_bucket(MONITORS_BUCKET).await else {
-        return Ok(Monitors::open(Arc::new(store), broker.clone(), clock, limits)?);
+        return Ok(Monitors::open(
+            Arc::new(store),
+            broker.clone(),
+            clock,
+            limits,
+        )?);
     };
     let kv =
         kv.map_err(|e| anyhow::anyhow!("cannot open the NATS bucket {MONITORS_BUCKET}: {e}"))?;

@@ -42,4 +42,6 @@ pub async fn feed(monitors: &Monitors, owner: &str, link: &str) -> Result<String
 }
 
 #[cfg(test)]
+mod race_tests;
+#[cfg(test)]
 mod tests;

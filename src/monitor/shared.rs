@@ -229,9 +229,7 @@ impl MonitorStore for KvMonitors {
 
     fn delete_monitor(&self, owner: &str, topic: &str) -> Result<(), StoreError> {
         let id = monitor_id(owner, topic);
-        self.rt
-            .block_on(self.kv.delete(key(&id)))
-            .map_err(failed)
+        self.rt.block_on(self.kv.delete(key(&id))).map_err(failed)
     }
 
     fn monitor_changes(&self, owner: &str, topic: &str) -> Result<Vec<HealthChange>, StoreError> {

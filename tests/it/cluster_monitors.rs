@@ -158,10 +158,7 @@ fn a_monitor_made_on_one_node_is_pinged_on_the_other_and_alerts_once() {
         assert!(up.starts_with("monitor: cron\nfrom: "), "{up}");
         assert!(up.contains("\nunhealthy: "), "{up}");
     }
-    let (feed_a, feed_b) = (
-        stdout(&a, &alice, &["rss"]),
-        stdout(&b, &alice, &["rss"]),
-    );
+    let (feed_a, feed_b) = (stdout(&a, &alice, &["rss"]), stdout(&b, &alice, &["rss"]));
     assert!(feed_a.matches("<item>").count() >= 4, "{feed_a}");
     assert_eq!(guids(&feed_a), guids(&feed_b));
 

@@ -53,7 +53,10 @@ impl Monitors {
                 generation,
                 window,
                 reply,
-            } => self.persist(id, change, alert, generation, window, reply).await,
+            } => {
+                self.persist(id, change, alert, generation, window, reply)
+                    .await
+            }
             Work::Delete {
                 owner,
                 topic,
