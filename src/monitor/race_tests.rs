@@ -19,13 +19,13 @@ use crate::topic::{Namespace, TopicRef};
 
 const T0: u64 = 1_796_185_462_000;
 
-/// Each monitor's record, changes and revision; one revision counter.
+/// A monitor's record, changes and revision, by id.
+type Rows = HashMap<String, (MonitorRecord, Vec<HealthChange>, u64)>;
+
+/// The rows and the last revision given out.
 #[derive(Debug, Default)]
 struct Cas {
-    rows: Mutex<(
-        u64,
-        HashMap<String, (MonitorRecord, Vec<HealthChange>, u64)>,
-    )>,
+    rows: Mutex<(u64, Rows)>,
 }
 
 impl MonitorStore for Cas {

@@ -7,9 +7,10 @@
 //!   happened. The worker writes the monitor's *current* record (not a copy
 //!   taken when the work was queued), so a late write never undoes a newer
 //!   one, then publishes the alert. The queue is unbounded but its input is
-//!   not: a ping is written at most once per [`PING_WRITE_EVERY`] per
-//!   monitor, and a monitor changes health at most twice per window (at
-//!   least [`MIN_WINDOW`]), over a bounded number of monitors.
+//!   not: a ping is written at most once per [`PING_WRITE_EVERY`] (a
+//!   second with a shared store) per monitor, and a monitor changes health
+//!   at most twice per window (at least [`MIN_WINDOW`]), over a bounded
+//!   number of monitors.
 //! - The timer sleeps until the earliest window end (or until a ping makes
 //!   an earlier one), then looks at every monitor. It also runs once at
 //!   start: that is the re-evaluation after a restart.
@@ -47,7 +48,8 @@ use crate::topic::TopicRef;
 pub use crate::command::{MAX_WINDOW, MIN_WINDOW};
 /// A ping that changes nothing is written to the store at most this often
 /// per monitor; in between it lives in memory only. After a crash a
-/// monitor may so come back with a ping up to this much older.
+/// monitor may so come back with a ping up to this much older. (A store
+/// several nodes share asks for less: `MonitorStore::ping_write_every`.)
 pub const PING_WRITE_EVERY: Millis = 15_000;
 /// Health changes kept per monitor (the oldest go first).
 pub const HISTORY_KEEP: u64 = 1000;

@@ -150,6 +150,11 @@ impl Monitors {
                 }
                 Err(e) => {
                     tracing::warn!(user = %rec.owner, topic = %rec.topic, error = %e, "cannot store monitor");
+                    // As on one node: the change happened, even if the
+                    // store could not keep it.
+                    if let Some(line) = alert.take() {
+                        self.alert(&rec, line).await;
+                    }
                     outcome = Err(e);
                     break;
                 }
