@@ -78,6 +78,13 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(format!("NATS: {e}"))
 }
 
+/// Whether a failed write lost a compare-and-set: the server has more than
+/// one error code for it (10071, and 10164 when the key moved on), and the
+/// client names only the first.
+fn lost_race(e: &impl std::fmt::Display) -> bool {
+    e.to_string().contains("wrong last sequence")
+}
+
 /// The monitor in `entry`, if it is a stored one of ours.
 fn doc_of(entry: &Entry) -> Option<Doc> {
     if entry.operation != Operation::Put {
@@ -182,11 +189,13 @@ impl KvMonitors {
             Some(e) => match self.kv.update(&k, json, e.revision).await {
                 Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(None),
+                Err(e) if lost_race(&e) => Err(None),
                 Err(e) => Err(Some(failed(e))),
             },
             None => match self.kv.create(&k, json).await {
                 Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(None),
+                Err(e) if lost_race(&e) => Err(None),
                 Err(e) => Err(Some(failed(e))),
             },
         };
@@ -195,7 +204,9 @@ impl KvMonitors {
                 self.note(&k, revision, &id);
                 Ok(Put::Done(revision))
             }
-            // Another node wrote in between.
+            // Another node wrote in between. (What `lost` reads may be a
+            // replica's older copy: then nothing is adopted, and the watch
+            // brings the winner's state.)
             Err(None) => self.lost(&k).await,
             Err(Some(e)) => Err(e),
         }
