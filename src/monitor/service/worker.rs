@@ -7,10 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-use tokio::sync::oneshot;
 
 use super::{ALERT_WAIT, ALERTS_TOPIC, HISTORY_KEEP, Monitors, Work, lock};
 use crate::broker::{ByteSource, Client, Open, PubEnd, PumpOptions};
@@ -18,10 +16,13 @@ use crate::identity::Identity;
 use crate::monitor::store::Put;
 use crate::monitor::time::Millis;
 use crate::store::{HealthChange, MonitorRecord, StoreError};
-
-/// Writes of one piece of work lost to other nodes before giving up.
-const MAX_ROUNDS: usize = 16;
 use crate::topic::{Namespace, TopicRef};
+
+/// Writes of one `monitor` command lost to other nodes before giving up.
+const MAX_ROUNDS: u32 = 16;
+/// The pause before writing a `monitor` command again after a lost write
+/// (times the round): the other node's state may still be on its way.
+const ROUND_PAUSE: Duration = Duration::from_millis(10);
 
 impl Monitors {
     /// Does the queued work in order until `stop`, then what is left.
@@ -83,12 +84,12 @@ impl Monitors {
         mut alert: Option<String>,
         mut generation: u64,
         window: Option<Millis>,
-        reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+        mut reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     ) {
         let mut outcome = Err(StoreError::Failed(
             "NATS: too many concurrent monitor changes; try again".into(),
         ));
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
             let (rec, base) = {
                 let mut st = lock(&self.inner.state);
                 let Some(entry) = st.by_id.get_mut(&id) else {
@@ -125,38 +126,47 @@ impl Monitors {
                     {
                         e.revision = e.revision.max(revision);
                     }
+                    // The command's answer does not wait for slow readers.
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(Ok(()));
+                    }
                     if let Some(line) = alert.take() {
                         self.alert(&rec, line).await;
                     }
-                    outcome = Ok(());
-                    break;
+                    return;
                 }
                 Ok(Put::Lost { current, revision }) => {
                     tracing::debug!(user = %rec.owner, topic = %rec.topic, "monitor changed on another node first");
-                    let mut st = lock(&self.inner.state);
-                    let kept = window.and_then(|_| st.by_id.get(&id).cloned());
-                    self.adopt(&mut st, &id, current, revision);
+                    {
+                        let mut st = lock(&self.inner.state);
+                        let kept = window.and_then(|_| st.by_id.get(&id).cloned());
+                        self.adopt(&mut st, &id, current, revision);
+                        if !st.by_id.contains_key(&id)
+                            && let Some(mut mine) = kept
+                        {
+                            // Deleted on the other node: made anew here.
+                            mine.revision = 0;
+                            st.insert(mine);
+                        }
+                    }
                     if window.is_none() {
+                        // The adopted state was looked at again.
                         outcome = Ok(());
                         break;
                     }
-                    if !st.by_id.contains_key(&id)
-                        && let Some(mut mine) = kept
-                    {
-                        // Deleted on the other node: made anew here.
-                        mine.revision = 0;
-                        st.insert(mine);
-                    }
+                    tokio::time::sleep(ROUND_PAUSE * (round + 1)).await;
                 }
                 Err(e) => {
                     tracing::warn!(user = %rec.owner, topic = %rec.topic, error = %e, "cannot store monitor");
                     // As on one node: the change happened, even if the
                     // store could not keep it.
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(Err(e));
+                    }
                     if let Some(line) = alert.take() {
                         self.alert(&rec, line).await;
                     }
-                    outcome = Err(e);
-                    break;
+                    return;
                 }
             }
         }
