@@ -17,6 +17,7 @@ use crate::hostkey;
 use crate::http;
 use crate::identity::AuthMode;
 use crate::metrics::{self, Metrics};
+use crate::monitor::shared::{KvMonitors, MONITORS_BUCKET};
 use crate::monitor::{Clock, MonitorLimits, Monitors};
 use crate::ssh::{self, SshLimits};
 use crate::store::Store;
@@ -116,12 +117,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let broker =
         Broker::connect(opts.broker.clone(), Some(store.clone()), shutdown.clone()).await?;
     let tokens = open_tokens(&broker, &store, &shutdown).await?;
-    let monitors = Monitors::open(
-        Arc::new(store),
-        broker.clone(),
-        Clock::system(),
-        MonitorLimits::default(),
-    )?;
+    let monitors = open_monitors(&broker, store, &shutdown).await?;
     let expiry = {
         let (broker, stop) = (broker.clone(), shutdown.clone());
         tokio::spawn(async move { broker.expire_until(stop).await })
@@ -184,6 +180,42 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         join,
         app,
     })
+}
+
+/// Monitors: in the node's store, or — on NATS — in a bucket every node
+/// shares, watched until shutdown (SPEC §14).
+async fn open_monitors(
+    broker: &Broker,
+    store: Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Monitors> {
+    let (clock, limits) = (Clock::system(), MonitorLimits::default());
+    let Some(kv) = broker.shared_bucket(MONITORS_BUCKET).await else {
+        return Ok(Monitors::open(
+            Arc::new(store),
+            broker.clone(),
+            clock,
+            limits,
+        )?);
+    };
+    let kv =
+        kv.map_err(|e| anyhow::anyhow!("cannot open the NATS bucket {MONITORS_BUCKET}: {e}"))?;
+    let (shared, records) = KvMonitors::open(kv).await?;
+    let monitors = Monitors::new(
+        Arc::clone(&shared) as Arc<dyn crate::monitor::MonitorStore>,
+        records,
+        broker.clone(),
+        clock,
+        limits,
+    );
+    let node = broker.node_id().unwrap_or_default().to_string();
+    tokio::spawn(crate::monitor::shared::watch(
+        shared,
+        monitors.clone(),
+        node,
+        shutdown.clone(),
+    ));
+    Ok(monitors)
 }
 
 /// HTTP tokens: in the node's store, or — on NATS — in a bucket every node

@@ -10,6 +10,8 @@
 //!   worker that stores changes and publishes alerts through the broker.
 //! - `store`: the small trait durable storage implements (the embedded
 //!   store's tables are in `store/monitors.rs`).
+//! - `shared`: that trait on the NATS KV bucket every node shares, and its
+//!   watch (SPEC §14).
 //!
 //! Front ends reach it through `App::monitors`: the commands in `ssh/`, the
 //! ping hook in `front/`, the feed for `GET /rss/{token}` ([`feed`]).
@@ -17,6 +19,7 @@
 mod health;
 mod render;
 mod service;
+pub mod shared;
 mod store;
 pub mod time;
 mod uptime;
@@ -27,7 +30,7 @@ pub use service::{
     ALERTS_TOPIC, Clock, HISTORY_KEEP, MAX_WINDOW, MIN_WINDOW, MonitorError, MonitorLimits,
     Monitors, PING_WRITE_EVERY, typed_name,
 };
-pub use store::{MemoryMonitors, MonitorStore};
+pub use store::{MemoryMonitors, MonitorStore, Put};
 pub use uptime::{Uptime, render as render_uptime, uptime};
 
 /// `owner`'s RSS 2.0 feed of health changes, as `rss` prints it and as
@@ -38,5 +41,7 @@ pub async fn feed(monitors: &Monitors, owner: &str, link: &str) -> Result<String
     Ok(rss(owner, link, &items))
 }
 
+#[cfg(test)]
+mod race_tests;
 #[cfg(test)]
 mod tests;

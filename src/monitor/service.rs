@@ -7,16 +7,24 @@
 //!   happened. The worker writes the monitor's *current* record (not a copy
 //!   taken when the work was queued), so a late write never undoes a newer
 //!   one, then publishes the alert. The queue is unbounded but its input is
-//!   not: a ping is written at most once per [`PING_WRITE_EVERY`] per
-//!   monitor, and a monitor changes health at most twice per window (at
-//!   least [`MIN_WINDOW`]), over a bounded number of monitors.
+//!   not: a ping is written at most once per [`PING_WRITE_EVERY`] (a
+//!   second with a shared store) per monitor, and a monitor changes health
+//!   at most twice per window (at least [`MIN_WINDOW`]), over a bounded
+//!   number of monitors.
 //! - The timer sleeps until the earliest window end (or until a ping makes
 //!   an earlier one), then looks at every monitor. It also runs once at
 //!   start: that is the re-evaluation after a restart.
+//! - With a store several nodes share, each entry also remembers the
+//!   revision it was made from, and a generation that changes whenever
+//!   another node's state replaces it (`remote`). Work decided on a
+//!   replaced generation is dropped (the replacement was decided again),
+//!   and a write that loses to another node's adopts that node's state
+//!   instead of publishing: so each change is published once.
 //! - Time comes from a [`Clock`] tied to tokio's clock, so tests can run the
 //!   timer on paused time.
 
 mod query;
+mod remote;
 mod timer;
 mod worker;
 
@@ -40,7 +48,8 @@ use crate::topic::TopicRef;
 pub use crate::command::{MAX_WINDOW, MIN_WINDOW};
 /// A ping that changes nothing is written to the store at most this often
 /// per monitor; in between it lives in memory only. After a crash a
-/// monitor may so come back with a ping up to this much older.
+/// monitor may so come back with a ping up to this much older. (A store
+/// several nodes share asks for less: `MonitorStore::ping_write_every`.)
 pub const PING_WRITE_EVERY: Millis = 15_000;
 /// Health changes kept per monitor (the oldest go first).
 pub const HISTORY_KEEP: u64 = 1000;
@@ -126,6 +135,11 @@ struct Entry {
     /// The newest ping, written or not (`rec.last_ping_ms` is what the
     /// store has).
     last_ping: Option<Millis>,
+    /// The stored revision `rec` was made from (0: not stored yet, or a
+    /// store of one node).
+    revision: u64,
+    /// Changes when another node's state replaces this entry.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -135,17 +149,24 @@ struct State {
     by_topic: HashMap<String, BTreeSet<String>>,
     /// Owner → their monitors' full topic names.
     by_owner: HashMap<String, BTreeSet<String>>,
+    /// The generation the next replaced entry gets.
+    generations: u64,
 }
 
 /// What the worker does, in order.
 #[derive(Debug)]
 enum Work {
     /// Write the monitor's current record with `change`, then publish
-    /// `alert` (a JSON line) to the owner's alerts topic.
+    /// `alert` (a JSON line) to the owner's alerts topic — if the entry is
+    /// still of `generation`.
     Persist {
         id: String,
         change: Option<HealthChange>,
         alert: Option<String>,
+        generation: u64,
+        /// A `monitor TOPIC DURATION`'s window, set again on another
+        /// node's state if that replaces the entry first.
+        window: Option<Millis>,
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
     Delete {
@@ -215,6 +236,8 @@ impl Monitors {
         for rec in records {
             let entry = Entry {
                 last_ping: rec.last_ping_ms,
+                revision: store.revision(&rec.id()),
+                generation: 0,
                 rec,
             };
             state.insert(entry);
@@ -281,6 +304,8 @@ impl Monitors {
                     next_seq: 0,
                 },
                 last_ping: None,
+                revision: 0,
+                generation: 0,
             });
             entry.rec.window_ms = window_ms;
             // A new monitor's history starts with its first state; a
@@ -298,11 +323,14 @@ impl Monitors {
                 Some(c) => (Some(c), None),
                 None => self.reevaluate(&mut entry, now),
             };
+            let generation = entry.generation;
             st.insert(entry);
             self.queue(Work::Persist {
                 id: id.clone(),
                 change: more,
                 alert,
+                generation,
+                window: Some(window_ms),
                 reply: Some(reply),
             });
             before
@@ -374,6 +402,7 @@ impl Monitors {
     /// sending: every monitor on the topic is healthy from now.
     pub fn ping(&self, full: &str) {
         let now = self.now();
+        let write_every = self.inner.store.ping_write_every();
         let mut st = lock(&self.inner.state);
         let Some(ids) = st.by_topic.get(full).cloned() else {
             return;
@@ -388,16 +417,19 @@ impl Monitors {
             let stale = entry
                 .rec
                 .last_ping_ms
-                .is_none_or(|p| now.saturating_sub(p) >= PING_WRITE_EVERY);
+                .is_none_or(|p| now.saturating_sub(p) >= write_every);
             if let Some(at) = next_check(entry.rec.window_ms, entry.last_ping) {
                 earliest = earliest.min(at);
             }
             if change.is_some() || stale {
                 entry.rec.last_ping_ms = Some(now);
+                let generation = entry.generation;
                 self.queue(Work::Persist {
                     id,
                     change,
                     alert,
+                    generation,
+                    window: None,
                     reply: None,
                 });
             }

@@ -17,6 +17,7 @@ mod cluster;
 mod cluster_delivery;
 mod cluster_failures;
 mod cluster_lists;
+mod cluster_monitors;
 mod cluster_queue;
 mod commands;
 mod conformance;

@@ -16,7 +16,8 @@
 //!   is placed again (`loose`), never copied;
 //! - private topics' access lists: the KV bucket `sp_acl`, loaded before
 //!   the first client and watched (`acls`); a public topic's list travels
-//!   in the views. (HTTP tokens use `shared_bucket`: `tokens/shared.rs`.)
+//!   in the views. (HTTP tokens and monitors use `shared_bucket`:
+//!   `tokens/shared.rs`, `monitor/shared.rs`.)
 //! - queued messages: each node's stay in its store; the KV bucket
 //!   `sp_queued` says where they wait, and a sub on another node borrows
 //!   the oldest (`queued`, `lending`).

@@ -44,6 +44,8 @@ impl Monitors {
                     id: id.clone(),
                     change,
                     alert,
+                    generation: entry.generation,
+                    window: None,
                     reply: None,
                 });
             }
