@@ -30,6 +30,7 @@ use super::store::{MonitorStore, Put};
 use super::time::Millis;
 use super::{Monitors, PING_WRITE_EVERY};
 use crate::broker::follow_bucket;
+use crate::broker::kv_lost_race as lost_race;
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
 
 pub const MONITORS_BUCKET: &str = "sp_monitors";
@@ -76,13 +77,6 @@ fn key(id: &str) -> String {
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(format!("NATS: {e}"))
-}
-
-/// Whether a failed write lost a compare-and-set: the server has more than
-/// one error code for it (10071, and 10164 when the key moved on), and the
-/// client names only the first.
-fn lost_race(e: &impl std::fmt::Display) -> bool {
-    e.to_string().contains("wrong last sequence")
 }
 
 /// The monitor in `entry`, if it is a stored one of ours.

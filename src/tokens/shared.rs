@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{TokenStore, Tokens};
-use crate::broker::follow_bucket;
+use crate::broker::{follow_bucket, kv_lost_race};
 use crate::store::StoreError;
 
 pub const TOKENS_BUCKET: &str = "sp_tokens";
@@ -153,7 +153,11 @@ impl KvTokens {
             let written = match &entry {
                 Some(e) => match self.kv.update(&k, json.into(), e.revision).await {
                     Ok(revision) => Ok(revision),
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(None),
+                    Err(e)
+                        if e.kind() == UpdateErrorKind::WrongLastRevision || kv_lost_race(&e) =>
+                    {
+                        Err(None)
+                    }
                     Err(e) => Err(Some(failed(e))),
                 },
                 None => match self.kv.create(&k, json.into()).await {

@@ -28,6 +28,13 @@ const RETRY: Duration = Duration::from_millis(250);
 
 const PROBE_PREFIX: &str = "_probe.";
 
+/// Whether a failed KV write lost a compare-and-set: the server has more
+/// than one error code for it (10071, and 10164 when the key moved on),
+/// and async-nats names only the first (`WrongLastRevision`).
+pub fn lost_race(e: &impl std::fmt::Display) -> bool {
+    e.to_string().contains("wrong last sequence")
+}
+
 /// The probe key of `node` (any bucket).
 pub fn probe_key(node: &str) -> String {
     format!("{PROBE_PREFIX}{node}")
