@@ -63,6 +63,7 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
 pub use nats::follow::{follow as follow_bucket, lost_race as kv_lost_race};
+pub use nats::names::token as kv_token;
 pub use nats::{ConnectError, NatsOptions};
 
 /// Which backend keeps the live topics (`--broker`).

@@ -18,7 +18,6 @@
 //! much early. Long streams ping at most every 15 s anyway.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Entry, Operation, UpdateErrorKind};
@@ -30,7 +29,7 @@ use super::store::{MonitorStore, Put};
 use super::time::Millis;
 use super::{Monitors, PING_WRITE_EVERY};
 use crate::broker::follow_bucket;
-use crate::broker::kv_lost_race as lost_race;
+use crate::broker::{kv_lost_race as lost_race, kv_token};
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
 
 pub const MONITORS_BUCKET: &str = "sp_monitors";
@@ -61,18 +60,9 @@ pub struct KvMonitors {
     seen: Mutex<Seen>,
 }
 
-/// `m.` and the monitor id, with every byte but `[A-Za-z0-9_-]` as `=XX`.
+/// `m.` and the monitor id as one KV key token (`kv_token`).
 fn key(id: &str) -> String {
-    let mut out = String::from("m.");
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "={b:02X}");
-        }
-    }
-    out
+    format!("m.{}", kv_token(id))
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {

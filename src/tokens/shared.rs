@@ -14,7 +14,6 @@
 //! change.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Entry, Operation, UpdateErrorKind};
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{TokenStore, Tokens};
-use crate::broker::{follow_bucket, kv_lost_race};
+use crate::broker::{follow_bucket, kv_lost_race, kv_token};
 use crate::store::StoreError;
 
 pub const TOKENS_BUCKET: &str = "sp_tokens";
@@ -53,17 +52,9 @@ pub struct KvTokens {
     seen: Mutex<Seen>,
 }
 
+/// `u.` and the user as one KV key token (`kv_token`).
 fn key(user: &str) -> String {
-    let mut out = String::from("u.");
-    for b in user.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "={b:02X}");
-        }
-    }
-    out
+    format!("u.{}", kv_token(user))
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {

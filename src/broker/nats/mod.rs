@@ -33,7 +33,7 @@ pub(super) mod follow;
 mod forward;
 mod lending;
 mod loose;
-mod names;
+pub(super) mod names;
 mod presence;
 mod queued;
 mod window;
