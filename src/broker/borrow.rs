@@ -19,6 +19,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::Broker;
 use super::queue::QueueError;
 use super::reader::Held;
+use crate::identity::Identity;
 
 /// One lent message: which node holds it and its number there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +104,7 @@ impl Broker {
     /// reading, on this node or, older there, on another (by the time it
     /// was queued: the nodes' clocks order them). Another node that cannot
     /// lend it now (gone, or its message taken meanwhile) is passed over.
-    pub(super) async fn claim_oldest(&self, topic: &str) -> Option<Held> {
+    pub(super) async fn claim_oldest(&self, topic: &str, who: &Identity) -> Option<Held> {
         let queue = self.inner.queue.as_ref();
         let local = queue.and_then(|q| q.oldest_unclaimed(topic));
         let elsewhere = self
@@ -113,7 +114,7 @@ impl Broker {
         if let Some((peers, (node, queued_ms))) = elsewhere
             && local.is_none_or(|l| queued_ms < l)
         {
-            match peers.borrow(topic, &node).await {
+            match peers.borrow(topic, &node, who).await {
                 Ok(Some(b)) => return Some(Held::Remote(b)),
                 Ok(None) => {}
                 Err(e) => {

@@ -111,12 +111,13 @@ pub(crate) trait Peers: Send + Sync + std::fmt::Debug + 'static {
     /// The node holding the oldest message queued on `topic` elsewhere
     /// that nobody reads yet, and when it was queued (ms since the epoch).
     fn queued_elsewhere(&self, topic: &str) -> Option<(String, u64)>;
-    /// Borrows the oldest unread message of `topic` from `node`, if it
-    /// still has one (`borrow`).
+    /// Borrows the oldest unread message of `topic` from `node` for `who`,
+    /// if it still has one `who` may read there (`borrow`).
     fn borrow(
         &self,
         topic: &str,
         node: &str,
+        who: &crate::identity::Identity,
     ) -> BoxFuture<'static, Result<Option<Borrowed>, QueueError>>;
     /// Messages queued on the other nodes, per topic, for `ls`.
     fn queued_totals(&self) -> QueuedTotals;

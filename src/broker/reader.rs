@@ -23,6 +23,7 @@ use super::borrow::Borrowed;
 use super::claim::Claim;
 use super::queue::QueueError;
 use super::{Broker, BrokerError, Deferred, Subscription};
+use crate::identity::Identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -135,6 +136,9 @@ pub struct Reader {
     broker: Option<Broker>,
     /// Full topic name, for the queue (`None` for a pattern sub).
     topic: Option<String>,
+    /// Who reads, for a node that lends a queued message (it checks the
+    /// lists it holds itself).
+    who: Option<Identity>,
     keep_alive: bool,
     /// Bumped whenever a queued message becomes claimable.
     changes: watch::Receiver<u64>,
@@ -153,6 +157,7 @@ impl Reader {
     ) -> Reader {
         Reader {
             topic: Some(deferred.topic.full.clone()),
+            who: Some(deferred.who.clone()),
             broker: Some(broker),
             keep_alive,
             changes,
@@ -167,6 +172,7 @@ impl Reader {
         Reader {
             broker: None,
             topic: None,
+            who: None,
             keep_alive: true,
             changes: watch::channel(0).1,
             stage: Stage::Live,
@@ -280,8 +286,8 @@ impl Reader {
         if self.sub.as_ref().is_some_and(Subscription::revoked) {
             return Err(BrokerError::AccessDenied);
         }
-        let claim = match (&self.broker, self.topic.as_deref()) {
-            (Some(b), Some(t)) => b.claim_oldest(t).await,
+        let claim = match (&self.broker, self.topic.as_deref(), &self.who) {
+            (Some(b), Some(t), Some(who)) => b.claim_oldest(t, who).await,
             _ => None,
         };
         match claim {

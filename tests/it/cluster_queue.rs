@@ -182,3 +182,57 @@ fn a_borrower_killed_mid_message_leaves_the_message_queued() {
     assert_eq!(check(&out.stdout), 0);
     assert_eq!(a.run(&key, &["ls"], b"").stdout_str(), "no topics\n");
 }
+
+/// A public topic's list kept with its queued messages (`pub -q -p -a`)
+/// lives on the node that took them; that node checks it before it lends
+/// one, so a reader the list leaves out gets nothing from another node.
+#[test]
+fn a_list_kept_with_queued_messages_holds_for_readers_on_other_nodes() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
+    let keys = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = (
+        Key::new(keys.path(), "alice"),
+        Key::new(keys.path(), "bob"),
+        Key::new(keys.path(), "carol"),
+    );
+    let name = |key: &Key| {
+        let who = a.run(key, &["whoami"], b"").stdout_str();
+        who.lines()
+            .find_map(|l| l.strip_prefix("user: "))
+            .unwrap()
+            .to_string()
+    };
+    let bob_name = name(&bob);
+    a.run(
+        &alice,
+        &["pub", "-q", "-p", "-a", &bob_name, "drop"],
+        &message(0, 1000),
+    )
+    .expect_code(0);
+    wait_until("B lists alice's queued message", || {
+        listed(&b, &alice, "public/drop") == Some(1)
+    });
+    // Carol asks first, on B: not for her, so she waits live.
+    let carol_sub = b
+        .ssh(&carol, &["sub", "public/drop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // She is a receiver on B once the lending node said no.
+    b.wait_receivers("public/drop", 1);
+    let got = b.run(&bob, &["sub", "public/drop"], b"");
+    got.expect_code(0);
+    assert_eq!(check(&got.stdout), 0);
+    let mut carol_sub = carol_sub;
+    carol_sub.kill().unwrap();
+    let out = carol_sub.wait_with_output().unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "carol got {} bytes",
+        out.stdout.len()
+    );
+}

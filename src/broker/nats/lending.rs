@@ -28,6 +28,7 @@ use super::{Core, lock};
 use crate::broker::borrow::{Borrowed, Lender, Loan};
 use crate::broker::claim::Claim;
 use crate::broker::queue::QueueError;
+use crate::topic::{Namespace, TopicRef, Who, may_use};
 
 /// A loan nobody asked about for this long is taken back.
 const LEASE: Duration = Duration::from_secs(30);
@@ -43,11 +44,29 @@ const FINISHED_KEPT: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Ask {
-    Claim { topic: String, from: String },
-    Chunk { id: u64, index: u32 },
-    Touch { id: u64 },
-    Finish { id: u64 },
-    Release { id: u64 },
+    /// `user`, `fingerprint` and `admin` say who will read it: the lists
+    /// this node holds for its queued messages (a public topic's, kept
+    /// with them here) are checked here, where they are.
+    Claim {
+        topic: String,
+        from: String,
+        user: String,
+        fingerprint: String,
+        admin: bool,
+    },
+    Chunk {
+        id: u64,
+        index: u32,
+    },
+    Touch {
+        id: u64,
+    },
+    Finish {
+        id: u64,
+    },
+    Release {
+        id: u64,
+    },
 }
 
 /// Its answer.
@@ -187,7 +206,22 @@ pub(super) async fn serve(core: Arc<Core>, mut requests: async_nats::Subscriber)
 async fn answer(core: &Core, ask: Ask) -> Answer {
     let lent = &core.lent;
     match ask {
-        Ask::Claim { topic, from } => {
+        Ask::Claim {
+            topic,
+            from,
+            user,
+            fingerprint,
+            admin,
+        } => {
+            let reader = Who {
+                name: &user,
+                fingerprint: &fingerprint,
+                admin,
+            };
+            if !may_read_here(core, &topic, &reader) {
+                // Not for this reader: as if there were none.
+                return Answer::Nothing;
+            }
             let Some(claim) = core.queue.as_ref().and_then(|q| q.claim(&topic)) else {
                 return Answer::Nothing;
             };
@@ -276,6 +310,23 @@ async fn answer(core: &Core, ask: Ask) -> Answer {
     }
 }
 
+/// May `reader` read `topic`'s queued messages, by the lists this node
+/// has: the shared private ones and the public ones it holds.
+fn may_read_here(core: &Core, topic: &str, reader: &Who) -> bool {
+    let (owner, local) = topic.split_once('/').unwrap_or(("", topic));
+    let namespace = match owner {
+        "public" => Namespace::Public,
+        user => Namespace::User(user.to_string()),
+    };
+    let t = TopicRef {
+        full: topic.to_string(),
+        namespace,
+        local: local.to_string(),
+    };
+    let (list, public_owner) = core.memory.access_list(&t);
+    may_use(&t, list.as_ref(), public_owner.as_deref(), reader)
+}
+
 /// The borrowing side: asks the holding node over NATS.
 #[derive(Debug, Clone)]
 pub(super) struct NatsLender {
@@ -303,14 +354,8 @@ impl NatsLender {
         )))
     }
 
-    /// Borrows the oldest unread message of `topic` from `node`.
-    pub async fn borrow(
-        self,
-        me: String,
-        topic: String,
-        node: String,
-    ) -> Result<Option<Borrowed>, QueueError> {
-        let ask = Ask::Claim { topic, from: me };
+    /// Borrows the oldest unread message a `Claim` asks `node` for.
+    pub async fn borrow(self, ask: Ask, node: String) -> Result<Option<Borrowed>, QueueError> {
         match Self::ask(&self.client, &node, &ask).await? {
             Answer::Claimed { id, size } => {
                 tracing::debug!(%node, id, size, "borrowed a queued message");

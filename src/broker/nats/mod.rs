@@ -641,11 +641,19 @@ impl Peers for Core {
         &self,
         topic: &str,
         node: &str,
+        who: &crate::identity::Identity,
     ) -> BoxFuture<'static, Result<Option<Borrowed>, QueueError>> {
         let lender = lending::NatsLender {
             client: self.client.clone(),
         };
-        Box::pin(lender.borrow(self.node.clone(), topic.to_string(), node.to_string()))
+        let ask = lending::Ask::Claim {
+            topic: topic.to_string(),
+            from: self.node.clone(),
+            user: who.name.clone(),
+            fingerprint: who.fingerprint.clone(),
+            admin: who.admin,
+        };
+        Box::pin(lender.borrow(ask, node.to_string()))
     }
 
     fn queued_totals(&self) -> QueuedTotals {
