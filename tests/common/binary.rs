@@ -96,3 +96,12 @@ impl Binary {
         self.child.wait().unwrap();
     }
 }
+
+/// A server a test did not kill (it passed, or failed first) goes with it,
+/// instead of running on after the test binary.
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -510,8 +510,8 @@ struct Tally {
     /// Being sent when the server was killed: the sub got a true prefix
     /// of the message (or all of it) but no exit status.
     in_flight: HashSet<u64>,
-    /// Of those, the ones the sub got whole: every byte on its stdout,
-    /// only the exit status cut off.
+    /// Of those, the ones the sub got whole: every byte on its stdout (but
+    /// for `UNACKNOWLEDGED_REST`), only the exit status cut off.
     whole: HashSet<u64>,
 }
 
@@ -528,15 +528,21 @@ impl Tally {
     }
 }
 
+/// What a client may still hold unwritten when its message is removed:
+/// OpenSSH leaves its last three packets (32 KiB each) unacknowledged, so a
+/// consumer that stalls just then for more than the server's 250 ms can
+/// lose that much to a kill (`ssh/out.rs`, `Out::acknowledged`).
+const UNACKNOWLEDGED_REST: usize = 3 * 32 * 1024 + 1024;
+
 /// Whether a killed sub's output (a true prefix, see `prefix_of`) is the
-/// whole message.
+/// whole message, but for at most the rest a client may hold unwritten.
 fn is_whole(out: &[u8]) -> bool {
     let Some(nl) = out.iter().position(|&b| b == b'\n') else {
         return false;
     };
     let header = String::from_utf8_lossy(&out[..nl]);
     let len: Option<usize> = header.split(' ').nth(1).and_then(|l| l.parse().ok());
-    len == Some(out.len() - nl - 1)
+    len.is_some_and(|len| len - (out.len() - nl - 1) <= UNACKNOWLEDGED_REST)
 }
 
 /// The message a killed sub's output begins, checking that it is a true
@@ -627,7 +633,9 @@ fn round(data: &Path, key: &Key, rng: &mut Rng, next_id: &mut u64, tally: &mut T
 /// the message then would deliver it twice once the sub is rerun. No order
 /// of "remove" and "exit status" closes that gap (each side of it is one
 /// of the two failures), so the promise is: nothing acknowledged is lost —
-/// each reaches a sub whole — and no two subs exit 0 with the same one. (A
+/// each reaches a sub whole, but for what an OpenSSH client may hold
+/// unacknowledged (`UNACKNOWLEDGED_REST`) — and no two subs exit 0 with
+/// the same one. (A
 /// sub cut off before its client's acknowledgement arrived leaves the
 /// message queued, so the next sub gets it again: the first exited
 /// non-zero, as a receiver that disconnects mid-message does.)
