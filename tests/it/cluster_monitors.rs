@@ -13,6 +13,7 @@ use std::process::Child;
 
 use crate::cluster::{node, receivers};
 use crate::common;
+use crate::monitors::{stdout, wait_status};
 use common::nats::NatsCluster;
 use common::{Key, Lines, TestServer, lines_of, wait_until};
 use serde_json::Value;
@@ -49,27 +50,6 @@ impl Drop for Alerts {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn stdout(on: &TestServer, key: &Key, args: &[&str]) -> String {
-    let out = on.run(key, args, b"");
-    out.expect_code(0);
-    out.stdout_str()
-}
-
-/// The `status` row of `name` on `on`, once its health is `health`.
-fn wait_status(on: &TestServer, key: &Key, name: &str, health: &str) -> String {
-    let mut row = String::new();
-    wait_until(&format!("status of {name}: {health}"), || {
-        let table = stdout(on, key, &["status"]);
-        row = table
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .unwrap_or_default()
-            .to_string();
-        row.split_whitespace().nth(1) == Some(health)
-    });
-    row
 }
 
 /// Each line's `health`, checking no two in a row are the same (a change

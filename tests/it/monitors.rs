@@ -52,14 +52,14 @@ impl Drop for Alerts {
     }
 }
 
-fn stdout(server: &TestServer, key: &Key, args: &[&str]) -> String {
+pub(crate) fn stdout(server: &TestServer, key: &Key, args: &[&str]) -> String {
     let out = server.run(key, args, b"");
     out.expect_code(0);
     out.stdout_str()
 }
 
-/// The `status` row of `name` (its words), once `pred` holds for it.
-fn wait_status(server: &TestServer, key: &Key, name: &str, health: &str) -> String {
+/// The `status` row of `name` on `server`, once its health is `health`.
+pub(crate) fn wait_status(server: &TestServer, key: &Key, name: &str, health: &str) -> String {
     let mut row = String::new();
     wait_until(&format!("status of {name}: {health}"), || {
         let table = stdout(server, key, &["status"]);
