@@ -423,6 +423,14 @@ impl PacketWriter {
         }
     }
 
+    /// Gives back the room a key exchange's large packets left in the
+    /// output buffers, keeping what is still unsent (sshpipe patch, issue 17):
+    /// an idle session would otherwise hold it for its whole life.
+    pub(crate) fn release_exchange_room(&mut self) {
+        self.write_buffer.buffer.shrink_to_fit();
+        self.packet_buffer = Vec::new();
+    }
+
     fn prepare_packet<F: FnOnce(&mut Vec<u8>) -> Result<(), Error>>(
         &mut self,
         f: F,

@@ -2085,9 +2085,11 @@ impl Session {
         let reply = ChannelOpenHandle::new(
             self.sender.priority_sender.clone(),
             pending,
-            |pending, result| Msg::ChannelOpenReply {
-                pending: Box::new(pending),
-                result,
+            |pending, result| {
+                Box::new(Msg::ChannelOpenReply {
+                    pending: Box::new(pending),
+                    result,
+                })
             },
         );
 

@@ -21,7 +21,10 @@ use crate::{ChannelOpenFailure, map_err, msg};
 pub struct Session {
     pub(crate) common: CommonSession<Arc<Config>>,
     pub(crate) sender: Handle,
-    pub(crate) priority_receiver: UnboundedReceiver<Msg>,
+    /// Boxed messages (sshpipe patch, issue 17): this queue carries only
+    /// channel open replies, yet tokio allocates its first block of 32 slots
+    /// when it is made; boxed, an idle session's block is 32 pointers.
+    pub(crate) priority_receiver: UnboundedReceiver<Box<Msg>>,
     pub(crate) receiver: Receiver<Msg>,
     pub(crate) target_window_size: u32,
     pub(crate) pending_reads: Vec<Vec<u8>>,
@@ -109,13 +112,13 @@ pub use crate::PendingChannelOpen;
 /// Dropping the handle without calling [`accept`](ChannelOpenHandle::accept) or
 /// [`reject`](ChannelOpenHandle::reject) automatically sends an
 /// `AdministrativelyProhibited` rejection to the client.
-pub type ChannelOpenHandle = crate::ChannelOpenHandleInner<Msg>;
+pub type ChannelOpenHandle = crate::ChannelOpenHandleInner<Box<Msg>>;
 
 #[derive(Clone, Debug)]
 /// Handle to a session, used to send messages to a client outside of
 /// the request/response cycle.
 pub struct Handle {
-    pub(crate) priority_sender: UnboundedSender<Msg>,
+    pub(crate) priority_sender: UnboundedSender<Box<Msg>>,
     pub(crate) sender: Sender<Msg>,
     pub(crate) channel_buffer_size: usize,
 }
@@ -738,7 +741,7 @@ impl Session {
                     // Only Empty/Disconnected end the drain; both mean "nothing
                     // more to hand off right now", so treat them the same.
                     let msg = match self.priority_receiver.try_recv() {
-                        Ok(msg) => msg,
+                        Ok(msg) => *msg,
                         Err(_) => match self.receiver.try_recv() {
                             Ok(msg) => msg,
                             Err(_) => break,
@@ -795,7 +798,11 @@ impl Session {
                             std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
 
                             let kex_was_active = self.kex.active();
-                            match reply(&mut self, &mut handler, &mut pkt).await {
+                            // Boxed (sshpipe patch, issue 17): this future holds the
+                            // handler's callback futures, the largest state of the
+                            // loop, yet runs only while a packet is handled; inline,
+                            // every idle session would carry its space.
+                            match Box::pin(reply(&mut self, &mut handler, &mut pkt)).await {
                                 Ok(_) => {},
                                 Err(e) => return Err(e),
                             }
@@ -803,6 +810,13 @@ impl Session {
 
                             if kex_was_active && !self.kex.active() {
                                 buffer.bytes = 0;
+                                // sshpipe patch (issue 17): the exchange's
+                                // packets are the largest an idle session
+                                // sees; their room is not kept. The packet
+                                // read last is handled, and reading clears it.
+                                buffer.buffer.clear();
+                                buffer.buffer.shrink_to_fit();
+                                self.common.packet_writer.release_exchange_room();
                             } else if self.automatic_rekey_allowed()
                                 && buffer.bytes >= self.common.config.limits.rekey_read_limit
                             {
@@ -841,7 +855,7 @@ impl Session {
                 }
                 msg = self.priority_receiver.recv(), if !self.kex.active() => {
                     match msg {
-                        Some(msg) => self.dispatch_msg(msg)?,
+                        Some(msg) => self.dispatch_msg(*msg)?,
                         None => {
                             debug!("self.priority_receiver: received None");
                         }
@@ -855,7 +869,7 @@ impl Session {
                     // silently drop it (the channel is only registered when
                     // its open reply is processed).
                     while let Ok(reply) = self.priority_receiver.try_recv() {
-                        self.dispatch_msg(reply)?;
+                        self.dispatch_msg(*reply)?;
                     }
                     match msg {
                         Some(msg) => self.dispatch_msg(msg)?,
