@@ -89,8 +89,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     s.targets.push(Target::new(
         &format!("server RSS per idle session at {n}"),
         per_session.map_or("-".into(), |b| format!("{:.1} KiB", b / KIB)),
-        "≤ 64 KiB",
-        per_session.map(|b| b <= 64.0 * KIB),
+        "≤ 32 KiB",
+        per_session.map(|b| b <= 32.0 * KIB),
     ));
     s.data = serde_json::json!({
         "sessions": n,
