@@ -62,7 +62,10 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 /// How often expired messages are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
-pub use nats::follow::{follow as follow_bucket, lost_race as kv_lost_race};
+pub use nats::follow::{
+    at_start as kv_at_start, follow as follow_bucket, is_probe as kv_is_probe,
+    lost_race as kv_lost_race,
+};
 pub use nats::names::token as kv_token;
 pub use nats::{ConnectError, NatsOptions};
 
@@ -306,6 +309,7 @@ impl Broker {
         let memory = match &inner.backend {
             Backend::Memory(m) | Backend::Nats(m, _) => Arc::clone(m),
         };
+        let acl_kv = kv_acls.bucket();
         tokio::spawn(nats::acls::watch(
             kv_acls,
             Arc::clone(&memory),
@@ -314,6 +318,7 @@ impl Broker {
         ));
         let core =
             nats::Core::start(dialed, Arc::clone(&memory), inner.queue.clone(), stop).await?;
+        core.probed_in(acl_kv);
         Ok(Broker {
             inner: Arc::new(Inner {
                 backend: Backend::Nats(memory, core),

@@ -29,7 +29,7 @@ use super::store::{MonitorStore, Put};
 use super::time::Millis;
 use super::{Monitors, PING_WRITE_EVERY};
 use crate::broker::follow_bucket;
-use crate::broker::{kv_lost_race as lost_race, kv_token};
+use crate::broker::{kv_at_start, kv_is_probe, kv_lost_race as lost_race, kv_token};
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
 
 pub const MONITORS_BUCKET: &str = "sp_monitors";
@@ -86,7 +86,7 @@ impl KvMonitors {
             rt: tokio::runtime::Handle::current(),
             seen: Mutex::default(),
         });
-        let records = me.load().await?;
+        let records = kv_at_start("monitors", || me.load()).await?;
         Ok((me, records))
     }
 
@@ -116,6 +116,9 @@ impl KvMonitors {
         let mut keys = self.kv.keys().await.map_err(failed)?;
         while let Some(k) = keys.next().await {
             let k = k.map_err(failed)?;
+            if kv_is_probe(&k) {
+                continue;
+            }
             let Some(entry) = self.kv.entry(k).await.map_err(failed)? else {
                 continue;
             };

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{TokenStore, Tokens};
-use crate::broker::{follow_bucket, kv_lost_race, kv_token};
+use crate::broker::{follow_bucket, kv_at_start, kv_is_probe, kv_lost_race, kv_token};
 use crate::store::StoreError;
 
 pub const TOKENS_BUCKET: &str = "sp_tokens";
@@ -69,7 +69,7 @@ impl KvTokens {
             rt: tokio::runtime::Handle::current(),
             seen: Mutex::default(),
         });
-        let rows = me.load().await?;
+        let rows = kv_at_start("tokens", || me.load()).await?;
         Ok((me, rows))
     }
 
@@ -83,6 +83,9 @@ impl KvTokens {
         let mut keys = self.kv.keys().await.map_err(failed)?;
         while let Some(k) = keys.next().await {
             let k = k.map_err(failed)?;
+            if kv_is_probe(&k) {
+                continue;
+            }
             let Some(entry) = self.kv.entry(k).await.map_err(failed)? else {
                 continue;
             };

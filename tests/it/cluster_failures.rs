@@ -83,6 +83,35 @@ fn sub(
     (child, lines)
 }
 
+/// Every probe key in every KV bucket of the cluster: (bucket, key).
+fn probes(nats: &NatsCluster) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url(0)).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut names = js.stream_names();
+        let mut out = Vec::new();
+        while let Some(name) = names.next().await {
+            let Some(bucket) = name.unwrap().strip_prefix("KV_").map(str::to_string) else {
+                continue;
+            };
+            let kv = js.get_key_value(&bucket).await.unwrap();
+            let mut keys = kv.keys().await.unwrap();
+            while let Some(k) = keys.next().await {
+                let k = k.unwrap();
+                if k.starts_with("_probe.") {
+                    out.push((bucket.clone(), k));
+                }
+            }
+        }
+        out
+    })
+}
+
 #[test]
 fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_again() {
     let Some(nats) = NatsCluster::start(3) else {
@@ -119,6 +148,24 @@ fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_a
     receivers(&a, &jobs, 0);
     receivers(&a, &news, 1);
     a.wait_waiting_pubs(&jobs, 1);
+    // Nothing of B's stays behind: its probe is gone from every bucket
+    // (presence, queued, access lists, tokens, monitors), A's are there.
+    let a_probe = format!("_probe.{}", a.app.broker.node_id().unwrap());
+    let only_a = |p: &[(String, String)]| p.iter().all(|(_, k)| *k == a_probe);
+    wait_until("B's probes deleted", || only_a(&probes(&nats)));
+    let mut buckets: Vec<String> = probes(&nats).into_iter().map(|(b, _)| b).collect();
+    buckets.sort();
+    assert_eq!(
+        buckets,
+        [
+            "sp_acl",
+            "sp_monitors",
+            "sp_nodes",
+            "sp_presence",
+            "sp_queued",
+            "sp_tokens"
+        ]
+    );
 
     // The client on A never noticed.
     news_in.write_all(b"news 2\n").unwrap();

@@ -97,8 +97,13 @@ impl KvAcls {
             local,
             seen: Mutex::default(),
         });
-        acls.extend(me.load_private().await?);
+        acls.extend(super::follow::at_start("access lists", || me.load_private()).await?);
         Ok((me, acls))
+    }
+
+    /// The bucket the lists live in.
+    pub fn bucket(&self) -> kv::Store {
+        self.kv.clone()
     }
 
     async fn load_private(&self) -> Result<HashMap<String, AccessList>, StoreError> {
@@ -106,6 +111,9 @@ impl KvAcls {
         let mut keys = self.kv.keys().await.map_err(failed)?;
         while let Some(k) = keys.next().await {
             let k = k.map_err(failed)?;
+            if super::follow::is_probe(&k) {
+                continue;
+            }
             let Some(entry) = self.kv.entry(k.clone()).await.map_err(failed)? else {
                 continue;
             };

@@ -40,6 +40,39 @@ pub fn probe_key(node: &str) -> String {
     format!("{PROBE_PREFIX}{node}")
 }
 
+/// Whether `key` is some node's probe, not state: loads skip them.
+pub fn is_probe(key: &str) -> bool {
+    key.starts_with(PROBE_PREFIX)
+}
+
+/// `load` retried while a freshly formed cluster is not answering yet, for
+/// at most `JETSTREAM_WAIT`: a bucket another node made a moment ago has a
+/// stream whose replicas may not serve reads yet, and every read then has
+/// "no responders". A node starting next to it waits rather than failing
+/// to start.
+pub async fn at_start<T, E, F, Fut>(what: &'static str, mut load: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    let mut warned = false;
+    loop {
+        match load().await {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() < super::JETSTREAM_WAIT => {
+                if !warned {
+                    tracing::warn!(error = %e, what, "JetStream is not answering yet; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Hands every entry of `bucket` but the probes to `apply`, in order,
 /// until `stop`.
 pub async fn follow<F, Fut>(
@@ -63,7 +96,7 @@ pub async fn follow<F, Fut>(
                     tokio::select! {
                         entry = watch.next() => match entry {
                             Some(Ok(e)) if e.key == probe => back = Instant::now(),
-                            Some(Ok(e)) if e.key.starts_with(PROBE_PREFIX) => {}
+                            Some(Ok(e)) if is_probe(&e.key) => {}
                             Some(Ok(e)) => apply(e).await,
                             Some(Err(e)) => {
                                 tracing::debug!(error = %e, what, "watch error; starting over");
@@ -105,5 +138,7 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
         );
         assert_eq!(super::super::names::parse_view_key(&key), None);
+        assert!(is_probe(&key));
+        assert!(!is_probe("probe.x") && !is_probe("x._probe.y"));
     }
 }

@@ -113,6 +113,9 @@ pub(crate) struct Core {
     nodes: kv::Store,
     /// Per topic and node, what waits in its queue (`queued`).
     queued: kv::Store,
+    /// Buckets besides our own that a follower writes probes in (access
+    /// lists, `shared_bucket`s): a gone node's probe is deleted from each.
+    probed: Mutex<Vec<kv::Store>>,
     /// This node's queue (none without a store).
     queue: Option<Arc<Queue>>,
     /// Other nodes' queue summaries.
@@ -280,6 +283,7 @@ impl Core {
             presence,
             nodes,
             queued,
+            probed: Mutex::default(),
             queue: queue.clone(),
             held: Mutex::default(),
             lent: lending::Lent::default(),
@@ -319,7 +323,18 @@ impl Core {
     /// configured replicas): for state the rest of the server shares
     /// between nodes.
     pub async fn shared_bucket(&self, name: &str) -> Result<kv::Store, async_nats::Error> {
-        bucket(&self.client, &self.js, name, None, self.replicas).await
+        let kv = bucket(&self.client, &self.js, name, None, self.replicas).await?;
+        self.probed_in(kv.clone());
+        Ok(kv)
+    }
+
+    /// `kv` is followed here (so also by other nodes): a gone node's probe
+    /// in it is deleted when the node is reaped.
+    pub fn probed_in(&self, kv: kv::Store) {
+        let mut probed = lock(&self.probed);
+        if !probed.iter().any(|b| b.name == kv.name) {
+            probed.push(kv);
+        }
     }
 
     /// Other nodes' views, for `ls`.
@@ -461,14 +476,17 @@ impl Core {
         self.streams.drop_node(node);
         self.lent.drop_borrower(node);
         let queued_keys = lock(&self.held).drop_node(node);
-        let (queued, presence) = (self.queued.clone(), self.presence.clone());
+        let queued = self.queued.clone();
+        let mut probed = vec![queued.clone(), self.presence.clone(), self.nodes.clone()];
+        probed.extend(lock(&self.probed).iter().cloned());
         let probe = follow::probe_key(node);
         tokio::spawn(async move {
             for k in queued_keys {
                 let _ = queued.delete(&k).await;
             }
-            let _ = queued.delete(&probe).await;
-            let _ = presence.delete(&probe).await;
+            for kv in probed {
+                let _ = kv.delete(&probe).await;
+            }
         });
         keys
     }
@@ -491,7 +509,7 @@ impl Core {
 /// How long a starting node waits for JetStream to answer: a cluster
 /// started at the same moment (`docker compose up`) elects its meta leader
 /// in a few seconds, and until then every request has "no responders".
-const JETSTREAM_WAIT: Duration = Duration::from_secs(30);
+pub(super) const JETSTREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// The bucket `name`, made if it is missing; retried while JetStream is
 /// not answering yet, for at most `JETSTREAM_WAIT`.
