@@ -25,11 +25,19 @@ fn idle_keepalive_sub_outlives_many_probe_rounds() {
         assert_eq!(server.counts(&topic).map(|c| c.receivers), Some(1));
         std::thread::sleep(Duration::from_millis(100));
     }
+    let lines = lines_of(&mut sub);
     let p = server.run(&key, &["pub", "-c", "idle"], b"still here\n");
     p.expect_code(0);
+    // The pub's success means the server handed the line to the sub's
+    // channel; the ssh client still has to print it (CI once killed it
+    // first), so wait for the line before ending the sub.
+    wait_until("the sub printed the line", || {
+        !lines.lock().unwrap().is_empty()
+    });
+    assert!(sub.try_wait().unwrap().is_none(), "sub -k ended");
     sub.kill().unwrap();
-    let out = collect(sub, "sub -k");
-    assert_eq!(out.stdout, b"still here\n");
+    let _ = sub.wait();
+    assert_eq!(*lines.lock().unwrap(), ["still here"]);
 }
 
 #[test]
