@@ -110,7 +110,7 @@ impl Broker {
         let elsewhere = self
             .memory()
             .peers()
-            .and_then(|p| p.queued_elsewhere(topic).map(|at| (Arc::clone(p), at)));
+            .and_then(|p| p.queued_elsewhere(topic).map(|at| (p, at)));
         if let Some((peers, (node, queued_ms))) = elsewhere
             && local.is_none_or(|l| queued_ms < l)
         {

@@ -67,7 +67,7 @@ pub use nats::follow::{
     lost_race as kv_lost_race,
 };
 pub use nats::names::token as kv_token;
-pub use nats::{ConnectError, NatsOptions};
+pub use nats::{ConnectError, NODE_TTL as NATS_NODE_TTL, NatsOptions};
 
 /// Which backend keeps the live topics (`--broker`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -62,7 +62,7 @@ impl Memory {
             name,
             self.me.clone(),
             maker.clone(),
-            self.peers.get().cloned(),
+            self.peers(),
         ));
         let mut inner = t.lock();
         let (acl, owner) = self.acl_of(&t, &inner);
@@ -81,7 +81,7 @@ impl Memory {
     /// Adopts every topic other nodes send on that a pattern just joined
     /// here may match.
     pub(super) fn adopt_remote_topics(&self, pattern: &TopicRef) {
-        let Some(peers) = self.peers.get() else {
+        let Some(peers) = self.peers() else {
             return;
         };
         for full in peers.topics_with_senders() {

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::link::{Counts, Item, Registration, Role, SenderCounts, Slot, TopicPort};
-use super::peers::{Departure, SharedPeers, View, ViewKey};
+use super::peers::{Departure, Peers, SharedPeers, View, ViewKey};
 use super::stores::AclStore;
 use super::topics::{Maker, TopicCount, TopicLimits};
 use super::{BrokerError, QueuedTotals, TopicListing, who};
@@ -107,8 +107,11 @@ pub(crate) struct Memory {
     next_member: AtomicU64,
     /// Bytes any lossy receiver skipped, ever (metrics).
     skipped_total: Arc<AtomicU64>,
-    /// Other nodes (SPEC §14), set once before the first join.
-    peers: OnceLock<SharedPeers>,
+    /// Other nodes (SPEC §14), set once before the first join. Weak: the
+    /// node's link to the others (`nats::Core`) keeps this backend, so a
+    /// strong pointer back would keep both for ever once the broker is
+    /// dropped (an in-process restart would find its store still open).
+    peers: OnceLock<Weak<dyn Peers>>,
     me: Weak<Memory>,
 }
 
@@ -152,12 +155,12 @@ impl Memory {
 
     /// Connects this backend to other nodes; only the first call counts.
     /// The other nodes, with `--broker nats://…`.
-    pub(crate) fn peers(&self) -> Option<&SharedPeers> {
-        self.peers.get()
+    pub(crate) fn peers(&self) -> Option<SharedPeers> {
+        self.peers.get().and_then(Weak::upgrade)
     }
 
-    pub fn set_peers(&self, peers: SharedPeers) {
-        let _ = self.peers.set(peers);
+    pub fn set_peers(&self, peers: &SharedPeers) {
+        let _ = self.peers.set(Arc::downgrade(peers));
     }
 
     /// Applies another node's view of a topic to the topic here, if it is
@@ -268,7 +271,7 @@ impl Memory {
                 spec.topic.clone(),
                 self.me.clone(),
                 maker.clone(),
-                self.peers.get().cloned(),
+                self.peers(),
             ));
             let mut inner = t.lock();
             if spec.mode != JoinMode::Join {
@@ -393,7 +396,7 @@ impl Memory {
         inner.public_acl = None;
         inner.public_stamp = 0;
         t.unlink_all(inner);
-        if let Some(p) = self.peers.get() {
+        if let Some(p) = self.peers() {
             p.ended(t.view(inner), t.epoch);
         }
         let ours = shard

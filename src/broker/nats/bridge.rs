@@ -110,7 +110,7 @@ fn decide(core: &Arc<Core>, frame: Frame) -> Option<(u64, u64)> {
         // more than WINDOW frames out.
         let (tx, rx) = mpsc::channel(WINDOW as usize * 2);
         let processed = Arc::new(AtomicU64::new(0));
-        tokio::spawn(deliver(
+        core.spawn(deliver(
             Arc::clone(core),
             frame.from.clone(),
             frame.stream,

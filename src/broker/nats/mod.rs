@@ -39,6 +39,8 @@ mod queued;
 mod window;
 mod wire;
 
+pub use presence::NODE_TTL;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -297,20 +299,34 @@ impl Core {
             stop,
             me: me.clone(),
         });
-        memory.set_peers(Arc::clone(&core) as Arc<dyn Peers>);
-        tokio::spawn(bridge::run(Arc::clone(&core), data));
-        tokio::spawn(read_credits(Arc::clone(&core), credits));
-        tokio::spawn(presence::write_views(Arc::clone(&core)));
-        tokio::spawn(presence::watch_views(Arc::clone(&core)));
-        tokio::spawn(presence::watch_nodes(Arc::clone(&core)));
-        tokio::spawn(presence::heartbeat(Arc::clone(&core)));
-        tokio::spawn(lending::serve(Arc::clone(&core), lend_requests));
-        tokio::spawn(queued::watch(Arc::clone(&core)));
+        memory.set_peers(&(Arc::clone(&core) as Arc<dyn Peers>));
+        core.spawn(bridge::run(Arc::clone(&core), data));
+        core.spawn(read_credits(Arc::clone(&core), credits));
+        core.spawn(presence::write_views(Arc::clone(&core)));
+        core.spawn(presence::watch_views(Arc::clone(&core)));
+        core.spawn(presence::watch_nodes(Arc::clone(&core)));
+        core.spawn(presence::heartbeat(Arc::clone(&core)));
+        core.spawn(lending::serve(Arc::clone(&core), lend_requests));
+        core.spawn(queued::watch(Arc::clone(&core)));
         if let Some(queue) = queue {
-            tokio::spawn(queued::publish(Arc::clone(&core), queue));
+            core.spawn(queued::publish(Arc::clone(&core), queue));
         }
         tracing::info!(node = %core.node, urls, "joined the cluster");
         Ok(core)
+    }
+
+    /// Runs `work`, one of this node's own tasks, until it ends or the node
+    /// stops, whichever is first: at the stop it is dropped with the
+    /// `Arc<Core>` it holds, so a stopped node is freed (its store let go)
+    /// instead of kept alive by tasks waiting on subscriptions it owns.
+    pub(super) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = work => {}
+            }
+        });
     }
 
     /// NATS is reachable now (new commands fail with `broker unavailable`
