@@ -68,6 +68,8 @@ enum Which {
     Setup,
     /// 6. HTTP relay, curl POST → GET, beside npm's piping-server
     Http,
+    /// 7. pub on node A → sub on node B over NATS, beside one node
+    Cluster,
 }
 
 /// What every scenario shares: options, the client key, the baseline.
@@ -163,6 +165,7 @@ async fn run(args: Args) -> Result<bool> {
             Which::Idle,
             Which::Setup,
             Which::Http,
+            Which::Cluster,
         ],
         one => vec![one],
     };
@@ -175,6 +178,7 @@ async fn run(args: Args) -> Result<bool> {
             Which::Idle => scenario::idle::run(&ctx).await,
             Which::Setup => scenario::setup::run(&ctx).await,
             Which::Http => scenario::http::run(&ctx).await,
+            Which::Cluster => scenario::cluster::run(&ctx).await,
             Which::All => continue,
         }
         .with_context(|| format!("scenario {w:?}"))?;

@@ -1,6 +1,8 @@
-//! The scenarios (issue 5's five and issue 17's `http`), and what they share.
+//! The scenarios (issue 5's five, issue 17's `http`, issue 16's `cluster`),
+//! and what they share.
 
 mod child_io;
+pub mod cluster;
 pub mod fanout;
 pub mod http;
 pub mod idle;

@@ -27,15 +27,20 @@ impl Server {
     /// Starts the server on a free loopback port with its defaults, except
     /// the limits a benchmark must pass (10,000 idle sessions from one key).
     pub fn start() -> Result<Self> {
-        Self::launch(false)
+        Self::launch(false, &[])
     }
 
     /// As `start`, with the HTTP listener on a free loopback port too.
     pub fn start_with_http() -> Result<Self> {
-        Self::launch(true)
+        Self::launch(true, &[])
     }
 
-    fn launch(http: bool) -> Result<Self> {
+    /// As `start`, as a node of the cluster on `broker` (`nats://…,…`).
+    pub fn start_node(broker: &str) -> Result<Self> {
+        Self::launch(false, &["--broker", broker])
+    }
+
+    fn launch(http: bool, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot make a data dir")?;
         let exe = std::env::current_exe().context("cannot find our own binary")?;
         let mut child = Command::new(exe)
@@ -52,6 +57,7 @@ impl Server {
             // share (its scenarios use more than 100 topics).
             .args(["--max-topics-per-user", "20000"])
             .args(["--anonymous-divisor", "1"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

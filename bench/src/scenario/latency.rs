@@ -40,7 +40,9 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         for sshd_turn in [sshd_first, !sshd_first] {
             match (&sshd, sshd_turn) {
                 (Some(d), true) => base.push(cat_latency(ctx, d.addr, &d.user, count).await?),
-                (_, false) => pipe.push(sshpipe_latency(ctx, server.addr, count, round).await?),
+                (_, false) => {
+                    pipe.push(sshpipe_latency(ctx, server.addr, server.addr, count, round).await?)
+                }
                 (None, true) => {}
             }
         }
@@ -128,13 +130,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     Ok(s)
 }
 
-struct Lat {
-    sorted_ms: Vec<f64>,
-    in_order: bool,
+pub struct Lat {
+    pub sorted_ms: Vec<f64>,
+    pub in_order: bool,
 }
 
 /// All runs' lines as one sample.
-fn pooled(runs: &[Lat]) -> Lat {
+pub fn pooled(runs: &[Lat]) -> Lat {
     let mut sorted_ms: Vec<f64> = runs
         .iter()
         .flat_map(|l| l.sorted_ms.iter().copied())
@@ -146,12 +148,12 @@ fn pooled(runs: &[Lat]) -> Lat {
     }
 }
 
-fn median_p99(runs: &[Lat]) -> f64 {
+pub fn median_p99(runs: &[Lat]) -> f64 {
     median(runs.iter().map(|l| l.p(99.0)).collect())
 }
 
 impl Lat {
-    fn p(&self, p: f64) -> f64 {
+    pub fn p(&self, p: f64) -> f64 {
         percentile(&self.sorted_ms, p)
     }
 }
@@ -242,11 +244,19 @@ where
     Ok(())
 }
 
-async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize) -> Result<Lat> {
+/// Lines from a pub on `pub_addr` to a sub on `sub_addr` (the same
+/// server, or two nodes of a cluster).
+pub async fn sshpipe_latency(
+    ctx: &Ctx,
+    pub_addr: SocketAddr,
+    sub_addr: SocketAddr,
+    count: usize,
+    round: usize,
+) -> Result<Lat> {
     let topic = format!("latency-{round}");
-    let sub_conn = ctx.id.connect(addr).await?;
+    let sub_conn = ctx.id.connect(sub_addr).await?;
     let mut sub = client::exec(&sub_conn, &format!("sub {topic}")).await?;
-    wait_subs(ctx, addr, &topic, 1).await?;
+    wait_subs(ctx, pub_addr, &topic, 1).await?;
     let (tx, rx) = oneshot::channel();
     let warmed = Arc::new(Notify::new());
     let mut r = Receiver::new(count, warmed.clone());
@@ -259,7 +269,7 @@ async fn sshpipe_latency(ctx: &Ctx, addr: SocketAddr, count: usize, round: usize
         let _ = tx.send(());
         r.finish()
     });
-    let pub_conn = ctx.id.connect(addr).await?;
+    let pub_conn = ctx.id.connect(pub_addr).await?;
     let publ = client::exec(&pub_conn, &format!("pub {topic}")).await?;
     paced(count, &warmed, |l| {
         let publ = &publ;

@@ -54,7 +54,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 }
             } else {
                 let before = must_usage(&server)?;
-                let r = relay_sshpipe(ctx, server.addr, bytes, &pattern, round).await?;
+                let r =
+                    relay_sshpipe(ctx, server.addr, server.addr, bytes, &pattern, round).await?;
                 let after = must_usage(&server)?;
                 exact &= r.exact;
                 pipe.push(r.secs);
@@ -141,13 +142,13 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
 }
 
 /// CPU seconds per GiB relayed.
-fn per_gib(cpu: Duration, bytes: u64) -> f64 {
+pub fn per_gib(cpu: Duration, bytes: u64) -> f64 {
     cpu.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64)
 }
 
-struct Relay {
-    secs: f64,
-    exact: bool,
+pub struct Relay {
+    pub secs: f64,
+    pub exact: bool,
 }
 
 /// `ssh host cat` on the baseline sshd: the client sends and receives.
@@ -170,25 +171,27 @@ fn relay_cat(ctx: &Ctx, addr: SocketAddr, user: &str, bytes: u64, p: &Pattern) -
     Ok(Relay { secs, exact })
 }
 
-/// `ssh host sub t` and, once it is subscribed, `ssh host pub t`.
-async fn relay_sshpipe(
+/// `ssh sub_addr sub t` and, once `pub_addr` lists it, `ssh pub_addr pub t`
+/// (the same server, or two nodes of a cluster).
+pub async fn relay_sshpipe(
     ctx: &Ctx,
-    addr: SocketAddr,
+    pub_addr: SocketAddr,
+    sub_addr: SocketAddr,
     bytes: u64,
     p: &Pattern,
     round: usize,
 ) -> Result<Relay> {
     let topic = format!("throughput-{round}");
-    let mut sub = openssh(ctx, addr, &ctx.id.user, &format!("sub {topic}"))
+    let mut sub = openssh(ctx, sub_addr, &ctx.id.user, &format!("sub {topic}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot run ssh")?;
-    wait_subs(ctx, addr, &topic, 1).await?;
+    wait_subs(ctx, pub_addr, &topic, 1).await?;
     tokio::task::block_in_place(|| {
         let start = Instant::now();
-        let mut publ = openssh(ctx, addr, &ctx.id.user, &format!("pub {topic}"))
+        let mut publ = openssh(ctx, pub_addr, &ctx.id.user, &format!("pub {topic}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
