@@ -309,26 +309,48 @@ impl std::fmt::Display for BrokerUrl {
     }
 }
 
+/// `nats://h1:4222,h2:4222` (SPEC §1) lists servers as NATS users write
+/// them: a bare `HOST:PORT` after the first URL takes the scheme and the
+/// credentials (`user:pw@`) of the URL before it, since one cluster's
+/// servers share them; `nats://h1:4222,nats://h2:4222` means the same.
 fn parse_broker(s: &str) -> Result<BrokerUrl, String> {
     if s == "memory" {
         return Ok(BrokerUrl::Memory);
     }
-    let mut urls = Vec::new();
+    let mut urls: Vec<String> = Vec::new();
+    // The scheme and credentials of the last full URL: "nats://user:pw@".
+    let mut prefix: Option<String> = None;
     for part in s.split(',').map(str::trim) {
-        let rest = ["nats://", "tls://"]
+        let full = ["nats://", "tls://"]
             .iter()
-            .find_map(|scheme| part.strip_prefix(scheme))
-            .ok_or_else(|| {
-                format!("{part:?}: expected `memory` or nats://HOST:PORT[,HOST:PORT…]")
-            })?;
-        let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+            .find_map(|scheme| part.strip_prefix(scheme).map(|rest| (*scheme, rest)));
+        let (url, host_port) = match (full, &prefix) {
+            (Some((scheme, rest)), _) => {
+                let (creds, host_port) =
+                    rest.rsplit_once('@').map_or(("", rest), |(c, hp)| (c, hp));
+                prefix = Some(if creds.is_empty() {
+                    scheme.to_string()
+                } else {
+                    format!("{scheme}{creds}@")
+                });
+                (part.to_string(), host_port)
+            }
+            (None, Some(p)) if !part.contains("://") && !part.contains('@') => {
+                (format!("{p}{part}"), part)
+            }
+            _ => {
+                return Err(format!(
+                    "{part:?}: expected `memory` or nats://HOST:PORT[,HOST:PORT…]"
+                ));
+            }
+        };
         let ok = host_port
             .rsplit_once(':')
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
         if !ok {
             return Err(format!("{part:?}: expected HOST:PORT after the scheme"));
         }
-        urls.push(part.to_string());
+        urls.push(url);
     }
     Ok(BrokerUrl::Nats(urls))
 }
@@ -478,12 +500,41 @@ mod tests {
             parse_broker("tls://user:pw@h:4443"),
             Ok(BrokerUrl::Nats(vec!["tls://user:pw@h:4443".into()]))
         );
+        // SPEC §1's form: later servers take the first one's scheme and
+        // credentials, until another full URL names its own.
+        let nats = |v: &[&str]| Ok(BrokerUrl::Nats(v.iter().map(|u| u.to_string()).collect()));
+        for (given, want) in [
+            (
+                "nats://h1:4222,h2:4222,h3:4222",
+                &["nats://h1:4222", "nats://h2:4222", "nats://h3:4222"][..],
+            ),
+            (
+                "nats://127.0.0.1:14221, 127.0.0.1:14222",
+                &["nats://127.0.0.1:14221", "nats://127.0.0.1:14222"][..],
+            ),
+            (
+                "tls://u:p@h1:4443,h2:4443,nats://h3:4222,h4:4222",
+                &[
+                    "tls://u:p@h1:4443",
+                    "tls://u:p@h2:4443",
+                    "nats://h3:4222",
+                    "nats://h4:4222",
+                ][..],
+            ),
+        ] {
+            assert_eq!(parse_broker(given), nats(want), "{given}");
+        }
         for bad in [
             "redis://h:1",
             "nats://h",
             "nats://:4222",
             "nats://h:0",
             "h:4222",
+            "h:4222,nats://h2:4222",
+            "nats://h1:4222,h2",
+            "nats://h1:4222,",
+            "nats://h1:4222,redis://h2:1",
+            "nats://h1:4222,u:p@h2:4222",
             "",
         ] {
             let parsed = parse_broker(bad);

@@ -30,8 +30,21 @@ fn process_node_with_http(
 ) -> Binary {
     let mut cmd = common::binary_with_http(data, http);
     cmd.env("RUST_LOG", "info,sshpipe::broker::nats=debug");
-    cmd.arg("--broker")
-        .arg(urls_from(nats, i, nats.len()).join(","));
+    // SPEC §1's form, `nats://h1:4222,h2:4222,…`: the later servers
+    // without a scheme of their own.
+    let urls = urls_from(nats, i, nats.len());
+    let short: Vec<&str> = urls
+        .iter()
+        .enumerate()
+        .map(|(k, u)| {
+            if k == 0 {
+                u.as_str()
+            } else {
+                u.trim_start_matches("nats://")
+            }
+        })
+        .collect();
+    cmd.arg("--broker").arg(short.join(","));
     Binary::spawn(cmd)
 }
 
