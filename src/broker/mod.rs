@@ -178,7 +178,9 @@ pub struct QueuedPub {
 
 impl QueuedPub {
     /// Reads `source` to its end and stores it as one message; returns how
-    /// many messages then wait on the topic.
+    /// many messages then wait on the topic, on every node (those queued
+    /// on other nodes as far as their last announcement says, as `ls`
+    /// counts them).
     pub async fn store(self, source: &mut impl ByteSource) -> Result<usize, QueueError> {
         let queue = self.queue.ok_or(QueueError::NoStore)?;
         let stored = queue.enqueue(&self.topic, self.charge, source).await;
@@ -186,7 +188,13 @@ impl QueuedPub {
             // A public list held for this message alone goes with it.
             self.broker.settle_held(Some(&self.topic)).await;
         }
-        stored
+        let elsewhere = self
+            .broker
+            .memory()
+            .peers()
+            .and_then(|p| p.queued_totals().remove(&self.topic))
+            .map_or(0, |(n, _, _)| n);
+        stored.map(|here| here + elsewhere)
     }
 }
 

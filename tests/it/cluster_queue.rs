@@ -126,10 +126,14 @@ fn a_sub_on_another_node_takes_the_oldest_first_and_leaves_nothing_behind() {
     a.run(&key, &["pub", "-q", "jobs"], &message(0, 10))
         .expect_code(0);
     wait_until("B sees A's message", || listed(&b, &key, "jobs") == Some(1));
-    b.run(&key, &["pub", "-q", "jobs"], &message(1, 10))
-        .expect_code(0);
-    a.run(&key, &["pub", "-q", "jobs"], &message(2, 10))
-        .expect_code(0);
+    // `queued (N waiting)` counts the whole cluster's queue, as `ls` does.
+    let out = b.run(&key, &["pub", "-q", "jobs"], &message(1, 10));
+    out.expect_code(0);
+    assert!(out.stderr.contains("queued (2 waiting)"), "{}", out.stderr);
+    wait_until("A sees B's message", || listed(&a, &key, "jobs") == Some(2));
+    let out = a.run(&key, &["pub", "-q", "jobs"], &message(2, 10));
+    out.expect_code(0);
+    assert!(out.stderr.contains("queued (3 waiting)"), "{}", out.stderr);
     wait_until("B lists all three", || listed(&b, &key, "jobs") == Some(3));
     let order: Vec<usize> = (0..3)
         .map(|_| {
