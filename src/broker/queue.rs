@@ -17,13 +17,13 @@
 //! works again. A damaged message (`claim`) is set aside, never delivered.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use tokio::sync::watch;
 
-use super::quota::{Charge, Ledger, Reservation, server_full};
+use super::quota::{Charge, Ledger, Reservation, Usage, server_full};
 use super::stores::{BodySink, MessageStore};
 use super::{Broker, ByteSource};
 use crate::store::{StoreError, StoreHealth, StoredMessage};
@@ -124,6 +124,18 @@ pub(crate) struct Queue {
     /// Bumped on every change to what waits (claims and removals too), for
     /// what reports the queue elsewhere (`nats::queued`).
     edited: watch::Sender<u64>,
+    /// What a user has queued on other nodes, when this node is one of a
+    /// cluster (set once by `nats`), so quotas hold for the whole cluster.
+    elsewhere: OnceLock<Elsewhere>,
+}
+
+/// A user's queued usage on the other nodes of a cluster.
+pub(crate) struct Elsewhere(pub Box<dyn Fn(&str) -> Usage + Send + Sync>);
+
+impl std::fmt::Debug for Elsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Elsewhere")
+    }
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -176,7 +188,48 @@ impl Queue {
             index: Mutex::new(index),
             changed: watch::Sender::new(0),
             edited: watch::Sender::new(0),
+            elsewhere: OnceLock::new(),
         })
+    }
+
+    /// Counts `f(user)` — what the user has queued on other nodes — in
+    /// every quota check from now on. Set once; a second call is ignored.
+    pub fn set_elsewhere(&self, f: Elsewhere) {
+        let _ = self.elsewhere.set(f);
+    }
+
+    /// What `user` has queued on other nodes. Never called under the
+    /// index lock: `f` takes the cluster's own locks.
+    pub(super) fn elsewhere(&self, user: &str) -> Usage {
+        self.elsewhere
+            .get()
+            .map_or_else(Usage::default, |f| (f.0)(user))
+    }
+
+    /// Per topic, who is charged for how many messages and bytes there
+    /// (every message still in the index, as the ledger counts them).
+    pub fn charged(&self) -> HashMap<String, Vec<(String, Usage)>> {
+        let index = self.lock();
+        index
+            .topics
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(name, q)| {
+                let mut by_user: Vec<(String, Usage)> = Vec::new();
+                for e in q.values() {
+                    let i = match by_user.iter().position(|(u, _)| *u == e.msg.user) {
+                        Some(i) => i,
+                        None => {
+                            by_user.push((e.msg.user.clone(), Usage::default()));
+                            by_user.len() - 1
+                        }
+                    };
+                    by_user[i].1.bytes += e.msg.size;
+                    by_user[i].1.messages += 1;
+                }
+                (name.clone(), by_user)
+            })
+            .collect()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Index> {

@@ -44,10 +44,11 @@ impl Charge {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    bytes: u64,
-    messages: usize,
+/// One user's queued bytes and messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub bytes: u64,
+    pub messages: usize,
 }
 
 /// What is queued (and reserved), per user and in all.
@@ -81,11 +82,18 @@ impl Ledger {
     }
 
     /// Takes one message slot for `charge`, or says which limit is reached.
-    pub fn reserve_message(&mut self, l: &QueueLimits, charge: &Charge) -> Result<(), QueueError> {
+    /// `elsewhere` is what the user has queued on other nodes (SPEC §14:
+    /// one quota for the whole cluster), counted but never taken here.
+    pub fn reserve_message(
+        &mut self,
+        l: &QueueLimits,
+        charge: &Charge,
+        elsewhere: Usage,
+    ) -> Result<(), QueueError> {
         let (_, max) = user_limits(l, charge);
         let u = self.per_user.entry(charge.user.clone()).or_default();
-        if u.messages >= max {
-            let n = u.messages;
+        if u.messages + elsewhere.messages >= max {
+            let n = u.messages + elsewhere.messages;
             self.drop_if_idle(&charge.user);
             return Err(QueueError::Full(format!(
                 "{} has {n} queued messages (limit {max})",
@@ -102,6 +110,7 @@ impl Ledger {
         &mut self,
         l: &QueueLimits,
         charge: &Charge,
+        elsewhere: Usage,
         so_far: u64,
         more: u64,
     ) -> Result<(), QueueError> {
@@ -117,8 +126,8 @@ impl Ledger {
         }
         let (max, _) = user_limits(l, charge);
         let u = self.per_user.entry(charge.user.clone()).or_default();
-        if u.bytes + more > max {
-            let others = u.bytes - so_far;
+        if u.bytes + elsewhere.bytes + more > max {
+            let others = u.bytes - so_far + elsewhere.bytes;
             return Err(QueueError::Full(format!(
                 "{} has {others} bytes queued, this message would make {} (limit {max})",
                 charge.user,
@@ -163,19 +172,24 @@ pub(super) struct Reservation {
     queue: Arc<Queue>,
     pub charge: Charge,
     pub bytes: u64,
+    /// What the user had queued on other nodes when this message began
+    /// (read once, outside the index lock: see `Queue::elsewhere`).
+    elsewhere: Usage,
     held: bool,
 }
 
 impl Reservation {
     pub fn new(queue: &Arc<Queue>, charge: Charge) -> Result<Reservation, QueueError> {
+        let elsewhere = queue.elsewhere(&charge.user);
         queue
             .lock()
             .ledger
-            .reserve_message(&queue.limits, &charge)?;
+            .reserve_message(&queue.limits, &charge, elsewhere)?;
         Ok(Reservation {
             queue: Arc::clone(queue),
             charge,
             bytes: 0,
+            elsewhere,
             held: true,
         })
     }
@@ -185,7 +199,7 @@ impl Reservation {
         let q = &self.queue;
         q.lock()
             .ledger
-            .reserve_bytes(&q.limits, &self.charge, self.bytes, more)?;
+            .reserve_bytes(&q.limits, &self.charge, self.elsewhere, self.bytes, more)?;
         self.bytes += more;
         Ok(())
     }
@@ -237,10 +251,17 @@ mod tests {
     fn anonymous_keys_get_a_tenth() {
         let (l, mut led) = (limits(), Ledger::default());
         let fp = charge("fp-x", true);
-        led.reserve_message(&l, &fp).unwrap();
-        assert!(led.reserve_bytes(&l, &fp, 0, 100).is_ok());
-        assert!(led.reserve_bytes(&l, &fp, 100, 1).is_err(), "over 1000/10");
-        assert!(led.reserve_message(&l, &fp).is_err(), "over 10/10 messages");
+        led.reserve_message(&l, &fp, Usage::default()).unwrap();
+        assert!(led.reserve_bytes(&l, &fp, Usage::default(), 0, 100).is_ok());
+        assert!(
+            led.reserve_bytes(&l, &fp, Usage::default(), 100, 1)
+                .is_err(),
+            "over 1000/10"
+        );
+        assert!(
+            led.reserve_message(&l, &fp, Usage::default()).is_err(),
+            "over 10/10 messages"
+        );
         led.release(&fp.user, 100, 1);
         assert_eq!(led.total_bytes(), 0);
         assert!(led.per_user.is_empty());
@@ -252,24 +273,55 @@ mod tests {
         for (i, user) in ["a", "b"].iter().enumerate() {
             let c = charge(user, false);
             for _ in 0..(7 + i as u64) {
-                led.reserve_message(&l, &c).unwrap();
-                led.reserve_bytes(&l, &c, 0, 100).unwrap();
+                led.reserve_message(&l, &c, Usage::default()).unwrap();
+                led.reserve_bytes(&l, &c, Usage::default(), 0, 100).unwrap();
             }
         }
         let c = charge("c", false);
-        led.reserve_message(&l, &c).unwrap();
+        led.reserve_message(&l, &c, Usage::default()).unwrap();
         assert_eq!(
-            led.reserve_bytes(&l, &c, 0, 1).unwrap_err().to_string(),
+            led.reserve_bytes(&l, &c, Usage::default(), 0, 1)
+                .unwrap_err()
+                .to_string(),
             "queue full: server storage is full"
         );
+    }
+
+    #[test]
+    fn what_a_user_has_on_other_nodes_counts_against_their_limits() {
+        let (l, mut led) = (limits(), Ledger::default());
+        let c = charge("a", false);
+        let near = Usage {
+            bytes: 950,
+            messages: 9,
+        };
+        led.reserve_message(&l, &c, near).unwrap();
+        assert!(led.reserve_bytes(&l, &c, near, 0, 50).is_ok(), "950 + 50");
+        assert_eq!(
+            led.reserve_bytes(&l, &c, near, 50, 1)
+                .unwrap_err()
+                .to_string(),
+            "queue full: a has 950 bytes queued, this message would make 1001 (limit 1000)"
+        );
+        let full = Usage {
+            bytes: 0,
+            messages: 9,
+        };
+        assert_eq!(
+            led.reserve_message(&l, &c, full).unwrap_err().to_string(),
+            "queue full: a has 10 queued messages (limit 10)"
+        );
+        // Nothing of the other nodes' usage is kept here.
+        led.release(&c.user, 50, 1);
+        assert!(led.per_user.is_empty());
     }
 
     #[test]
     fn a_refused_reservation_takes_nothing() {
         let (l, mut led) = (limits(), Ledger::default());
         let c = charge("a", false);
-        led.reserve_message(&l, &c).unwrap();
-        assert!(led.reserve_bytes(&l, &c, 0, 101).is_err());
+        led.reserve_message(&l, &c, Usage::default()).unwrap();
+        assert!(led.reserve_bytes(&l, &c, Usage::default(), 0, 101).is_err());
         assert_eq!(led.total_bytes(), 0);
     }
 }

@@ -24,17 +24,28 @@ pub(crate) fn urls_from(nats: &NatsCluster, i: usize, n: usize) -> Vec<String> {
 pub(crate) fn node_with(nats: &NatsCluster, i: usize, n: usize, http: bool) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = common::options_for(&dir.path().join("data"));
-    opts.broker.backend = BackendKind::Nats(NatsOptions {
+    opts.broker = node_options(nats, i, n);
+    if http {
+        opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
+    TestServer::from_options(opts, dir)
+}
+
+/// The test broker's options, on the NATS cluster through server `i`.
+pub(crate) fn node_options(
+    nats: &NatsCluster,
+    i: usize,
+    n: usize,
+) -> sshpipe::broker::BrokerConfig {
+    let mut broker = common::test_broker();
+    broker.backend = BackendKind::Nats(NatsOptions {
         urls: urls_from(nats, i, n),
         creds: None,
         tls_ca: None,
         tls_cert: None,
         replicas: 3,
     });
-    if http {
-        opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
-    }
-    TestServer::from_options(opts, dir)
+    broker
 }
 
 pub(crate) fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {

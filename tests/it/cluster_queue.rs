@@ -240,3 +240,56 @@ fn a_list_kept_with_queued_messages_holds_for_readers_on_other_nodes() {
         out.stdout.len()
     );
 }
+
+/// One quota for the whole cluster (SPEC §8, §14): what a user has queued
+/// through one node counts on the others, so N nodes don't give N quotas.
+#[test]
+fn a_users_queue_quota_counts_what_waits_on_every_node() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let limited = |i: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = common::options_for(&dir.path().join("data"));
+        opts.broker = super::cluster::node_options(&nats, i, 3);
+        opts.broker.queue.max_user_messages = 3;
+        opts.broker.queue.max_user_bytes = 1000;
+        TestServer::from_options(opts, dir)
+    };
+    let (a, b) = (limited(0), limited(1));
+    let key = Key::new(a.dir.path(), "hank");
+    for _ in 0..2 {
+        a.run(&key, &["pub", "-q", "jobs"], b"0123456789")
+            .expect_code(0);
+    }
+    wait_until("B lists A's two messages", || {
+        listed(&b, &key, "jobs") == Some(2)
+    });
+    // Bytes: 20 on A, so 981 more on B pass the 1000-byte limit.
+    let out = b.run(&key, &["pub", "-q", "other"], &[b'x'; 981]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains(" has 20 bytes queued, this message would make 1001 (limit 1000)"),
+        "{}",
+        out.stderr
+    );
+    b.run(&key, &["pub", "-q", "jobs"], b"third").expect_code(0);
+    wait_until("A lists B's message", || {
+        listed(&a, &key, "jobs") == Some(3)
+    });
+    for on in [&a, &b] {
+        let out = on.run(&key, &["pub", "-q", "jobs"], b"fourth");
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains(" has 3 queued messages (limit 3)"),
+            "{}",
+            out.stderr
+        );
+    }
+    // Taking one, on either node, makes room on both.
+    b.run(&key, &["sub", "jobs"], b"").expect_code(0);
+    wait_until("A sees the room", || listed(&a, &key, "jobs") == Some(2));
+    a.run(&key, &["pub", "-q", "jobs"], b"fourth")
+        .expect_code(0);
+}

@@ -58,7 +58,8 @@ use super::borrow::Borrowed;
 use super::link::Slot;
 use super::memory::{Memory, RemoteViews};
 use super::peers::{Departure, Link, Peers, View, ViewKey};
-use super::queue::{Queue, QueueError};
+use super::queue::{Elsewhere, Queue, QueueError};
+use super::quota::Usage;
 use super::{QueuedTotals, RECEIVER_QUEUE_CHUNKS};
 use crate::topic::TopicRef;
 use presence::Liveness;
@@ -309,6 +310,16 @@ impl Core {
         core.spawn(lending::serve(Arc::clone(&core), lend_requests));
         core.spawn(queued::watch(Arc::clone(&core)));
         if let Some(queue) = queue {
+            // Quotas count what the user has queued on the live nodes too.
+            // Weak: the queue must not keep a stopped node alive.
+            let weak = Arc::downgrade(&core);
+            queue.set_elsewhere(Elsewhere(Box::new(move |user| {
+                weak.upgrade().map_or_else(Usage::default, |core| {
+                    let remote = lock(&core.remote);
+                    let held = lock(&core.held);
+                    held.usage(user, |n| remote.liveness.alive(n))
+                })
+            })));
             core.spawn(queued::publish(Arc::clone(&core), queue));
         }
         tracing::info!(node = %core.node, urls, "joined the cluster");

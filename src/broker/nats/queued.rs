@@ -13,7 +13,11 @@
 //! disk-full handling, quotas, a file that stays small), and a message
 //! still goes to exactly one receiver because only its node hands it out.
 //! The cost: while a node is down, the messages queued through it wait
-//! for it (they are not lost), and quotas are counted per node.
+//! for it (they are not lost). Quotas hold for the whole cluster through
+//! the same summaries (`charged`: who is charged how much here), so they
+//! are exact on each node but only as current as the last summary from
+//! the others: two nodes storing for one user in the same instant can
+//! each pass a check that only one of them fits, once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use super::follow::follow;
 use super::names::token;
 use super::{Core, lock};
 use crate::broker::queue::Queue;
+use crate::broker::quota::Usage;
 
 /// How often a node publishes its queue again without a change (what
 /// failed to publish is retried sooner, after `RETRY`).
@@ -43,6 +48,10 @@ pub struct Summary {
     /// When the oldest message nobody reads yet was queued (ms since the
     /// epoch); `None` while every one is being read.
     pub oldest_ms: Option<u64>,
+    /// Whose quota they count against, and how much (SPEC §8): one quota
+    /// for the whole cluster. Absent from an older node's summaries.
+    #[serde(default)]
+    pub charged: Vec<(String, u64, usize)>,
 }
 
 pub fn key(topic: &str, node: &str) -> String {
@@ -55,17 +64,25 @@ fn node_of(key: &str) -> Option<&str> {
 }
 
 fn summaries(queue: &Queue) -> HashMap<String, Summary> {
+    let mut charged = queue.charged();
     queue
         .totals()
         .into_iter()
         .map(|(topic, (count, bytes, users))| {
             let oldest_ms = queue.oldest_unclaimed(&topic);
+            let charged = charged
+                .remove(&topic)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(user, u)| (user, u.bytes, u.messages))
+                .collect();
             let s = Summary {
                 topic: topic.clone(),
                 count,
                 bytes,
                 users,
                 oldest_ms,
+                charged,
             };
             (topic, s)
         })
@@ -181,6 +198,21 @@ impl Held {
         out
     }
 
+    /// What `user` has queued on the live nodes, for their quota.
+    pub fn usage(&self, user: &str, alive: impl Fn(&str) -> bool) -> Usage {
+        let mut total = Usage::default();
+        for (node, s) in self.by_key.values() {
+            if !alive(node) {
+                continue;
+            }
+            for (_, bytes, messages) in s.charged.iter().filter(|(u, _, _)| u == user) {
+                total.bytes += bytes;
+                total.messages += messages;
+            }
+        }
+        total
+    }
+
     /// A gone node's keys, dropped here; the caller deletes them in KV.
     pub fn drop_node(&mut self, node: &str) -> Vec<String> {
         let keys: Vec<String> = self
@@ -207,6 +239,7 @@ mod tests {
             bytes: count as u64 * 10,
             users: vec!["u".into()],
             oldest_ms,
+            charged: vec![("u".into(), count as u64 * 10, count)],
         }
     }
 
@@ -227,6 +260,14 @@ mod tests {
         let totals = h.totals(|n| n != "n1");
         assert_eq!(totals["a/t"].0, 2);
         assert_eq!(totals["a/t"].1, 20);
+        assert_eq!(
+            h.usage("u", |n| n != "n1"),
+            Usage {
+                bytes: 30,
+                messages: 3
+            }
+        );
+        assert_eq!(h.usage("v", |_| true), Usage::default());
         assert_eq!(h.drop_node("n1"), vec![key("a/t", "n1")]);
         assert_eq!(h.oldest("a/t", |n| n != "n2"), None);
     }
