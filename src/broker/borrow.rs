@@ -16,9 +16,9 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::Broker;
 use super::queue::QueueError;
 use super::reader::Held;
+use super::{Broker, BrokerError};
 use crate::identity::Identity;
 
 /// One lent message: which node holds it and its number there.
@@ -103,8 +103,13 @@ impl Broker {
     /// Claims the oldest queued message of `topic` that no receiver is
     /// reading, on this node or, older there, on another (by the time it
     /// was queued: the nodes' clocks order them). Another node that cannot
-    /// lend it now (gone, or its message taken meanwhile) is passed over.
-    pub(super) async fn claim_oldest(&self, topic: &str, who: &Identity) -> Option<Held> {
+    /// lend it now (gone, or its message taken meanwhile) is passed over;
+    /// one whose list for the topic refuses `who` refuses it here too.
+    pub(super) async fn claim_oldest(
+        &self,
+        topic: &str,
+        who: &Identity,
+    ) -> Result<Option<Held>, BrokerError> {
         let queue = self.inner.queue.as_ref();
         let local = queue.and_then(|q| q.oldest_unclaimed(topic));
         let elsewhere = self
@@ -115,13 +120,14 @@ impl Broker {
             && local.is_none_or(|l| queued_ms < l)
         {
             match peers.borrow(topic, &node, who).await {
-                Ok(Some(b)) => return Some(Held::Remote(b)),
+                Ok(Some(b)) => return Ok(Some(Held::Remote(b))),
                 Ok(None) => {}
+                Err(QueueError::Denied) => return Err(BrokerError::AccessDenied),
                 Err(e) => {
                     tracing::debug!(error = %e, %node, topic, "cannot borrow a queued message")
                 }
             }
         }
-        queue.and_then(|q| q.claim(topic)).map(Held::Local)
+        Ok(queue.and_then(|q| q.claim(topic)).map(Held::Local))
     }
 }

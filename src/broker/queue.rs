@@ -56,6 +56,10 @@ pub enum QueueError {
     Full(String),
     #[error("queued messages are not available on this server")]
     NoStore,
+    /// Another node holds the topic's queued messages under a list that
+    /// does not allow this reader.
+    #[error("access denied")]
+    Denied,
     /// The message's body failed its checksum; it was moved out of the
     /// queue for an admin and is never served.
     #[error("queued message {seq} is damaged; it was set aside")]

@@ -287,7 +287,7 @@ impl Reader {
             return Err(BrokerError::AccessDenied);
         }
         let claim = match (&self.broker, self.topic.as_deref(), &self.who) {
-            (Some(b), Some(t), Some(who)) => b.claim_oldest(t, who).await,
+            (Some(b), Some(t), Some(who)) => b.claim_oldest(t, who).await?,
             _ => None,
         };
         match claim {

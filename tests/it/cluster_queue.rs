@@ -189,7 +189,8 @@ fn a_borrower_killed_mid_message_leaves_the_message_queued() {
 
 /// A public topic's list kept with its queued messages (`pub -q -p -a`)
 /// lives on the node that took them; that node checks it before it lends
-/// one, so a reader the list leaves out gets nothing from another node.
+/// one, so a reader the list leaves out is refused on another node too,
+/// and lets go of it once the last one is read, wherever it was read.
 #[test]
 fn a_list_kept_with_queued_messages_holds_for_readers_on_other_nodes() {
     let Some(nats) = NatsCluster::start(3) else {
@@ -219,26 +220,42 @@ fn a_list_kept_with_queued_messages_holds_for_readers_on_other_nodes() {
     wait_until("B lists alice's queued message", || {
         listed(&b, &alice, "public/drop") == Some(1)
     });
-    // Carol asks first, on B: not for her, so she waits live.
-    let carol_sub = b
-        .ssh(&carol, &["sub", "public/drop"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // She is a receiver on B once the lending node said no.
-    b.wait_receivers("public/drop", 1);
+    // Carol asks first, on B: the list A keeps with the message refuses
+    // her, as it would on A (SPEC §6).
+    let out = b.run(&carol, &["sub", "public/drop"], b"");
+    out.expect_code(1);
+    assert_eq!(out.stderr, "access denied\n");
+    assert!(out.stdout.is_empty());
     let got = b.run(&bob, &["sub", "public/drop"], b"");
     got.expect_code(0);
     assert_eq!(check(&got.stdout), 0);
-    let mut carol_sub = carol_sub;
-    carol_sub.kill().unwrap();
-    let out = carol_sub.wait_with_output().unwrap();
-    assert!(
-        out.stdout.is_empty(),
-        "carol got {} bytes",
-        out.stdout.len()
-    );
+    // Its last message read on B, A lets go of the list: the public
+    // name is free again, on A as on B, and carol may wait there.
+    for on in [&a, &b] {
+        let mut carol_sub = on
+            .ssh(&carol, &["sub", "public/drop"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("carol a receiver", || {
+            on.app
+                .broker
+                .counts("public/drop")
+                .is_some_and(|c| c.receivers == 1)
+                || carol_sub.try_wait().unwrap().is_some()
+        });
+        assert!(
+            carol_sub.try_wait().unwrap().is_none(),
+            "carol's sub ended: {:?}",
+            carol_sub.wait_with_output().unwrap()
+        );
+        carol_sub.kill().unwrap();
+        let _ = carol_sub.wait();
+        wait_until("carol gone", || {
+            on.app.broker.counts("public/drop").is_none()
+        });
+    }
 }
 
 /// One quota for the whole cluster (SPEC §8, §14): what a user has queued

@@ -72,12 +72,20 @@ pub enum Ask {
 /// Its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Claimed { id: u64, size: u64 },
+    Claimed {
+        id: u64,
+        size: u64,
+    },
     Nothing,
+    /// The list this node holds for the topic does not allow the reader
+    /// (SPEC §6: `access denied`, as on one node).
+    Denied,
     Chunk(Bytes),
     End,
     Done,
-    Damaged { seq: u64 },
+    Damaged {
+        seq: u64,
+    },
     Failed(String),
 }
 
@@ -105,6 +113,7 @@ impl Answer {
                 b.put_u8(6);
                 b.put_slice(why.as_bytes());
             }
+            Answer::Denied => b.put_u8(7),
         }
         b.freeze()
     }
@@ -132,6 +141,7 @@ impl Answer {
                 seq: u64_at(&mut b)?,
             },
             6 => Answer::Failed(String::from_utf8_lossy(&b).into_owned()),
+            7 => Answer::Denied,
             _ => return None,
         })
     }
@@ -141,6 +151,7 @@ impl Answer {
 #[derive(Debug)]
 struct LoanState {
     claim: Option<Claim>,
+    topic: String,
     borrower: String,
     touched: Instant,
     /// Chunks handed out so far, and the last of them (for a repeat).
@@ -219,8 +230,7 @@ async fn answer(core: &Core, ask: Ask) -> Answer {
                 admin,
             };
             if !may_read_here(core, &topic, &reader) {
-                // Not for this reader: as if there were none.
-                return Answer::Nothing;
+                return Answer::Denied;
             }
             let Some(claim) = core.queue.as_ref().and_then(|q| q.claim(&topic)) else {
                 return Answer::Nothing;
@@ -229,6 +239,7 @@ async fn answer(core: &Core, ask: Ask) -> Answer {
             let size = claim.size();
             let state = LoanState {
                 claim: Some(claim),
+                topic: topic.clone(),
                 borrower: from,
                 touched: Instant::now(),
                 served: 0,
@@ -287,12 +298,22 @@ async fn answer(core: &Core, ask: Ask) -> Answer {
                     false => Answer::Failed("the loan lapsed before it was confirmed".into()),
                 };
             };
-            let claim = loan.lock().await.claim.take();
+            let (claim, topic) = {
+                let mut l = loan.lock().await;
+                (l.claim.take(), l.topic.clone())
+            };
             let Some(claim) = claim else {
                 return Answer::Failed("the loan is over".into());
             };
             match claim.finish().await {
                 Ok(()) => {
+                    // Its last queued message read: a public list kept
+                    // for them here goes, as after a local read.
+                    if let Some(queue) = &core.queue {
+                        core.memory
+                            .release_held(Some(&topic), |name| queue.has_messages(name))
+                            .await;
+                    }
                     let mut f = lock(&lent.finished);
                     f.push_back(id);
                     if f.len() > FINISHED_KEPT {
@@ -365,6 +386,7 @@ impl NatsLender {
                 Ok(Some(Borrowed::new(lender, loan, keep)))
             }
             Answer::Nothing => Ok(None),
+            Answer::Denied => Err(QueueError::Denied),
             Answer::Failed(why) => Err(QueueError::Lender(why)),
             other => Err(QueueError::Lender(format!("unexpected answer {other:?}"))),
         }
@@ -446,6 +468,7 @@ mod tests {
             Answer::Done,
             Answer::Damaged { seq: 3 },
             Answer::Failed("gone".into()),
+            Answer::Denied,
         ] {
             assert_eq!(Answer::decode(a.encode()), Some(a.clone()), "{a:?}");
         }
