@@ -75,6 +75,9 @@ pub struct Member {
     pub role: char,
     pub user: String,
     pub label: String,
+    /// A pattern sub's pattern (full name): listed under it, not the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 /// Whose view it is: a node and the life of the topic there.

@@ -347,6 +347,18 @@ fn a_pattern_sub_on_one_node_receives_and_releases_pubs_on_the_other() {
         *got.lock().unwrap(),
         vec!["from api", "from db", "from db again"]
     );
+    // While a pub on A is on a topic the pattern takes, A's `ls` lists
+    // the pattern sub on B under its pattern, once, as B's own does.
+    let (mut live, live_in) = sender(&a, &key, &["pub", "logs-live"]);
+    for on in [&a, &b] {
+        wait_until("ls to list the pattern sub under its pattern", || {
+            let ls = on.run(&key, &["ls"], b"").stdout_str();
+            ls.contains(&format!("logs-*\n  pubs: 0\n  subs: 1 ({me}@127.0.0.1:"))
+                && ls.contains("logs-live\n  pubs: 1 (")
+        });
+    }
+    drop(live_in);
+    assert!(wait_child(&mut live, "the live pub").success());
     // Patterns do not end when senders leave.
     assert!(pat.try_wait().unwrap().is_none(), "pattern sub ended");
 

@@ -81,7 +81,7 @@ fn live(
         let mut listing = TopicListing::empty(topic.name.clone(), acl.cloned());
         listing.waiting_pubs = inner.waiting_pubs;
         // Pattern subs are listed under their pattern, not here.
-        for member in inner.members.values().filter(|m| !m.via_pattern) {
+        for member in inner.members.values().filter(|m| m.via_pattern.is_none()) {
             let list = match member.role {
                 Role::Pub => &mut listing.pubs,
                 Role::Sub { .. } => &mut listing.subs,
@@ -143,6 +143,7 @@ fn on_other_nodes(
     remote: &RemoteViews,
     who: &Who<'_>,
 ) {
+    let mut patterns = Vec::new();
     for (name, views) in remote {
         if !out.contains_key(name) {
             let topic = match name.strip_prefix("public/") {
@@ -173,6 +174,10 @@ fn on_other_nodes(
         for view in views {
             listing.waiting_pubs += view.waiting;
             for m in &view.members {
+                if let Some(pattern) = &m.pattern {
+                    patterns.push((pattern, m));
+                    continue;
+                }
                 let list = match m.role {
                     'p' => &mut listing.pubs,
                     'i' => &mut listing.pipes,
@@ -181,6 +186,38 @@ fn on_other_nodes(
                 list.push(shown_label(&m.label, &m.user, who));
             }
         }
+    }
+    // Their pattern subs, under the pattern, by the rule of
+    // `pattern_subs`; once each, though one is in the view of every topic
+    // it receives from.
+    for (pattern, m) in patterns {
+        let Some(p) = pattern_ref(pattern) else {
+            continue;
+        };
+        let owner_sees = p.namespace == Namespace::User(who.name.to_string());
+        if !(who.admin || m.user == who.name || owner_sees) {
+            continue;
+        }
+        let subs = &mut out
+            .entry(format!("{pattern}\u{0}pattern"))
+            .or_insert_with(|| TopicListing::empty(p, None))
+            .subs;
+        let label = shown_label(&m.label, &m.user, who);
+        if !subs.contains(&label) {
+            subs.push(label);
+        }
+    }
+}
+
+/// The `TopicRef` of a pattern known only by its full name.
+fn pattern_ref(full: &str) -> Option<TopicRef> {
+    match full.strip_prefix("public/") {
+        Some(local) => Some(TopicRef {
+            full: full.to_string(),
+            namespace: Namespace::Public,
+            local: local.to_string(),
+        }),
+        None => dormant_ref(full),
     }
 }
 

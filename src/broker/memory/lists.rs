@@ -146,7 +146,7 @@ impl Memory {
             || inner
                 .members
                 .values()
-                .any(|m| !m.via_pattern && m.who.name == who_is.name);
+                .any(|m| m.via_pattern.is_none() && m.who.name == who_is.name);
         if !may_set_access(topic, has, owner.as_deref(), &who(who_is)) || (!has && !on_it) {
             return Some(Err(BrokerError::AccessDenied));
         }

@@ -338,7 +338,7 @@ impl Memory {
             label: spec.label.to_string(),
             who: spec.who.clone(),
             revoked: CancellationToken::new(),
-            via_pattern: false,
+            via_pattern: None,
         };
         let revoked = info.revoked.clone();
         let (slot, rx) = match spec.role {
@@ -425,7 +425,7 @@ impl Memory {
             receivers += inner
                 .members
                 .values()
-                .filter(|m| m.role.receives() && !m.via_pattern)
+                .filter(|m| m.role.receives() && m.via_pattern.is_none())
                 .count();
         }
         (

@@ -42,7 +42,7 @@ impl PatternEntry {
             label: self.label.clone(),
             who: self.who.clone(),
             revoked: self.revoked.clone(),
-            via_pattern: true,
+            via_pattern: Some(self.pattern.full.clone()),
         }
     }
 

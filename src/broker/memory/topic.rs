@@ -32,9 +32,10 @@ pub(crate) struct MemberInfo {
     /// Cancelled when a list change takes the client off (its handles, or
     /// for a pattern attachment the whole pattern sub, end `access denied`).
     pub revoked: CancellationToken,
-    /// Attached through a pattern sub: a receiver here, but it neither keeps
-    /// the topic alive nor shows in the topic's own `ls` entry.
-    pub via_pattern: bool,
+    /// Attached through a pattern sub (its full pattern name): a receiver
+    /// here, but it neither keeps the topic alive nor shows in the topic's
+    /// own `ls` entry.
+    pub via_pattern: Option<String>,
 }
 
 /// This node's own senders and receivers on a topic.
@@ -279,7 +280,9 @@ impl Topic {
             }),
             ..View::default()
         };
-        for m in inner.members.values().filter(|m| !m.via_pattern) {
+        // Pattern subs too, marked with their pattern: another node lists
+        // them under it, as this one does (SPEC §4.4).
+        for m in inner.members.values() {
             let role = match m.role {
                 Role::Pub => 'p',
                 Role::Sub { .. } => 's',
@@ -289,6 +292,7 @@ impl Topic {
                 role,
                 user: m.who.name.clone(),
                 label: m.label.clone(),
+                pattern: m.via_pattern.clone(),
             });
         }
         view
@@ -417,7 +421,7 @@ impl Topic {
     pub fn is_empty(inner: &TopicInner) -> bool {
         let mut patterns = false;
         for m in inner.members.values() {
-            if !m.via_pattern {
+            if m.via_pattern.is_none() {
                 return false;
             }
             patterns = true;
