@@ -188,13 +188,14 @@ impl QueuedPub {
             // A public list held for this message alone goes with it.
             self.broker.settle_held(Some(&self.topic)).await;
         }
+        let here = stored?;
         let elsewhere = self
             .broker
             .memory()
             .peers()
             .and_then(|p| p.queued_totals().remove(&self.topic))
             .map_or(0, |(n, _, _)| n);
-        stored.map(|here| here + elsewhere)
+        Ok(here + elsewhere)
     }
 }
 

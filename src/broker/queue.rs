@@ -219,19 +219,13 @@ impl Queue {
             .iter()
             .filter(|(_, q)| !q.is_empty())
             .map(|(name, q)| {
-                let mut by_user: Vec<(String, Usage)> = Vec::new();
+                let mut by_user: HashMap<String, Usage> = HashMap::new();
                 for e in q.values() {
-                    let i = match by_user.iter().position(|(u, _)| *u == e.msg.user) {
-                        Some(i) => i,
-                        None => {
-                            by_user.push((e.msg.user.clone(), Usage::default()));
-                            by_user.len() - 1
-                        }
-                    };
-                    by_user[i].1.bytes += e.msg.size;
-                    by_user[i].1.messages += 1;
+                    let u = by_user.entry(e.msg.user.clone()).or_default();
+                    u.bytes += e.msg.size;
+                    u.messages += 1;
                 }
-                (name.clone(), by_user)
+                (name.clone(), by_user.into_iter().collect())
             })
             .collect()
     }
