@@ -42,15 +42,20 @@ fn js(client: Client) -> jetstream::Context {
         .build(client)
 }
 
+/// Retried (bounded): a cluster that has just started may still be
+/// electing its JetStream meta leader, and the request then times out or
+/// finds no responders (CI saw it once). Creating the same bucket again
+/// is a no-op, so a try that timed out but took effect does no harm.
 async fn create_bucket(js: &jetstream::Context) -> kv::Store {
-    js.create_key_value(kv::Config {
-        bucket: BUCKET.to_string(),
-        num_replicas: 3,
-        storage: StorageType::File,
-        ..Default::default()
+    retry(&format!("create R3 bucket {BUCKET}"), || {
+        js.create_key_value(kv::Config {
+            bucket: BUCKET.to_string(),
+            num_replicas: 3,
+            storage: StorageType::File,
+            ..Default::default()
+        })
     })
     .await
-    .unwrap_or_else(|e| panic!("create R3 bucket {BUCKET}: {e}"))
 }
 
 /// Retries `f` until it gives `Ok`, for at most `WAIT`; panics with the last
