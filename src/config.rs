@@ -487,6 +487,16 @@ pub fn load_trusted_cas(path: Option<&Path>) -> anyhow::Result<TrustedCas> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn broker_urls_are_shown_without_their_passwords() {
+        let shown = |v: &str| parse_broker(v).map(|u| u.to_string());
+        assert_eq!(
+            shown("nats://sshpipe:s3cret@127.0.0.1:4222,127.0.0.1:4223"),
+            Ok("nats://127.0.0.1:4222,nats://127.0.0.1:4223".to_string())
+        );
+        assert_eq!(shown("nats://h1:4222"), Ok("nats://h1:4222".to_string()));
+    }
+
+    #[test]
     fn broker_urls_parse_or_say_what_is_wrong() {
         assert_eq!(parse_broker("memory"), Ok(BrokerUrl::Memory));
         assert_eq!(

@@ -165,15 +165,28 @@ pub(crate) struct Dialed {
     replicas: usize,
 }
 
+/// The `user` and `pw` of a `scheme://user:pw@host:port` URL.
+fn url_login(url: &str) -> Option<(String, String)> {
+    let (_, rest) = url.split_once("://")?;
+    let (login, _) = rest.rsplit_once('@')?;
+    let (user, pw) = login.split_once(':')?;
+    Some((user.to_string(), pw.to_string()))
+}
+
 /// Connects to NATS as `opts` say.
 pub(crate) async fn dial(opts: &NatsOptions) -> Result<Dialed, ConnectError> {
-    let urls = opts.urls.join(",");
+    // Shown in errors and logs: never the password of a `user:pw@` URL.
+    let urls = crate::config::BrokerUrl::Nats(opts.urls.clone()).to_string();
     let node = names::new_node_id();
     let mut co = async_nats::ConnectOptions::new()
         .name(format!("sshpipe {node}"))
         .ping_interval(Duration::from_secs(2))
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|n| Duration::from_millis(100 * (n as u64).min(10)));
+    // async-nats does not log in with a URL's own `user:pw@`: pass it on.
+    if let Some((user, pw)) = opts.urls.iter().find_map(|u| url_login(u)) {
+        co = co.user_and_password(user, pw);
+    }
     if let Some(path) = &opts.creds {
         co = co
             .credentials_file(path)
@@ -705,5 +718,23 @@ impl Peers for Core {
         let remote = lock(&self.remote);
         let held = lock(&self.held);
         held.totals(|n| remote.liveness.alive(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_login;
+
+    #[test]
+    fn a_urls_login_is_found_and_only_there() {
+        let login = |u: &str| url_login(u).map(|(a, b)| format!("{a}/{b}"));
+        assert_eq!(
+            login("nats://sshpipe:s3cret@127.0.0.1:4222").as_deref(),
+            Some("sshpipe/s3cret")
+        );
+        assert_eq!(login("tls://u:p@w@h:4443").as_deref(), Some("u/p@w"));
+        assert_eq!(login("nats://h1:4222"), None);
+        assert_eq!(login("nats://token@h1:4222"), None);
+        assert_eq!(login("h1:4222"), None);
     }
 }
