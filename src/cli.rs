@@ -48,23 +48,40 @@ fn option_error(e: &clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
-    let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
+    eprintln!(
+        "sshpipe: {}; see sshpipe --help",
+        error_line(&e.render().to_string())
+    );
+    ExitCode::from(2)
+}
+
+/// clap's rendered error as one line. Its first line may end in a colon
+/// with the names on the indented lines below ("the following required
+/// arguments were not provided:\n  --nats-key <NATS_KEY>"): those are
+/// kept, as are the possible values of a bad one.
+fn error_line(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let first = lines
         .next()
         .unwrap_or("bad option")
         .trim_start_matches("error: ");
-    let values = rendered
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("[possible values: ")
-                .and_then(|v| v.strip_suffix(']'))
-        })
-        .map(|v| format!(" (possible values: {v})"))
-        .unwrap_or_default();
-    eprintln!("sshpipe: {first}{values}; see sshpipe --help");
-    ExitCode::from(2)
+    let mut line = first.to_string();
+    if first.ends_with(':') {
+        let named: Vec<&str> = lines
+            .take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        line = format!("{} {}", first.trim_end_matches(':'), named.join(", "));
+    }
+    let values = rendered.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("[possible values: ")
+            .and_then(|v| v.strip_suffix(']'))
+    });
+    if let Some(v) = values {
+        line.push_str(&format!(" (possible values: {v})"));
+    }
+    line
 }
 
 /// Log lines on stderr as `RUST_LOG` says, and every `sshpipe` event at
@@ -185,6 +202,31 @@ mod tests {
         assert!(!use_colour(true, true));
         assert!(!use_colour(false, false));
         assert!(!use_colour(false, true));
+    }
+
+    #[test]
+    fn an_option_error_is_one_line_that_names_the_option() {
+        for (rendered, line) in [
+            (
+                "error: the following required arguments were not provided:\n  --nats-key <NATS_KEY>\n\nUsage: sshpipe --nats-cert <NATS_CERT> --nats-key <NATS_KEY>\n\nFor more information, try '--help'.\n",
+                "the following required arguments were not provided --nats-key <NATS_KEY>",
+            ),
+            (
+                "error: the following required arguments were not provided:\n  --a <A>\n  --b <B>\n\nUsage: x\n",
+                "the following required arguments were not provided --a <A>, --b <B>",
+            ),
+            (
+                "error: invalid value 'x' for '--auth <AUTH>'\n  [possible values: open, users]\n\nFor more information, try '--help'.\n",
+                "invalid value 'x' for '--auth <AUTH>' (possible values: open, users)",
+            ),
+            (
+                "error: unexpected argument '--nope' found\n\nUsage: sshpipe [OPTIONS]\n",
+                "unexpected argument '--nope' found",
+            ),
+            ("", "bad option"),
+        ] {
+            assert_eq!(error_line(rendered), line, "{rendered:?}");
+        }
     }
 
     #[test]
