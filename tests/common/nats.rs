@@ -152,7 +152,7 @@ impl Server {
     /// out stay right), short pings so a dead peer or client is noticed in
     /// seconds, and lame duck as short as nats-server allows (30 s, used
     /// only by an explicit `--signal ldm`; `stop` is a plain SIGTERM).
-    fn config(&self, cluster_name: &str, routes: &[String]) -> String {
+    fn config(&self, cluster_name: &str, routes: &[String], extra: &str) -> String {
         let routes = routes
             .iter()
             .map(|r| format!("\"{r}\""))
@@ -168,7 +168,8 @@ impl Server {
              lame_duck_duration: \"30s\"\n\
              lame_duck_grace_period: \"1s\"\n\
              jetstream {{\n  store_dir: \"{store}\"\n  max_memory_store: 256MB\n  max_file_store: 2GB\n}}\n\
-             cluster {{\n  name: \"{cluster_name}\"\n  host: \"127.0.0.1\"\n  port: {cluster}\n  routes: [{routes}]\n}}\n",
+             cluster {{\n  name: \"{cluster_name}\"\n  host: \"127.0.0.1\"\n  port: {cluster}\n  routes: [{routes}]\n}}\n\
+             {extra}\n",
             name = self.name,
             client = self.client_port,
             monitor = self.monitor_port,
@@ -310,6 +311,12 @@ impl NatsCluster {
     /// (after a SKIPPED line) when nats-server >= 2.11 is not installed,
     /// outside CI.
     pub fn start(n: usize) -> Option<NatsCluster> {
+        NatsCluster::start_with(n, "")
+    }
+
+    /// The same, with `extra` added to every server's config file (a `tls`
+    /// block for clients, say).
+    pub fn start_with(n: usize, extra: &str) -> Option<NatsCluster> {
         assert!(n >= 1, "a cluster of at least one server");
         if let Err(why) = check_program() {
             assert!(
@@ -326,7 +333,8 @@ impl NatsCluster {
         for _ in 0..START_ATTEMPTS {
             // A fresh dir per try: a failed try's cluster takes its own
             // along when it is dropped.
-            let mut cluster = NatsCluster::configure(tempfile::tempdir().expect("tempdir"), n);
+            let mut cluster =
+                NatsCluster::configure(tempfile::tempdir().expect("tempdir"), n, extra);
             match cluster.spawn_and_wait(&(0..n).collect::<Vec<_>>()) {
                 Ok(()) => return Some(cluster),
                 Err(PortTaken(i)) => {
@@ -341,7 +349,7 @@ impl NatsCluster {
     }
 
     /// Fresh ports and config files in `dir`; nothing started.
-    fn configure(dir: tempfile::TempDir, n: usize) -> NatsCluster {
+    fn configure(dir: tempfile::TempDir, n: usize, extra: &str) -> NatsCluster {
         let root = dir.path();
         let ports = free_ports(3 * n);
         let mut servers: Vec<Server> = (0..n)
@@ -366,7 +374,7 @@ impl NatsCluster {
             .collect();
         for s in &mut servers {
             // The route to itself is ignored by nats-server; one list for all.
-            std::fs::write(&s.conf, s.config("sshpipe-test", &routes))
+            std::fs::write(&s.conf, s.config("sshpipe-test", &routes, extra))
                 .expect("write nats-server config");
         }
         NatsCluster { dir, servers }

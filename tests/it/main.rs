@@ -19,6 +19,7 @@ mod cluster_failures;
 mod cluster_lists;
 mod cluster_monitors;
 mod cluster_queue;
+mod cluster_tls;
 mod commands;
 mod conformance;
 mod delivery;

@@ -150,8 +150,9 @@ pub enum ConnectError {
         "NATS at {urls} has no JetStream (sshpipe needs nats-server >= 2.11 with -js): {reason}"
     )]
     NoJetStream { urls: String, reason: String },
+    /// A `--nats-creds`, `--nats-ca`, `--nats-cert` or `--nats-key` file.
     #[error("cannot read {path}: {reason}")]
-    Creds { path: String, reason: String },
+    File { path: String, reason: String },
 }
 
 /// A connection to NATS with JetStream, before this node's tasks start:
@@ -191,10 +192,24 @@ pub(crate) async fn dial(opts: &NatsOptions) -> Result<Dialed, ConnectError> {
         co = co
             .credentials_file(path)
             .await
-            .map_err(|e| ConnectError::Creds {
+            .map_err(|e| ConnectError::File {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
+    }
+    // async-nats names no file when one is missing ("TLS error: No such
+    // file or directory"): each is read once here to say which.
+    let tls_files = opts
+        .tls_ca
+        .iter()
+        .chain(opts.tls_cert.iter().flat_map(|(c, k)| [c, k]));
+    for path in tls_files {
+        if let Err(e) = tokio::fs::read(path).await {
+            return Err(ConnectError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
     }
     if let Some(ca) = &opts.tls_ca {
         co = co.add_root_certificates(ca.clone()).require_tls(true);
