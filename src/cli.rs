@@ -5,6 +5,7 @@
 //! re-executes itself as the server) and measure exactly what users run.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::{Cli, HttpListen, LogFormat, MetricsListen, ServeArgs};
@@ -84,6 +85,12 @@ fn error_line(rendered: &str) -> String {
     line
 }
 
+/// While the server starts, a failed first connection to NATS is told by
+/// the one line `run` fails with; async-nats's own ERROR line about it
+/// ("authorization violation") would be a second. Later reconnects log as
+/// usual.
+static STARTING: AtomicBool = AtomicBool::new(true);
+
 /// Log lines on stderr as `RUST_LOG` says, and every `sshpipe` event at
 /// INFO and up to the readers of `ssh host logs` (`logs::layer`, its own
 /// filter: users get their lines whatever the operator's stderr level).
@@ -106,8 +113,11 @@ fn init_logging(format: LogFormat) {
     };
     // `try_init`: now that the program is a library function, a caller that
     // already installed a subscriber keeps it instead of a panic.
+    let starting = tracing_subscriber::filter::filter_fn(|meta| {
+        !(STARTING.load(Ordering::Relaxed) && meta.target() == "async_nats::connector")
+    });
     let _ = tracing_subscriber::registry()
-        .with(stderr.with_filter(filter))
+        .with(stderr.with_filter(filter).with_filter(starting))
         .with(crate::logs::layer(crate::logs::LogHub::global()))
         .try_init();
 }
@@ -148,7 +158,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         http: crate::http::HttpLimits::from_args(&args),
     };
-    let running = server::start(opts).await?;
+    let started = server::start(opts).await;
+    STARTING.store(false, Ordering::Relaxed);
+    let running = started?;
     let http = running
         .http_addr
         .map_or_else(|| "off".to_string(), |a| a.to_string());

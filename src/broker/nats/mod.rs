@@ -150,6 +150,10 @@ pub enum ConnectError {
         "NATS at {urls} has no JetStream (sshpipe needs nats-server >= 2.11 with -js): {reason}"
     )]
     NoJetStream { urls: String, reason: String },
+    #[error(
+        "NATS at {urls} refused this node's login (authorization violation): check the URL's user and password, --nats-creds or the client certificate"
+    )]
+    Refused { urls: String },
     /// A `--nats-creds`, `--nats-ca`, `--nats-cert` or `--nats-key` file.
     #[error("cannot read {path}: {reason}")]
     File { path: String, reason: String },
@@ -220,9 +224,14 @@ pub(crate) async fn dial(opts: &NatsOptions) -> Result<Dialed, ConnectError> {
     let client = co
         .connect(opts.urls.as_slice())
         .await
-        .map_err(|e| ConnectError::Unreachable {
-            urls: urls.clone(),
-            reason: e.to_string(),
+        .map_err(|e| match e.kind() {
+            async_nats::ConnectErrorKind::AuthorizationViolation => {
+                ConnectError::Refused { urls: urls.clone() }
+            }
+            _ => ConnectError::Unreachable {
+                urls: urls.clone(),
+                reason: e.to_string(),
+            },
         })?;
     let js = jetstream::new(client.clone());
     Ok(Dialed {
