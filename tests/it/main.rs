@@ -14,6 +14,7 @@ mod access;
 mod attacks;
 mod bench_quick;
 mod cluster;
+mod cluster_creds;
 mod cluster_delivery;
 mod cluster_failures;
 mod cluster_lists;

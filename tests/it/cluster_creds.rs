@@ -1,0 +1,231 @@
+//! `--nats-creds`, as NATS users log in with it (SPEC §14): nats-servers
+//! in operator mode (decentralised JWT auth, the accounts preloaded), and
+//! a `.creds` file holding a user's JWT and NKey seed. The operator,
+//! accounts and user are made by the test with nkeys, their JWTs signed as
+//! `nsc` signs them. Two nodes with the creds share a topic; a node with
+//! none, or with a user its account never signed, stops with one line and
+//! exit 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::cluster::urls_from;
+use crate::common;
+use common::nats::NatsCluster;
+use common::{Key, TestServer, wait_child};
+use nkeys::KeyPair;
+use serde_json::json;
+use sshpipe::broker::{BackendKind, NatsOptions};
+
+/// Base64url without padding, as JWTs are written.
+fn b64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[test]
+fn base64url_is_written_without_padding() {
+    for (input, want) in [
+        (&b""[..], ""),
+        (b"f", "Zg"),
+        (b"fo", "Zm8"),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg"),
+        (b"\xfb\xff", "-_8"),
+    ] {
+        assert_eq!(b64url(input), want, "{input:?}");
+    }
+}
+
+/// A NATS JWT (v2, `ed25519-nkey`) for `subject`, signed by `issuer`.
+fn jwt(issuer: &KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "jti": format!("{name}-{iat}"),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!(
+        "{}.{}",
+        b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", b64url(&sig))
+}
+
+/// An account's claims: no limits, JetStream on if `jetstream`.
+fn account_claims(jetstream: bool) -> serde_json::Value {
+    let mut limits = json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+    });
+    if jetstream {
+        for k in [
+            "mem_storage",
+            "disk_storage",
+            "streams",
+            "consumer",
+            "max_ack_pending",
+        ] {
+            limits[k] = json!(-1);
+        }
+    }
+    json!({ "type": "account", "version": 2, "limits": limits })
+}
+
+/// A user of `account`, as a `.creds` file in `dir`.
+fn creds(dir: &Path, account: &KeyPair, name: &str) -> PathBuf {
+    let user = KeyPair::new_user();
+    let token = jwt(
+        account,
+        &user.public_key(),
+        name,
+        json!({ "type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1 }),
+    );
+    let path = dir.join(format!("{name}.creds"));
+    std::fs::write(
+        &path,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Three nats-servers in operator mode trusting `operator`, with a system
+/// account and `app` (JetStream on) preloaded.
+fn operator_cluster(operator: &KeyPair, app: &KeyPair) -> Option<NatsCluster> {
+    let sys = KeyPair::new_account();
+    let op_jwt = jwt(
+        operator,
+        &operator.public_key(),
+        "op",
+        json!({ "type": "operator", "version": 2 }),
+    );
+    let sys_jwt = jwt(operator, &sys.public_key(), "SYS", account_claims(false));
+    let app_jwt = jwt(operator, &app.public_key(), "APP", account_claims(true));
+    NatsCluster::start_with(
+        3,
+        &format!(
+            "operator: \"{op_jwt}\"\nsystem_account: \"{sys}\"\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {sys}: \"{sys_jwt}\"\n  {app}: \"{app_jwt}\"\n}}",
+            sys = sys.public_key(),
+            app = app.public_key(),
+        ),
+    )
+}
+
+fn creds_node(nats: &NatsCluster, i: usize, creds: &Path) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::options_for(&dir.path().join("data"));
+    let mut broker = common::test_broker();
+    broker.backend = BackendKind::Nats(NatsOptions {
+        urls: urls_from(nats, i, nats.len()),
+        creds: Some(creds.to_path_buf()),
+        tls_ca: None,
+        tls_cert: None,
+        replicas: 3,
+    });
+    opts.broker = broker;
+    TestServer::from_options(opts, dir)
+}
+
+#[test]
+fn nodes_with_a_users_creds_share_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (operator, app) = (KeyPair::new_operator(), KeyPair::new_account());
+    let Some(nats) = operator_cluster(&operator, &app) else {
+        return;
+    };
+    let file = creds(dir.path(), &app, "sshpipe");
+    let (a, b) = (creds_node(&nats, 0, &file), creds_node(&nats, 1, &file));
+    let key = Key::new(a.dir.path(), "alice");
+    let sub = b
+        .ssh(&key, &["sub", "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let who = a.run(&key, &["whoami"], b"").stdout_str();
+    let user = who
+        .lines()
+        .find_map(|l| l.strip_prefix("user: "))
+        .unwrap_or_else(|| panic!("no user in {who:?}"))
+        .to_string();
+    // On its own node; the pub on A then waits until A hears of it.
+    super::cluster::receivers(&b, &format!("{user}/t"), 1);
+    let out = a.run(&key, &["pub", "t"], b"with creds\n");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let got = sub.wait_with_output().unwrap();
+    assert!(got.status.success(), "{:?}", got.status);
+    assert_eq!(got.stdout, b"with creds\n");
+}
+
+/// The binary's start-up with `args`: it must exit 1 with one line, which
+/// is returned.
+fn refused(args: &[&std::ffi::OsStr]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::binary_with_http(&dir.path().join("data"), "off");
+    cmd.args(args).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_child(&mut child, "sshpipe refused by NATS");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn without_creds_or_with_a_stranger_s_a_node_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (operator, app) = (KeyPair::new_operator(), KeyPair::new_account());
+    let Some(nats) = operator_cluster(&operator, &app) else {
+        return;
+    };
+    let url = nats.url(0);
+    let want =
+        format!("sshpipe: NATS at {url} refused this node's login (authorization violation): ");
+    let broker = ["--broker".as_ref(), url.as_ref()];
+
+    let line = refused(&broker);
+    assert!(line.starts_with(&want), "{line}");
+
+    // A user signed by an account the operator never signed.
+    let stranger = creds(dir.path(), &KeyPair::new_account(), "stranger");
+    let line = refused(&[
+        broker[0],
+        broker[1],
+        "--nats-creds".as_ref(),
+        stranger.as_os_str(),
+    ]);
+    assert!(line.starts_with(&want), "{line}");
+}
