@@ -1,10 +1,14 @@
-//! `--nats-creds`, as NATS users log in with it (SPEC §14): nats-servers
-//! in operator mode (decentralised JWT auth, the accounts preloaded), and
-//! a `.creds` file holding a user's JWT and NKey seed. The operator,
-//! accounts and user are made by the test with nkeys, their JWTs signed as
-//! `nsc` signs them. Two nodes with the creds share a topic; a node with
-//! none, or with a user its account never signed, stops with one line and
-//! exit 1.
+//! Logging in to NATS as NATS users do (SPEC §14), against real
+//! nats-servers that ask for it:
+//! - a user and password in the `--broker` URL (`authorization { user,
+//!   password }`), the servers after the first taking the same;
+//! - `--nats-creds`: nats-servers in operator mode (decentralised JWT auth,
+//!   the accounts preloaded) and a `.creds` file holding a user's JWT and
+//!   NKey seed. The operator, accounts and user are made by the test with
+//!   nkeys, their JWTs signed as `nsc` signs them.
+//!
+//! Two nodes that log in share a topic; a node with no login, or a wrong
+//! one, stops with one line and exit 1 (never showing the password).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
@@ -228,4 +232,103 @@ fn without_creds_or_with_a_stranger_s_a_node_refuses_to_start() {
         stranger.as_os_str(),
     ]);
     assert!(line.starts_with(&want), "{line}");
+}
+
+/// Three nats-servers that ask every client for user `sshpipe`'s password.
+fn password_cluster() -> Option<NatsCluster> {
+    NatsCluster::start_with(
+        3,
+        "authorization {\n  user: sshpipe\n  password: \"right-pw\"\n}",
+    )
+}
+
+fn url_node(urls: Vec<String>) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::options_for(&dir.path().join("data"));
+    let mut broker = common::test_broker();
+    broker.backend = BackendKind::Nats(NatsOptions {
+        urls,
+        creds: None,
+        tls_ca: None,
+        tls_cert: None,
+        replicas: 3,
+    });
+    opts.broker = broker;
+    TestServer::from_options(opts, dir)
+}
+
+/// `nats://sshpipe:PW@h1:p1,h2:p2,…` through server `i`, as typed.
+fn with_password(nats: &NatsCluster, i: usize, pw: &str) -> String {
+    urls_from(nats, i, nats.len())
+        .iter()
+        .enumerate()
+        .map(|(k, u)| {
+            let hostport = u.trim_start_matches("nats://");
+            if k == 0 {
+                format!("nats://sshpipe:{pw}@{hostport}")
+            } else {
+                hostport.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn nodes_with_the_password_in_their_url_share_topics() {
+    let Some(nats) = password_cluster() else {
+        return;
+    };
+    // Every URL with the login, as `--broker` expands the short form
+    // (config.rs's tests); the binary is given the short form below.
+    let login = |i: usize| -> Vec<String> {
+        urls_from(&nats, i, nats.len())
+            .iter()
+            .map(|u| u.replace("nats://", "nats://sshpipe:right-pw@"))
+            .collect()
+    };
+    let (a, b) = (url_node(login(0)), url_node(login(1)));
+    let key = Key::new(a.dir.path(), "alice");
+    let sub = b
+        .ssh(&key, &["sub", "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let who = a.run(&key, &["whoami"], b"").stdout_str();
+    let user = who
+        .lines()
+        .find_map(|l| l.strip_prefix("user: "))
+        .unwrap_or_else(|| panic!("no user in {who:?}"))
+        .to_string();
+    super::cluster::receivers(&b, &format!("{user}/t"), 1);
+    let out = a.run(&key, &["pub", "t"], b"with a password\n");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let got = sub.wait_with_output().unwrap();
+    assert!(got.status.success(), "{:?}", got.status);
+    assert_eq!(got.stdout, b"with a password\n");
+}
+
+#[test]
+fn without_the_password_or_with_a_wrong_one_a_node_refuses_to_start() {
+    let Some(nats) = password_cluster() else {
+        return;
+    };
+    let bare = nats.url(0);
+    let line = refused(&["--broker".as_ref(), bare.as_ref()]);
+    assert!(
+        line.starts_with(&format!(
+            "sshpipe: NATS at {bare} refused this node's login (authorization violation): "
+        )),
+        "{line}"
+    );
+    // The short form: the servers after the first take its login.
+    let wrong = with_password(&nats, 0, "wrong-pw");
+    let line = refused(&["--broker".as_ref(), wrong.as_ref()]);
+    assert!(
+        line.starts_with(&format!("sshpipe: NATS at {bare},nats://127.0.0.1:")),
+        "{line}"
+    );
+    assert!(line.contains("refused this node's login"), "{line}");
+    assert!(!line.contains("wrong-pw"), "the password was shown: {line}");
 }
