@@ -16,6 +16,7 @@
 #   lb_say MSG...     prints one progress line
 #   lb_fail MSG...    prints one FAILED line and exits 1
 #   lb_sessions N     how many SSH sessions node N (1 or 2) has logged so far
+#   lb_balancer_log   prints HAProxy's log so far
 #   lb_kill_node1     kills node 1 with SIGKILL and waits until it is gone
 #   lb_wait_for WHAT COMMAND...   polls COMMAND until it succeeds, bounded
 #
@@ -38,6 +39,7 @@ lb_sessions_total_is() { [ "$(($(lb_sessions 1) + $(lb_sessions 2)))" -eq "$1" ]
 lb_checks() {
     local base1 base2 order="" out i
     lb_wait_for "whoami through the balancer" lb_ssh whoami
+    lb_wait_for "HAProxy to count both nodes up" lb_nodes_up
     base1="$(lb_sessions 1)" base2="$(lb_sessions 2)"
     for i in 1 2 3 4 5 6; do
         out="$(lb_ssh whoami 2>"$lb_work/ssh.err")" \
@@ -113,6 +115,19 @@ lb_checks() {
     done
     lb_wait_for "node 2's four session lines" lb_sessions_of_2_is "$((before + 4))"
     lb_say "with node 1 killed, four of four whoami on node 2"
+}
+
+# A node that was not listening yet for two health checks in a row is
+# marked DOWN, and UP again only after two good ones (2 s apart): until
+# then every connection goes to the other node.
+lb_nodes_up() {
+    local log n
+    log="$(lb_balancer_log)"
+    for n in sshpipe1 sshpipe2; do
+        case "$(printf '%s\n' "$log" | grep -oE "Server ssh_nodes/$n is (UP|DOWN)" | tail -n1)" in
+            *DOWN) return 1 ;;
+        esac
+    done
 }
 
 lb_pipes_on_chat() { lb_ssh ls | grep -A4 '^chat$' | grep -qE '^  pipes: 2( |$)'; }
