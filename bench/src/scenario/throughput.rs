@@ -2,6 +2,12 @@
 //! the real OpenSSH client on both ends, beside OpenSSH's sshd relaying the
 //! same bytes through `ssh host cat`. Both servers decrypt every byte once
 //! and encrypt it once; the clients negotiate their default cipher.
+//!
+//! The load side is measured too: the OpenSSH clients (reaped children of
+//! this process) and this process, which feeds and checks every byte. On a
+//! 2-core machine they take most of the CPU, so the ratio to sshd has a
+//! ceiling no server can pass: the rate at which the load side alone would
+//! fill every core. The scenario prints it beside the ratio.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -13,6 +19,7 @@ use super::child_io::{drain, feed};
 use super::{openssh, wait_subs};
 use crate::Ctx;
 use crate::data::Pattern;
+use crate::procfs::Usage;
 use crate::report::{Section, Target, median, mib_per_s};
 use crate::server::must_usage;
 
@@ -28,6 +35,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let mut pipe = Vec::new();
     let mut base = Vec::new();
     let (mut pipe_cpu, mut base_cpu) = (Vec::new(), Vec::new());
+    let (mut pipe_load, mut base_load) = (Vec::new(), Vec::new());
     let mut exact = true;
     for round in 0..rounds {
         // Alternate which goes first, so drift on a shared machine does not
@@ -50,6 +58,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     exact &= r.exact;
                     base.push(r.secs);
+                    base_load.extend(r.load.map(|l| l.per_gib(bytes)));
                     base_cpu.extend(cpu.finish().map(|c| per_gib(c, bytes)));
                 }
             } else {
@@ -59,6 +68,7 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
                 let after = must_usage(&server)?;
                 exact &= r.exact;
                 pipe.push(r.secs);
+                pipe_load.extend(r.load.map(|l| l.per_gib(bytes)));
                 pipe_cpu.extend(
                     before
                         .zip(after)
@@ -110,6 +120,19 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
          its child, `sh`, `cat`), sampled every 20 ms"
             .into(),
     );
+    // The load side's CPU per GiB (clients, this harness), medians.
+    let load_cells = |l: &[(f64, f64)]| -> Option<(f64, f64)> {
+        (!l.is_empty()).then(|| {
+            (
+                median(l.iter().map(|x| x.0).collect()),
+                median(l.iter().map(|x| x.1).collect()),
+            )
+        })
+    };
+    let (pipe_side, base_side) = (load_cells(&pipe_load), load_cells(&base_load));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // GiB/s at which the load side alone fills every core, in MiB/s.
+    let ceiling = pipe_side.map(|(c, h)| cores / (c + h) * 1024.0);
     let ratio = if base_rates.is_empty() {
         s.notes.push(crate::sshd::MISSING.into());
         None
@@ -122,9 +145,27 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         ]);
         Some(median(pipe_rates.clone()) / median(base_rates.clone()))
     };
+    let ceiling_ratio = ceiling
+        .zip((!base_rates.is_empty()).then(|| median(base_rates.clone())))
+        .map(|(c, b)| c / b);
+    if let (Some((c, h)), Some(top)) = (pipe_side, ceiling) {
+        let base = base_side.map_or(String::new(), |(cb, hb)| {
+            format!(" (`ssh host cat`: {cb:.2} + {hb:.2})")
+        });
+        let vs = ceiling_ratio.map_or(String::new(), |r| format!(" = {r:.2}× sshd's median"));
+        s.notes.push(format!(
+            "load side: the OpenSSH clients {c:.2} + this harness {h:.2} CPU s per GiB for \
+             pub → sub{base}; on {cores:.0} cores no server could relay pub → sub faster than \
+             {top:.0} MiB/s{vs}; sshpipe reached {:.0} % of that",
+            100.0 * median(pipe_rates.clone()) / top
+        ));
+    }
     s.targets.push(Target::new(
         "throughput vs OpenSSH relay",
-        ratio.map_or("-".into(), |r| format!("{r:.2}×")),
+        ratio.map_or("-".into(), |r| match ceiling_ratio {
+            Some(c) => format!("{r:.2}× (load-side ceiling {c:.2}×)"),
+            None => format!("{r:.2}×"),
+        }),
         "≥ 1.5×",
         ratio.map(|r| r >= 1.5),
     ));
@@ -137,6 +178,12 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "sshpipe_cpu_s_per_gib": pipe_cpu,
         "sshd_cpu_s_per_gib": base_cpu,
         "ratio": ratio,
+        "load_cpu_s_per_gib": {
+            "sshpipe": pipe_side.map(|(c, h)| serde_json::json!({"clients": c, "harness": h})),
+            "sshd": base_side.map(|(c, h)| serde_json::json!({"clients": c, "harness": h})),
+        },
+        "ceiling_mib_s": ceiling,
+        "ceiling_ratio": ceiling_ratio,
     });
     Ok(s)
 }
@@ -149,10 +196,41 @@ pub fn per_gib(cpu: Duration, bytes: u64) -> f64 {
 pub struct Relay {
     pub secs: f64,
     pub exact: bool,
+    /// What the load side used during the relay (None without /proc).
+    pub load: Option<LoadCpu>,
+}
+
+/// CPU of a relay's load side: the OpenSSH clients it ran (reaped by the
+/// end) and this process (feeding and checking the bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadCpu {
+    pub clients: Duration,
+    pub harness: Duration,
+}
+
+impl LoadCpu {
+    fn between(before: Option<Usage>, after: Option<Usage>) -> Option<LoadCpu> {
+        let (b, a) = (before?, after?);
+        let reaped = |u: Usage| u.cpu_with_children.saturating_sub(u.cpu);
+        Some(LoadCpu {
+            clients: reaped(a).saturating_sub(reaped(b)),
+            harness: a.cpu.saturating_sub(b.cpu),
+        })
+    }
+
+    /// (clients, harness) in CPU seconds per GiB relayed.
+    pub fn per_gib(self, bytes: u64) -> (f64, f64) {
+        (per_gib(self.clients, bytes), per_gib(self.harness, bytes))
+    }
+}
+
+fn own_usage() -> Option<Usage> {
+    crate::procfs::usage(std::process::id())
 }
 
 /// `ssh host cat` on the baseline sshd: the client sends and receives.
 fn relay_cat(ctx: &Ctx, addr: SocketAddr, user: &str, bytes: u64, p: &Pattern) -> Result<Relay> {
+    let before = own_usage();
     let start = Instant::now();
     let mut cat = openssh(ctx, addr, user, "cat")
         .stdin(Stdio::piped())
@@ -165,10 +243,11 @@ fn relay_cat(ctx: &Ctx, addr: SocketAddr, user: &str, bytes: u64, p: &Pattern) -
     join(writer)?;
     let st = cat.wait()?;
     let secs = start.elapsed().as_secs_f64();
+    let load = LoadCpu::between(before, own_usage());
     if !st.success() {
         bail!("ssh … cat exited with {st}");
     }
-    Ok(Relay { secs, exact })
+    Ok(Relay { secs, exact, load })
 }
 
 /// `ssh sub_addr sub t` and, once `pub_addr` lists it, `ssh pub_addr pub t`
@@ -190,6 +269,9 @@ pub async fn relay_sshpipe(
         .context("cannot run ssh")?;
     wait_subs(ctx, pub_addr, &topic, 1).await?;
     tokio::task::block_in_place(|| {
+        // The sub's client started before this; its whole CPU is counted
+        // when it is reaped below.
+        let before = own_usage();
         let start = Instant::now();
         let mut publ = openssh(ctx, pub_addr, &ctx.id.user, &format!("pub {topic}"))
             .stdin(Stdio::piped())
@@ -202,10 +284,11 @@ pub async fn relay_sshpipe(
         join(writer)?;
         let (ps, ss) = (publ.wait()?, sub.wait()?);
         let secs = start.elapsed().as_secs_f64();
+        let load = LoadCpu::between(before, own_usage());
         if !ps.success() || !ss.success() {
             bail!("pub exited with {ps}, sub with {ss}");
         }
-        Ok(Relay { secs, exact })
+        Ok(Relay { secs, exact, load })
     })
 }
 
