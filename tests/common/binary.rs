@@ -2,12 +2,12 @@
 //! it, kill it with SIGKILL or read its start-up errors: an in-process
 //! server cannot show what a crash leaves behind.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use super::{CLIENT_OPTS, Key, Out, finish};
+use super::{CLIENT_OPTS, Key, Out, finish, wait_child};
 
 /// The release or debug binary on an ephemeral port, logging JSON; its log
 /// lines are kept for the test to read.
@@ -104,4 +104,29 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `cmd` (the binary, which must refuse to start) and returns its
+/// stderr, asserting it exited 1 (not a panic's 101).
+pub fn refused_start(cmd: &mut Command, what: &str) -> String {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn sshpipe");
+    let status = wait_child(&mut child, what);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    stderr
+}
+
+/// `refused_start`, asserting the refusal is one line, which is returned.
+pub fn refused_line(cmd: &mut Command, what: &str) -> String {
+    let stderr = refused_start(cmd, what);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one line: {stderr}");
+    lines[0].to_string()
 }

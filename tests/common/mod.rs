@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 mod binary;
 pub mod nats;
 #[allow(unused_imports)] // tests/logs.rs has no use for them
-pub use binary::{Binary, binary, binary_with_http};
+pub use binary::{Binary, binary, binary_with_http, refused_line, refused_start};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(30);

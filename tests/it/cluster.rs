@@ -38,14 +38,64 @@ pub(crate) fn node_options(
     n: usize,
 ) -> sshpipe::broker::BrokerConfig {
     let mut broker = common::test_broker();
-    broker.backend = BackendKind::Nats(NatsOptions {
-        urls: urls_from(nats, i, n),
+    broker.backend = BackendKind::Nats(plain(urls_from(nats, i, n)));
+    broker
+}
+
+/// NATS options with `urls` and nothing else: no login, no TLS.
+pub(crate) fn plain(urls: Vec<String>) -> NatsOptions {
+    NatsOptions {
+        urls,
         creds: None,
         tls_ca: None,
         tls_cert: None,
         replicas: 3,
-    });
-    broker
+    }
+}
+
+/// A node on NATS as `nats` says (a login, TLS).
+pub(crate) fn nats_node(nats: NatsOptions) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = common::options_for(&dir.path().join("data"));
+    opts.broker = common::test_broker();
+    opts.broker.backend = BackendKind::Nats(nats);
+    TestServer::from_options(opts, dir)
+}
+
+/// The user `key` logs in as, by `whoami` on `on`.
+pub(crate) fn user_of(on: &TestServer, key: &Key) -> String {
+    let who = on.run(key, &["whoami"], b"").stdout_str();
+    who.lines()
+        .find_map(|l| l.strip_prefix("user: "))
+        .unwrap_or_else(|| panic!("no user in {who:?}"))
+        .to_string()
+}
+
+/// `data` from a `pub t` on node `a` to a `sub t` on node `b`, byte for
+/// byte, both exiting 0.
+pub(crate) fn hand_over(a: &TestServer, b: &TestServer, data: &[u8]) {
+    let key = Key::new(a.dir.path(), "alice");
+    let sub = b
+        .ssh(&key, &["sub", "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // On its own node; the pub on A then waits until A hears of it.
+    receivers(b, &format!("{}/t", user_of(a, &key)), 1);
+    let out = a.run(&key, &["pub", "t"], data);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let got = sub.wait_with_output().unwrap();
+    assert!(got.status.success(), "{:?}", got.status);
+    assert_eq!(got.stdout, data);
+}
+
+/// The binary started with `args` (and no HTTP), which must refuse to
+/// start with one line and exit 1: that line.
+pub(crate) fn refused_node(args: &[&std::ffi::OsStr], what: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::binary_with_http(&dir.path().join("data"), "off");
+    common::refused_line(cmd.args(args), what)
 }
 
 pub(crate) fn node(nats: &NatsCluster, i: usize, n: usize) -> TestServer {

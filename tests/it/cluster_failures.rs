@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::cluster::{node, receivers, urls_from};
+use super::cluster::{node, receivers, urls_from, user_of};
 use crate::common;
 use common::nats::{NatsCluster, http_get};
 use common::{Binary, Key, Lines, TestServer, lines_of, wait_child, wait_until};
@@ -46,15 +46,6 @@ fn process_node_with_http(
         .collect();
     cmd.arg("--broker").arg(short.join(","));
     Binary::spawn(cmd)
-}
-
-/// The user `key` logs in as, by `whoami` on `on`.
-fn user(on: &TestServer, key: &Key) -> String {
-    let who = on.run(key, &["whoami"], b"").stdout_str();
-    who.lines()
-        .find_map(|l| l.strip_prefix("user: "))
-        .unwrap_or_else(|| panic!("no user in {who:?}"))
-        .to_string()
 }
 
 /// Once its reader has caught up (the client may exit first), `lines`
@@ -134,7 +125,7 @@ fn a_killed_node_takes_only_its_clients_and_a_pub_left_without_receivers_waits_a
     let b_data = tempfile::tempdir().unwrap();
     let b = process_node(&nats, 1, b_data.path());
     let key = Key::new(a.dir.path(), "carol");
-    let user = user(&a, &key);
+    let user = user_of(&a, &key);
     let (jobs, news) = (format!("{user}/jobs"), format!("{user}/news"));
 
     // "jobs": its only receiver on B. "news": one on each node.

@@ -11,17 +11,15 @@
 //! one, stops with one line and exit 1 (never showing the password).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use super::cluster::urls_from;
+use super::cluster::{hand_over, nats_node, plain, refused_node, urls_from};
 use crate::common;
+use common::TestServer;
 use common::nats::NatsCluster;
-use common::{Key, TestServer, wait_child};
 use nkeys::KeyPair;
 use serde_json::json;
-use sshpipe::broker::{BackendKind, NatsOptions};
+use sshpipe::broker::NatsOptions;
 
 /// Base64url without padding, as JWTs are written.
 fn b64url(bytes: &[u8]) -> String {
@@ -142,18 +140,10 @@ fn operator_cluster(operator: &KeyPair, app: &KeyPair) -> Option<NatsCluster> {
 }
 
 fn creds_node(nats: &NatsCluster, i: usize, creds: &Path) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = common::options_for(&dir.path().join("data"));
-    let mut broker = common::test_broker();
-    broker.backend = BackendKind::Nats(NatsOptions {
-        urls: urls_from(nats, i, nats.len()),
+    nats_node(NatsOptions {
         creds: Some(creds.to_path_buf()),
-        tls_ca: None,
-        tls_cert: None,
-        replicas: 3,
-    });
-    opts.broker = broker;
-    TestServer::from_options(opts, dir)
+        ..plain(urls_from(nats, i, nats.len()))
+    })
 }
 
 #[test]
@@ -165,47 +155,11 @@ fn nodes_with_a_users_creds_share_topics() {
     };
     let file = creds(dir.path(), &app, "sshpipe");
     let (a, b) = (creds_node(&nats, 0, &file), creds_node(&nats, 1, &file));
-    let key = Key::new(a.dir.path(), "alice");
-    let sub = b
-        .ssh(&key, &["sub", "t"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let who = a.run(&key, &["whoami"], b"").stdout_str();
-    let user = who
-        .lines()
-        .find_map(|l| l.strip_prefix("user: "))
-        .unwrap_or_else(|| panic!("no user in {who:?}"))
-        .to_string();
-    // On its own node; the pub on A then waits until A hears of it.
-    super::cluster::receivers(&b, &format!("{user}/t"), 1);
-    let out = a.run(&key, &["pub", "t"], b"with creds\n");
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let got = sub.wait_with_output().unwrap();
-    assert!(got.status.success(), "{:?}", got.status);
-    assert_eq!(got.stdout, b"with creds\n");
+    hand_over(&a, &b, b"with creds\n");
 }
 
-/// The binary's start-up with `args`: it must exit 1 with one line, which
-/// is returned.
 fn refused(args: &[&std::ffi::OsStr]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = common::binary_with_http(&dir.path().join("data"), "off");
-    cmd.args(args).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_child(&mut child, "sshpipe refused by NATS");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    lines[0].to_string()
+    refused_node(args, "sshpipe refused by NATS")
 }
 
 #[test]
@@ -242,21 +196,6 @@ fn password_cluster() -> Option<NatsCluster> {
     )
 }
 
-fn url_node(urls: Vec<String>) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = common::options_for(&dir.path().join("data"));
-    let mut broker = common::test_broker();
-    broker.backend = BackendKind::Nats(NatsOptions {
-        urls,
-        creds: None,
-        tls_ca: None,
-        tls_cert: None,
-        replicas: 3,
-    });
-    opts.broker = broker;
-    TestServer::from_options(opts, dir)
-}
-
 /// `nats://sshpipe:PW@h1:p1,h2:p2,…` through server `i`, as typed.
 fn with_password(nats: &NatsCluster, i: usize, pw: &str) -> String {
     urls_from(nats, i, nats.len())
@@ -287,26 +226,8 @@ fn nodes_with_the_password_in_their_url_share_topics() {
             .map(|u| u.replace("nats://", "nats://sshpipe:right-pw@"))
             .collect()
     };
-    let (a, b) = (url_node(login(0)), url_node(login(1)));
-    let key = Key::new(a.dir.path(), "alice");
-    let sub = b
-        .ssh(&key, &["sub", "t"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let who = a.run(&key, &["whoami"], b"").stdout_str();
-    let user = who
-        .lines()
-        .find_map(|l| l.strip_prefix("user: "))
-        .unwrap_or_else(|| panic!("no user in {who:?}"))
-        .to_string();
-    super::cluster::receivers(&b, &format!("{user}/t"), 1);
-    let out = a.run(&key, &["pub", "t"], b"with a password\n");
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let got = sub.wait_with_output().unwrap();
-    assert!(got.status.success(), "{:?}", got.status);
-    assert_eq!(got.stdout, b"with a password\n");
+    let (a, b) = (nats_node(plain(login(0))), nats_node(plain(login(1))));
+    hand_over(&a, &b, b"with a password\n");
 }
 
 #[test]

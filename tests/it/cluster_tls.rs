@@ -6,15 +6,15 @@
 //! start with one line naming the servers and exit 1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use super::cluster::urls_from;
+use super::cluster::{hand_over, nats_node, plain, refused_node, urls_from};
 use crate::common;
+use common::TestServer;
 use common::nats::NatsCluster;
-use common::{Key, TestServer, wait_child};
-use sshpipe::broker::{BackendKind, NatsOptions};
+use sshpipe::broker::NatsOptions;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all
 /// signed by that CA (PEM files in `dir`).
@@ -104,24 +104,18 @@ fn tls_cluster(certs: &Certs) -> Option<NatsCluster> {
     )
 }
 
-/// A node on `nats` through server `i`, with the CA and the client
-/// certificate.
+/// A node on `nats` through server `i` (`tls://` URLs), with the CA and
+/// the client certificate.
 fn tls_node(nats: &NatsCluster, i: usize, certs: &Certs) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = common::options_for(&dir.path().join("data"));
-    let mut broker = common::test_broker();
-    broker.backend = BackendKind::Nats(NatsOptions {
-        urls: urls_from(nats, i, nats.len())
-            .into_iter()
-            .map(|u| u.replace("nats://", "tls://"))
-            .collect(),
-        creds: None,
+    let urls = urls_from(nats, i, nats.len())
+        .into_iter()
+        .map(|u| u.replace("nats://", "tls://"))
+        .collect();
+    nats_node(NatsOptions {
         tls_ca: Some(certs.ca.clone()),
         tls_cert: Some(certs.client.clone()),
-        replicas: 3,
-    });
-    opts.broker = broker;
-    TestServer::from_options(opts, dir)
+        ..plain(urls)
+    })
 }
 
 #[test]
@@ -132,53 +126,7 @@ fn nodes_with_a_ca_and_a_client_certificate_share_topics_over_tls() {
         return;
     };
     let (a, b) = (tls_node(&nats, 0, &certs), tls_node(&nats, 1, &certs));
-    let key = Key::new(a.dir.path(), "alice");
-    let sub = b
-        .ssh(&key, &["sub", "t"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // On its own node; the pub on A then waits until A hears of it.
-    super::cluster::receivers(&b, &format!("{}/t", user(&a, &key)), 1);
-    let out = a.run(&key, &["pub", "t"], b"over tls\n");
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let got = sub.wait_with_output().unwrap();
-    assert!(got.status.success(), "{:?}", got.status);
-    assert_eq!(got.stdout, b"over tls\n");
-}
-
-/// The user `key` logs in as, by `whoami` on `on`.
-fn user(on: &TestServer, key: &Key) -> String {
-    let who = on.run(key, &["whoami"], b"").stdout_str();
-    who.lines()
-        .find_map(|l| l.strip_prefix("user: "))
-        .unwrap_or_else(|| panic!("no user in {who:?}"))
-        .to_string()
-}
-
-/// The binary's start-up on `broker` with `args`: it must exit 1 with one
-/// line, which is returned.
-fn refused(broker: &str, args: &[&std::ffi::OsStr]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = common::binary_with_http(&dir.path().join("data"), "off");
-    cmd.arg("--broker")
-        .arg(broker)
-        .args(args)
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_child(&mut child, "sshpipe refused by NATS's TLS");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    lines[0].to_string()
+    hand_over(&a, &b, b"over tls\n");
 }
 
 #[test]
@@ -191,33 +139,35 @@ fn without_the_ca_or_a_client_certificate_a_node_refuses_to_start() {
     let url = nats.url(0).replace("nats://", "tls://");
     let want = format!("sshpipe: cannot reach NATS at {url}: ");
     let ca = certs.ca.as_os_str();
+    let refused = |more: &[&OsStr]| {
+        let mut args = vec!["--broker".as_ref(), url.as_ref()];
+        args.extend(more);
+        refused_node(&args, "sshpipe refused by NATS's TLS")
+    };
 
     // The servers' certificate is not trusted without the CA.
-    let line = refused(&url, &[]);
+    let line = refused(&[]);
     assert!(line.starts_with(&want), "{line}");
     assert!(line.contains("certificate"), "{line}");
 
     // Trusted, but the servers ask for a client certificate.
-    let line = refused(&url, &["--nats-ca".as_ref(), ca]);
+    let line = refused(&["--nats-ca".as_ref(), ca]);
     assert!(line.starts_with(&want), "{line}");
     assert!(line.contains("Certificate"), "{line}");
 
     // A file that is not there is named.
     let missing = dir.path().join("no-such.pem");
     let no_such = format!("sshpipe: cannot read {}: ", missing.display());
-    let line = refused(&url, &["--nats-ca".as_ref(), missing.as_os_str()]);
+    let line = refused(&["--nats-ca".as_ref(), missing.as_os_str()]);
     assert!(line.starts_with(&no_such), "{line}");
     let (_, client_key) = &certs.client;
-    let line = refused(
-        &url,
-        &[
-            "--nats-ca".as_ref(),
-            ca,
-            "--nats-cert".as_ref(),
-            missing.as_os_str(),
-            "--nats-key".as_ref(),
-            client_key.as_os_str(),
-        ],
-    );
+    let line = refused(&[
+        "--nats-ca".as_ref(),
+        ca,
+        "--nats-cert".as_ref(),
+        missing.as_os_str(),
+        "--nats-key".as_ref(),
+        client_key.as_os_str(),
+    ]);
     assert!(line.starts_with(&no_such), "{line}");
 }

@@ -6,11 +6,10 @@
 
 use crate::common;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Binary, Key, Out, binary, finish, wait_child};
+use common::{Binary, Key, Out, binary, finish};
 
 /// The name every node is known by in the pinned known_hosts file.
 const ALIAS: &str = "sshpipe-cluster";
@@ -118,21 +117,10 @@ fn nodes_given_one_host_key_file_are_one_host_to_openssh() {
 
 /// Starts the binary with `--host-key file`; it must exit 1 with one line.
 fn refused(data: &Path, file: &Path) -> String {
-    let mut cmd = binary(data);
-    cmd.arg("--host-key").arg(file).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_child(&mut child, "sshpipe with a bad --host-key");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    lines[0].to_string()
+    common::refused_line(
+        binary(data).arg("--host-key").arg(file),
+        "sshpipe with a bad --host-key",
+    )
 }
 
 #[test]

@@ -325,23 +325,6 @@ fn damaged_bodies_are_set_aside_never_delivered_and_logged_once() {
     server.kill9();
 }
 
-/// Runs the binary on `data_dir` and returns its stderr, asserting it
-/// refused to start with exit status 1 (not a panic's 101).
-fn refused_start(cmd: &mut Command, what: &str) -> String {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let status = wait_child_within(&mut child, what, Duration::from_secs(30));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{what}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    stderr
-}
-
 /// A real store made by the binary: two queued messages and an access list.
 fn real_data_dir() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
