@@ -116,7 +116,8 @@ fn a_pub_on_one_node_reaches_a_sub_on_the_other_byte_for_byte() {
     };
     let (a, b) = (node(&nats, 0, 3), node(&nats, 1, 3));
     let key = Key::new(a.dir.path(), "alice");
-    let data: Vec<u8> = (0..32u32 << 20)
+    // 100 MiB: a hundred turns of the 1 MiB credit window between nodes.
+    let data: Vec<u8> = (0..100u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let sub = b
