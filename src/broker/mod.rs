@@ -63,7 +63,7 @@ pub const RECEIVER_QUEUE_CHUNKS: usize = 8;
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
 pub use nats::follow::{
-    at_start as kv_at_start, follow as follow_bucket, is_probe as kv_is_probe,
+    at_start as kv_at_start, follow as follow_bucket, heard as kv_heard, is_probe as kv_is_probe,
     lost_race as kv_lost_race,
 };
 pub use nats::names::token as kv_token;

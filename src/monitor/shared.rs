@@ -29,7 +29,7 @@ use super::store::{MonitorStore, Put};
 use super::time::Millis;
 use super::{Monitors, PING_WRITE_EVERY};
 use crate::broker::follow_bucket;
-use crate::broker::{kv_at_start, kv_is_probe, kv_lost_race as lost_race, kv_token};
+use crate::broker::{kv_at_start, kv_heard, kv_is_probe, kv_lost_race as lost_race, kv_token};
 use crate::store::{HealthChange, MonitorRecord, StoreError, monitor_id};
 
 pub const MONITORS_BUCKET: &str = "sp_monitors";
@@ -173,13 +173,13 @@ impl KvMonitors {
         };
         let json: bytes::Bytes = serde_json::to_vec(&doc).map_err(failed)?.into();
         let written = match &entry {
-            Some(e) => match self.kv.update(&k, json, e.revision).await {
+            Some(e) => match kv_heard(|| self.kv.update(&k, json.clone(), e.revision)).await {
                 Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(None),
                 Err(e) if lost_race(&e) => Err(None),
                 Err(e) => Err(Some(failed(e))),
             },
-            None => match self.kv.create(&k, json).await {
+            None => match kv_heard(|| self.kv.create(&k, json.clone())).await {
                 Ok(revision) => Ok(revision),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(None),
                 Err(e) if lost_race(&e) => Err(None),
@@ -227,7 +227,9 @@ impl MonitorStore for KvMonitors {
 
     fn delete_monitor(&self, owner: &str, topic: &str) -> Result<(), StoreError> {
         let id = monitor_id(owner, topic);
-        self.rt.block_on(self.kv.delete(key(&id))).map_err(failed)
+        self.rt
+            .block_on(kv_heard(|| self.kv.delete(key(&id))))
+            .map_err(failed)
     }
 
     fn monitor_changes(&self, owner: &str, topic: &str) -> Result<Vec<HealthChange>, StoreError> {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{TokenStore, Tokens};
-use crate::broker::{follow_bucket, kv_at_start, kv_is_probe, kv_lost_race, kv_token};
+use crate::broker::{follow_bucket, kv_at_start, kv_heard, kv_is_probe, kv_lost_race, kv_token};
 use crate::store::StoreError;
 
 pub const TOKENS_BUCKET: &str = "sp_tokens";
@@ -143,9 +143,9 @@ impl KvTokens {
             if !change(&mut doc) {
                 return Ok(false);
             }
-            let json = serde_json::to_vec(&doc).map_err(failed)?;
+            let json: bytes::Bytes = serde_json::to_vec(&doc).map_err(failed)?.into();
             let written = match &entry {
-                Some(e) => match self.kv.update(&k, json.into(), e.revision).await {
+                Some(e) => match kv_heard(|| self.kv.update(&k, json.clone(), e.revision)).await {
                     Ok(revision) => Ok(revision),
                     Err(e)
                         if e.kind() == UpdateErrorKind::WrongLastRevision || kv_lost_race(&e) =>
@@ -154,7 +154,7 @@ impl KvTokens {
                     }
                     Err(e) => Err(Some(failed(e))),
                 },
-                None => match self.kv.create(&k, json.into()).await {
+                None => match kv_heard(|| self.kv.create(&k, json.clone())).await {
                     Ok(revision) => Ok(revision),
                     Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(None),
                     Err(e) => Err(Some(failed(e))),

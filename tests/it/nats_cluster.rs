@@ -231,7 +231,7 @@ fn with_every_server_stopped_requests_fail_and_after_start_all_they_work() {
     let client = rt.block_on(connect(&nats.urls())).unwrap();
     let kv = rt.block_on(async {
         let kv = create_bucket(&js(client.clone())).await;
-        kv.put("k", Bytes::from_static(b"kept")).await.unwrap();
+        retry("the first put", || kv.put("k", Bytes::from_static(b"kept"))).await;
         kv
     });
 

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::follow::follow;
+use super::follow::{follow, heard};
 use super::{lock, names};
 use crate::broker::memory::Memory;
 use crate::broker::stores::AclStore;
@@ -184,11 +184,11 @@ impl AclStore for KvAcls {
             topic: topic.to_string(),
             list: list.map(|l| l.0.clone()).unwrap_or_default(),
         };
-        let json = serde_json::to_vec(&doc).map_err(failed)?;
+        let json: bytes::Bytes = serde_json::to_vec(&doc).map_err(failed)?.into();
         let k = key(topic);
         let revision = self
             .rt
-            .block_on(self.kv.put(&k, json.into()))
+            .block_on(heard(|| self.kv.put(&k, json.clone())))
             .map_err(failed)?;
         let mut seen = lock(&self.seen);
         let last = seen.revision.entry(k.clone()).or_insert(0);

@@ -35,6 +35,49 @@ pub fn lost_race(e: &impl std::fmt::Display) -> bool {
     e.to_string().contains("wrong last sequence")
 }
 
+/// How long a KV write is sent again while its stream is unheard of.
+const UNHEARD_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether a KV write failed with JetStream's "no responders": no server
+/// had its stream's subject yet (a bucket made a moment ago, or a cluster
+/// still recovering its streams after a restart). Nothing was stored, so
+/// the write may be sent again.
+fn unheard(e: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err
+            .downcast_ref::<PublishError>()
+            .is_some_and(|p| p.kind() == PublishErrorKind::StreamNotFound)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// `write` (a KV put, create, update or delete) sent again while its
+/// stream is unheard of, for at most `UNHEARD_WAIT`; any other outcome is
+/// returned as it is.
+pub async fn heard<T, E, F, Fut>(mut write: F) -> Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    loop {
+        match write().await {
+            Err(e) if unheard(&e) && start.elapsed() < UNHEARD_WAIT => {
+                tracing::debug!(error = %e, "JetStream has not heard of the stream yet; writing again");
+                tokio::time::sleep(RETRY).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The probe key of `node` (any bucket).
 pub fn probe_key(node: &str) -> String {
     format!("{PROBE_PREFIX}{node}")
@@ -140,5 +183,62 @@ mod tests {
         assert_eq!(super::super::names::parse_view_key(&key), None);
         assert!(is_probe(&key));
         assert!(!is_probe("probe.x") && !is_probe("x._probe.y"));
+    }
+
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::{PutError, PutErrorKind, UpdateError, UpdateErrorKind};
+
+    fn put_failed(kind: PublishErrorKind) -> PutError {
+        PutError::with_source(PutErrorKind::Ack, PublishError::new(kind))
+    }
+
+    #[test]
+    fn only_no_responders_to_a_write_is_unheard() {
+        assert!(unheard(&put_failed(PublishErrorKind::StreamNotFound)));
+        // Nested, as a create's error wraps its update's.
+        let nested = UpdateError::with_source(
+            UpdateErrorKind::Other,
+            put_failed(PublishErrorKind::StreamNotFound),
+        );
+        assert!(unheard(&nested));
+        for kind in [
+            PublishErrorKind::TimedOut,
+            PublishErrorKind::BrokenPipe,
+            PublishErrorKind::WrongLastSequence,
+            PublishErrorKind::Other,
+        ] {
+            assert!(!unheard(&put_failed(kind)), "{kind:?}");
+        }
+        assert!(!unheard(&PutError::new(PutErrorKind::InvalidKey)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unheard_write_is_sent_again_and_nothing_else_is() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tries = AtomicUsize::new(0);
+        let got = heard(|| async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(put_failed(PublishErrorKind::StreamNotFound)),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got.ok(), Some(2));
+
+        tries.store(0, Ordering::SeqCst);
+        let got = heard(|| async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(put_failed(PublishErrorKind::TimedOut))
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "a timeout is not retried");
+
+        // Bounded: after UNHEARD_WAIT the error is returned.
+        let start = Instant::now();
+        let got =
+            heard(|| async { Err::<(), _>(put_failed(PublishErrorKind::StreamNotFound)) }).await;
+        assert!(got.is_err());
+        assert!(start.elapsed() >= UNHEARD_WAIT && start.elapsed() < UNHEARD_WAIT + RETRY * 2);
     }
 }
